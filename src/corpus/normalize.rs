@@ -1,0 +1,260 @@
+//! Text normalization shared by index build and query, with a map back to the original text.
+//!
+//! The same [`Normalizer`] runs over every corpus document at build time and over every query, so a
+//! verbatim match never depends on invisible formatting. What it does is recorded in the index
+//! manifest ([`Normalization`]):
+//!
+//! - NUL is always replaced: it is the document separator inside shard text.
+//! - `collapse_whitespace` (default on): every run of Unicode whitespace and NUL becomes one space.
+//! - `nfc` (default on): Unicode NFC. The input is cut into segments at characters that start a
+//!   composition boundary (canonical combining class 0 and NFC quick-check Yes) and each segment is
+//!   composed on its own, so every output byte maps back to a small range of input characters.
+//! - `lowercase` (default off): per-character Unicode lowercase mapping; verbatim means verbatim, so
+//!   it is opt-in.
+//!
+//! [`Normalizer::normalize_mapped`] also returns, for every output byte, the range of input
+//! characters it came from; spans found on normalized text are reported in the user's characters.
+
+use crate::index::format::Normalization;
+use unicode_normalization::char::canonical_combining_class;
+use unicode_normalization::{is_nfc_quick, IsNormalized, UnicodeNormalization};
+
+/// Normalized text plus, for each of its bytes, the input character range it came from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Mapped {
+    pub text: String,
+    /// `origin[b] = (first input char, one past last input char)` for output byte `b`.
+    pub origin: Vec<(u32, u32)>,
+    /// Number of characters in the input.
+    pub input_chars: usize,
+}
+
+impl Mapped {
+    /// Input character range covered by the output byte range `[start, end)` (non-empty).
+    pub fn input_range(&self, start: usize, end: usize) -> (usize, usize) {
+        (
+            self.origin[start].0 as usize,
+            self.origin[end - 1].1 as usize,
+        )
+    }
+}
+
+/// Applies one [`Normalization`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Normalizer {
+    pub spec: Normalization,
+}
+
+/// Receives normalized output: the plain build path ignores origins, the query path keeps them.
+trait Sink {
+    fn push(&mut self, c: char, from: u32, to: u32);
+    fn ends_with_space(&self) -> bool;
+    fn extend_last(&mut self, to: u32);
+}
+
+impl Sink for String {
+    #[inline]
+    fn push(&mut self, c: char, _: u32, _: u32) {
+        String::push(self, c)
+    }
+    #[inline]
+    fn ends_with_space(&self) -> bool {
+        self.as_bytes().last() == Some(&b' ')
+    }
+    #[inline]
+    fn extend_last(&mut self, _: u32) {}
+}
+
+impl Sink for Mapped {
+    #[inline]
+    fn push(&mut self, c: char, from: u32, to: u32) {
+        self.text.push(c);
+        for _ in 0..c.len_utf8() {
+            self.origin.push((from, to));
+        }
+    }
+    #[inline]
+    fn ends_with_space(&self) -> bool {
+        self.text.as_bytes().last() == Some(&b' ')
+    }
+    #[inline]
+    fn extend_last(&mut self, to: u32) {
+        if let Some(last) = self.origin.last_mut() {
+            last.1 = to;
+        }
+    }
+}
+
+/// True when a composition can never reach back across the start of `c`.
+#[inline]
+fn nfc_boundary(c: char) -> bool {
+    c.is_ascii()
+        || (canonical_combining_class(c) == 0
+            && is_nfc_quick(std::iter::once(c)) == IsNormalized::Yes)
+}
+
+impl Normalizer {
+    pub fn new(spec: Normalization) -> Self {
+        Normalizer { spec }
+    }
+
+    /// Normalizes `input` (build path: no origin map).
+    pub fn normalize(&self, input: &str) -> String {
+        let mut out = String::with_capacity(input.len());
+        self.run(input, &mut out);
+        out
+    }
+
+    /// Normalizes `input` and maps every output byte back to input characters (query path).
+    pub fn normalize_mapped(&self, input: &str) -> Mapped {
+        let mut out = Mapped {
+            text: String::with_capacity(input.len()),
+            origin: Vec::with_capacity(input.len()),
+            input_chars: 0,
+        };
+        out.input_chars = self.run(input, &mut out);
+        out
+    }
+
+    /// Core loop; returns the number of input characters.
+    fn run<S: Sink>(&self, input: &str, out: &mut S) -> usize {
+        let spec = self.spec;
+        // Pending NFC segment: input byte range and first char index.
+        let mut seg: Option<(usize, usize, u32)> = None;
+        // Whether the previous input char was collapsed whitespace (so a run continues).
+        let mut in_space_run = false;
+        let mut nchars: u32 = 0;
+        for (byte, c) in input.char_indices() {
+            let ci = nchars;
+            nchars += 1;
+            let is_space = c == '\0' || (spec.collapse_whitespace && c.is_whitespace());
+            let boundary = is_space || !spec.nfc || nfc_boundary(c);
+            if boundary {
+                if let Some((s, e, first)) = seg.take() {
+                    self.flush(&input[s..e], first, ci, out);
+                }
+            }
+            if is_space {
+                if spec.collapse_whitespace && in_space_run && out.ends_with_space() {
+                    out.extend_last(ci + 1);
+                } else {
+                    out.push(' ', ci, ci + 1);
+                }
+                in_space_run = true;
+                continue;
+            }
+            in_space_run = false;
+            match &mut seg {
+                Some((_, e, _)) => *e = byte + c.len_utf8(),
+                None => seg = Some((byte, byte + c.len_utf8(), ci)),
+            }
+        }
+        if let Some((s, e, first)) = seg.take() {
+            self.flush(&input[s..e], first, nchars, out);
+        }
+        nchars as usize
+    }
+
+    /// Emits one segment (input chars `first..end`), composed and case-mapped as configured.
+    #[inline]
+    fn flush<S: Sink>(&self, seg: &str, first: u32, end: u32, out: &mut S) {
+        let single = seg.len() == 1 || seg.chars().nth(1).is_none();
+        if single {
+            let c = seg.chars().next().expect("non-empty segment");
+            self.emit(c, first, end, out);
+        } else if self.spec.nfc {
+            for c in seg.nfc() {
+                self.emit(c, first, end, out);
+            }
+        } else {
+            for c in seg.chars() {
+                self.emit(c, first, end, out);
+            }
+        }
+    }
+
+    #[inline]
+    fn emit<S: Sink>(&self, c: char, first: u32, end: u32, out: &mut S) {
+        if self.spec.lowercase && !c.is_ascii_lowercase() {
+            for l in c.to_lowercase() {
+                out.push(l, first, end);
+            }
+        } else {
+            out.push(c, first, end);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(ws: bool, nfc: bool, lower: bool) -> Normalizer {
+        Normalizer::new(Normalization {
+            collapse_whitespace: ws,
+            nfc,
+            lowercase: lower,
+        })
+    }
+
+    #[test]
+    fn collapses_whitespace_runs_and_nul() {
+        let d = Normalizer::new(Normalization::default());
+        assert_eq!(d.normalize("a \t\n b\0\0c"), "a b c");
+        assert_eq!(d.normalize("  lead"), " lead");
+        assert_eq!(n(false, true, false).normalize("a \0b"), "a  b");
+    }
+
+    #[test]
+    fn nfc_composes_and_maps_back() {
+        let d = Normalizer::new(Normalization::default());
+        let m = d.normalize_mapped("cafe\u{301} ok");
+        assert_eq!(m.text, "caf\u{e9} ok");
+        assert_eq!(m.input_chars, 7);
+        // 'é' is two output bytes from input chars 3..5.
+        assert_eq!(m.origin[3], (3, 5));
+        assert_eq!(m.origin[4], (3, 5));
+        assert_eq!(m.input_range(0, m.text.len()), (0, 7));
+        assert_eq!(m.input_range(6, 8), (6, 7));
+    }
+
+    #[test]
+    fn whitespace_run_maps_to_whole_run() {
+        let d = Normalizer::new(Normalization::default());
+        let m = d.normalize_mapped("a  \n b");
+        assert_eq!(m.text, "a b");
+        assert_eq!(m.origin[1], (1, 5));
+        assert_eq!(m.input_range(0, 3), (0, 6));
+    }
+
+    #[test]
+    fn lowercase_is_opt_in() {
+        assert_eq!(n(true, true, true).normalize("ÀB C"), "àb c");
+        assert_eq!(n(true, true, false).normalize("ÀB C"), "ÀB C");
+    }
+
+    #[test]
+    fn plain_and_mapped_agree() {
+        for s in [
+            "",
+            " ",
+            "x\u{301}\u{302}y",
+            "한국어 텍스트",
+            "A\u{30A}\u{323}",
+            "\u{1100}\u{1161}",
+            "  \t",
+        ] {
+            for spec in [
+                n(true, true, false),
+                n(false, false, false),
+                n(true, true, true),
+            ] {
+                let m = spec.normalize_mapped(s);
+                assert_eq!(spec.normalize(s), m.text, "{s:?}");
+                assert_eq!(m.origin.len(), m.text.len());
+                // Idempotent: normalizing twice changes nothing.
+                assert_eq!(spec.normalize(&m.text), m.text, "{s:?}");
+            }
+        }
+    }
+}

@@ -1,0 +1,594 @@
+//! `memaudit index build`: corpus files in, a complete index directory out (or nothing).
+//!
+//! One reader thread streams documents in input order, normalizes them and packs them into shards
+//! (a document never spans shards). Sealed shards go over a rendezvous channel to a pool of workers
+//! that sort suffixes, write the four shard files and checksum them; the pool is sized so that
+//! `workers × SHARD_PEAK_FACTOR × shard size` stays inside `--memory-limit`. Everything is written
+//! into a hidden temporary directory beside the target, `manifest.json` last, and renamed into place
+//! at the end: an interrupted build never leaves anything that looks like an index.
+
+use super::format::{
+    shard_file_name, BuildParams, FileEntry, FileHeader, FileKind, Manifest, Normalization,
+    ShardEntry, SkippedEntry, SourceEntry, Totals, FORMAT_NAME, FORMAT_VERSION, HEADER_LEN,
+    MAX_SHARD_BYTES, MAX_SKIPPED_LISTED, SEPARATOR,
+};
+use crate::corpus::{self, normalize::Normalizer, Item};
+use anyhow::{bail, Context, Result};
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Peak memory of one shard build as a multiple of its text size: text (1) + 32-bit suffix array
+/// (4) + document table, metadata and write buffers (< 1).
+pub const SHARD_PEAK_FACTOR: u64 = 6;
+
+/// Suffix array construction algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SaAlgorithm {
+    /// libsais (Grebnov), through the `libsais` crate: the fastest SA-IS implementation known here.
+    Libsais,
+    /// The `suffix` crate's SA-IS (pure Rust).
+    Suffix,
+}
+
+impl SaAlgorithm {
+    pub fn name(self) -> &'static str {
+        match self {
+            SaAlgorithm::Libsais => "libsais",
+            SaAlgorithm::Suffix => "suffix",
+        }
+    }
+}
+
+/// Everything a build needs.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    pub out: PathBuf,
+    pub inputs: Vec<PathBuf>,
+    pub shard_bytes: u64,
+    pub threads: usize,
+    pub memory_limit: u64,
+    pub normalization: Normalization,
+    pub text_field: String,
+    pub force: bool,
+    pub algorithm: SaAlgorithm,
+    pub progress: bool,
+}
+
+/// What a build did, for the user.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BuildSummary {
+    pub index: PathBuf,
+    pub index_id: String,
+    pub shards: usize,
+    pub documents: u64,
+    pub skipped: u64,
+    pub ignored_files: u64,
+    pub input_bytes: u64,
+    pub text_bytes: u64,
+    pub seconds: f64,
+    /// Input megabytes (10^6) per second of wall time.
+    pub mb_per_s: f64,
+    /// Peak resident memory of this process (Linux), bytes.
+    pub peak_rss_bytes: Option<u64>,
+    pub workers: usize,
+    pub shard_bytes: u64,
+    pub skipped_examples: Vec<SkippedEntry>,
+}
+
+/// A shard's contents, packed by the reader and handed to a worker.
+struct PendingShard {
+    id: u32,
+    first_doc: u64,
+    text: Vec<u8>,
+    /// (text_start, meta_start) per document.
+    docs: Vec<(u64, u64)>,
+    meta: Vec<u8>,
+}
+
+impl PendingShard {
+    fn new(id: u32, first_doc: u64, capacity: u64) -> Self {
+        PendingShard {
+            id,
+            first_doc,
+            text: Vec::with_capacity(capacity as usize),
+            docs: Vec::new(),
+            meta: Vec::new(),
+        }
+    }
+}
+
+/// Peak resident set size of this process, from /proc (Linux only).
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Total physical memory (Linux), for the default memory limit.
+pub fn physical_memory_bytes() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Refuses an existing non-empty target unless forced; returns whether something must be replaced.
+fn check_target(out: &Path, force: bool) -> Result<bool> {
+    match std::fs::metadata(out) {
+        Err(_) => Ok(false),
+        Ok(m) if !m.is_dir() => bail!("{} exists and is not a directory", out.display()),
+        Ok(_) => {
+            let non_empty = std::fs::read_dir(out)
+                .with_context(|| format!("cannot list {}", out.display()))?
+                .next()
+                .is_some();
+            if non_empty && !force {
+                bail!(
+                    "{} exists and is not empty; pass --force to replace it with the new index",
+                    out.display()
+                );
+            }
+            Ok(true)
+        }
+    }
+}
+
+/// Builds an index. On error nothing is left at `opts.out` that was not there before.
+pub fn build(opts: &BuildOptions) -> Result<BuildSummary> {
+    let started = Instant::now();
+    let replace = check_target(&opts.out, opts.force)?;
+    if opts.shard_bytes < 2 || opts.shard_bytes > MAX_SHARD_BYTES {
+        bail!("--shard-size must be between 2 bytes and {MAX_SHARD_BYTES} bytes (2 GiB - 1)");
+    }
+    if opts.threads == 0 {
+        bail!("--threads must be at least 1");
+    }
+    let found = corpus::discover(&opts.inputs)?;
+    if found.files.is_empty() {
+        bail!("no input files found (memaudit reads .txt and .jsonl, optionally .gz or .zst)");
+    }
+
+    // Fit shard size and worker count to the memory limit: the reader fills one shard while
+    // `workers` shards are being sorted.
+    let mut shard_bytes = opts.shard_bytes;
+    let per_shard = |s: u64| s * SHARD_PEAK_FACTOR;
+    if per_shard(shard_bytes) + shard_bytes > opts.memory_limit {
+        shard_bytes = (opts.memory_limit / (SHARD_PEAK_FACTOR + 1)).max(2);
+        tracing::warn!(
+            shard_bytes,
+            "--memory-limit is below what one shard of --shard-size needs; shards shrunk to fit"
+        );
+    }
+    let workers = (((opts.memory_limit - shard_bytes) / per_shard(shard_bytes)) as usize)
+        .clamp(1, opts.threads);
+    let sort_threads = (opts.threads / workers).max(1);
+
+    let parent = match opts.out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent)
+        .with_context(|| format!("cannot create {}", parent.display()))?;
+    let name = opts
+        .out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = parent.join(format!(".{name}.building-{}", std::process::id()));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp)?;
+    }
+    std::fs::create_dir(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+
+    let result = build_into(opts, &found, &tmp, shard_bytes, workers, sort_threads);
+    let (mut manifest, ignored) = match result {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+    };
+    manifest.build.seconds = started.elapsed().as_secs_f64();
+    write_manifest(&tmp, &manifest)?;
+
+    if replace {
+        let old = parent.join(format!(".{name}.old-{}", std::process::id()));
+        std::fs::rename(&opts.out, &old)
+            .with_context(|| format!("cannot move the old {} aside", opts.out.display()))?;
+        std::fs::rename(&tmp, &opts.out)
+            .with_context(|| format!("cannot move the new index to {}", opts.out.display()))?;
+        std::fs::remove_dir_all(&old)
+            .with_context(|| format!("cannot remove the old index at {}", old.display()))?;
+    } else {
+        std::fs::rename(&tmp, &opts.out)
+            .with_context(|| format!("cannot move the new index to {}", opts.out.display()))?;
+    }
+
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(BuildSummary {
+        index: opts.out.clone(),
+        index_id: manifest.index_id.clone(),
+        shards: manifest.shards.len(),
+        documents: manifest.totals.documents,
+        skipped: manifest.totals.skipped,
+        ignored_files: ignored,
+        input_bytes: manifest.totals.input_bytes,
+        text_bytes: manifest.totals.text_bytes,
+        seconds,
+        mb_per_s: manifest.totals.input_bytes as f64 / 1e6 / seconds.max(1e-9),
+        peak_rss_bytes: peak_rss_bytes(),
+        workers,
+        shard_bytes,
+        skipped_examples: manifest.skipped.iter().take(10).cloned().collect(),
+    })
+}
+
+fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<()> {
+    let path = Manifest::path(dir);
+    let mut f = File::create(&path).with_context(|| format!("cannot write {}", path.display()))?;
+    serde_json::to_writer_pretty(&mut f, manifest)?;
+    f.write_all(b"\n")?;
+    f.sync_all()?;
+    Ok(())
+}
+
+fn progress_bar(total: u64, enabled: bool) -> indicatif::ProgressBar {
+    if !enabled {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::new(total);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}",
+        )
+        .expect("valid template"),
+    );
+    pb
+}
+
+/// Reads, packs and builds every shard into `dir`; returns the manifest (without build time).
+fn build_into(
+    opts: &BuildOptions,
+    found: &corpus::Discovered,
+    dir: &Path,
+    shard_bytes: u64,
+    workers: usize,
+    sort_threads: usize,
+) -> Result<(Manifest, u64)> {
+    let total_input: u64 = found.files.iter().map(|f| f.bytes).sum();
+    let pb = progress_bar(total_input, opts.progress);
+    let normalizer = Normalizer::new(opts.normalization);
+    let (tx, rx) = mpsc::sync_channel::<PendingShard>(0);
+    let rx = Arc::new(std::sync::Mutex::new(rx));
+    let built = Arc::new(AtomicU64::new(0));
+
+    std::thread::scope(|scope| -> Result<(Manifest, u64)> {
+        let mut handles = Vec::new();
+        for _ in 0..workers {
+            let rx = Arc::clone(&rx);
+            let built = Arc::clone(&built);
+            let algorithm = opts.algorithm;
+            handles.push(scope.spawn(move || -> Result<Vec<ShardEntry>> {
+                let mut out = Vec::new();
+                loop {
+                    let next = rx.lock().expect("receiver lock").recv();
+                    let Ok(shard) = next else { break };
+                    out.push(build_shard(dir, shard, algorithm, sort_threads)?);
+                    built.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(out)
+            }));
+        }
+
+        let counter = Arc::new(AtomicU64::new(0));
+        let mut sources = Vec::new();
+        let mut skipped = Vec::new();
+        let mut skipped_total = 0u64;
+        let mut next_doc = 0u64;
+        let mut next_shard = 0u32;
+        let mut current = PendingShard::new(0, 0, shard_bytes.min(1 << 30));
+        let mut send_failed = false;
+        let mut text_bytes = 0u64;
+
+        for file in &found.files {
+            let mut entry = SourceEntry {
+                path: file.path.display().to_string(),
+                bytes: file.bytes,
+                documents: 0,
+                skipped: 0,
+            };
+            let mut on_skip = |s: corpus::Skipped, entry: &mut SourceEntry| {
+                entry.skipped += 1;
+                skipped_total += 1;
+                if skipped.len() < MAX_SKIPPED_LISTED {
+                    skipped.push(SkippedEntry {
+                        source: s.source,
+                        line: s.line,
+                        reason: s.reason,
+                    });
+                }
+            };
+            corpus::read_file(file, &opts.text_field, Arc::clone(&counter), &mut |item| {
+                pb.set_position(counter.load(Ordering::Relaxed));
+                let doc = match item {
+                    Item::Skipped(s) => return on_skip(s, &mut entry),
+                    Item::Doc(d) => d,
+                };
+                let text = normalizer.normalize(&doc.text);
+                let need = text.len() as u64 + 1;
+                let line = doc.meta.get("line").and_then(|l| l.as_u64());
+                if text.is_empty() {
+                    return on_skip(
+                        corpus::Skipped {
+                            source: entry.path.clone(),
+                            line,
+                            reason: "empty document".into(),
+                        },
+                        &mut entry,
+                    );
+                }
+                if need > shard_bytes {
+                    let reason = format!(
+                        "document of {need} bytes is larger than the shard size ({shard_bytes} bytes); raise --shard-size"
+                    );
+                    return on_skip(
+                        corpus::Skipped {
+                            source: entry.path.clone(),
+                            line,
+                            reason,
+                        },
+                        &mut entry,
+                    );
+                }
+                if current.text.len() as u64 + need > shard_bytes {
+                    let full = std::mem::replace(
+                        &mut current,
+                        PendingShard::new(next_shard + 1, next_doc, shard_bytes.min(1 << 30)),
+                    );
+                    next_shard += 1;
+                    pb.set_message(format!("{} shard(s) sorted", built.load(Ordering::Relaxed)));
+                    if tx.send(full).is_err() {
+                        send_failed = true;
+                    }
+                }
+                let meta = serde_json::to_vec(&doc.meta).expect("metadata serializes");
+                current
+                    .docs
+                    .push((current.text.len() as u64, current.meta.len() as u64));
+                current.text.extend_from_slice(text.as_bytes());
+                current.text.push(SEPARATOR);
+                current.meta.extend_from_slice(&meta);
+                text_bytes += need;
+                next_doc += 1;
+                entry.documents += 1;
+            });
+            sources.push(entry);
+            if send_failed {
+                break;
+            }
+        }
+        if !current.docs.is_empty() && !send_failed {
+            pb.set_message("sorting the last shard".to_string());
+            let _ = tx.send(current);
+        }
+        drop(tx);
+
+        let mut shards = Vec::new();
+        let mut first_err = None;
+        for h in handles {
+            match h.join().expect("shard worker panicked") {
+                Ok(s) => shards.extend(s),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        pb.finish_and_clear();
+        if let Some(e) = first_err {
+            return Err(e);
+        }
+        if shards.is_empty() {
+            bail!(
+                "no documents could be read ({} skipped); the first reasons: {}",
+                skipped_total,
+                skipped
+                    .iter()
+                    .take(3)
+                    .map(|s| format!("{}: {}", s.source, s.reason))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            );
+        }
+        shards.sort_by_key(|s| s.id);
+        let manifest = Manifest {
+            format: FORMAT_NAME.into(),
+            format_version: FORMAT_VERSION,
+            index_id: Manifest::compute_id(&shards),
+            memaudit_version: env!("CARGO_PKG_VERSION").into(),
+            created_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            normalization: opts.normalization,
+            build: BuildParams {
+                shard_bytes,
+                threads: opts.threads,
+                memory_limit: opts.memory_limit,
+                sa_algorithm: opts.algorithm.name().into(),
+                text_field: opts.text_field.clone(),
+                seconds: 0.0,
+            },
+            totals: Totals {
+                documents: next_doc,
+                text_bytes,
+                input_bytes: sources.iter().map(|s| s.bytes).sum(),
+                skipped: skipped_total,
+            },
+            sources,
+            skipped,
+            shards,
+        };
+        Ok((manifest, found.ignored))
+    })
+}
+
+/// A file writer that counts and hashes what it writes.
+struct HashingWriter {
+    inner: BufWriter<File>,
+    hasher: blake3::Hasher,
+    bytes: u64,
+    name: String,
+}
+
+impl HashingWriter {
+    fn create(dir: &Path, name: String, header: FileHeader) -> Result<Self> {
+        let path = dir.join(&name);
+        let f = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+        let mut w = HashingWriter {
+            inner: BufWriter::with_capacity(1 << 20, f),
+            hasher: blake3::Hasher::new(),
+            bytes: 0,
+            name,
+        };
+        w.write(&header.encode())?;
+        Ok(w)
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        self.hasher.update(bytes);
+        self.bytes += bytes.len() as u64;
+        self.inner
+            .write_all(bytes)
+            .with_context(|| format!("cannot write {}", self.name))
+    }
+
+    fn finish(self) -> Result<FileEntry> {
+        let f = self.inner.into_inner().map_err(|e| e.into_error())?;
+        f.sync_all()
+            .with_context(|| format!("cannot sync {}", self.name))?;
+        Ok(FileEntry {
+            name: self.name,
+            bytes: self.bytes,
+            blake3: self.hasher.finalize().to_hex().to_string(),
+        })
+    }
+}
+
+/// Sorts the suffixes of `text`; returns the suffix array with separator suffixes removed.
+pub fn suffix_array(
+    text: &[u8],
+    docs: usize,
+    algorithm: SaAlgorithm,
+    threads: usize,
+) -> Result<Vec<u32>> {
+    let mut sa: Vec<u32> = match algorithm {
+        SaAlgorithm::Libsais => {
+            use libsais::{SuffixArrayConstruction, ThreadCount};
+            let construction = SuffixArrayConstruction::for_text(text).in_owned_buffer32();
+            let result = if threads > 1 {
+                construction
+                    .multi_threaded(ThreadCount::fixed(threads as u16))
+                    .run()
+            } else {
+                construction.single_threaded().run()
+            };
+            let sa = result
+                .map_err(|e| anyhow::anyhow!("libsais failed: {e:?}"))?
+                .into_vec();
+            // Positions are non-negative and below 2^31: reinterpreting as u32 is exact.
+            sa.into_iter().map(|p| p as u32).collect()
+        }
+        SaAlgorithm::Suffix => {
+            let s = std::str::from_utf8(text).context("shard text is not UTF-8")?;
+            suffix::SuffixTable::new(s).table().to_vec()
+        }
+    };
+    // Suffixes that begin with SEPARATOR (0x00) sort first; queries never start with it.
+    debug_assert!(sa[..docs].iter().all(|&p| text[p as usize] == SEPARATOR));
+    sa.drain(..docs);
+    Ok(sa)
+}
+
+fn build_shard(
+    dir: &Path,
+    shard: PendingShard,
+    algorithm: SaAlgorithm,
+    threads: usize,
+) -> Result<ShardEntry> {
+    let n_docs = shard.docs.len() as u64;
+    let text_bytes = shard.text.len() as u64;
+    let header = |kind, count| FileHeader {
+        kind,
+        version: FORMAT_VERSION,
+        count,
+    };
+
+    let sa = suffix_array(&shard.text, shard.docs.len(), algorithm, threads)?;
+
+    let mut w = HashingWriter::create(
+        dir,
+        shard_file_name(shard.id, FileKind::Text),
+        header(FileKind::Text, text_bytes),
+    )?;
+    w.write(&shard.text)?;
+    let text = w.finish()?;
+    drop(shard.text);
+
+    let mut w = HashingWriter::create(
+        dir,
+        shard_file_name(shard.id, FileKind::Sa),
+        header(FileKind::Sa, sa.len() as u64),
+    )?;
+    let mut buf = Vec::with_capacity(1 << 20);
+    for chunk in sa.chunks(1 << 18) {
+        buf.clear();
+        for p in chunk {
+            buf.extend_from_slice(&p.to_le_bytes());
+        }
+        w.write(&buf)?;
+    }
+    let sa_entry = w.finish()?;
+    drop(sa);
+
+    let mut w = HashingWriter::create(
+        dir,
+        shard_file_name(shard.id, FileKind::Docs),
+        header(FileKind::Docs, n_docs + 1),
+    )?;
+    for &(t, m) in shard
+        .docs
+        .iter()
+        .chain(std::iter::once(&(text_bytes, shard.meta.len() as u64)))
+    {
+        w.write(&t.to_le_bytes())?;
+        w.write(&m.to_le_bytes())?;
+    }
+    let docs = w.finish()?;
+
+    let mut w = HashingWriter::create(
+        dir,
+        shard_file_name(shard.id, FileKind::Meta),
+        header(FileKind::Meta, shard.meta.len() as u64),
+    )?;
+    w.write(&shard.meta)?;
+    let meta = w.finish()?;
+
+    debug_assert_eq!(text.bytes, HEADER_LEN as u64 + text_bytes);
+    Ok(ShardEntry {
+        id: shard.id,
+        first_doc: shard.first_doc,
+        documents: n_docs,
+        text_bytes,
+        meta_bytes: shard.meta.len() as u64,
+        text,
+        sa: sa_entry,
+        docs,
+        meta,
+    })
+}

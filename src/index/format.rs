@@ -1,0 +1,379 @@
+//! The on-disk index format: the one place that says what the files in an index directory hold.
+//!
+//! An index is a directory:
+//!
+//! ```text
+//! manifest.json          format version, normalization, build parameters, sources, shards, checksums
+//! shard-00000.text       header + the shard's normalized documents, each followed by SEPARATOR
+//! shard-00000.sa         header + suffix array: u32 LE start positions of every suffix that does not
+//!                        begin with SEPARATOR, in lexicographic byte order
+//! shard-00000.docs       header + u64 LE pairs (text_start, meta_start), one per document plus an end
+//!                        sentinel; document k spans text[text_start(k) .. text_start(k+1) - 1]
+//! shard-00000.meta       header + concatenated JSON objects, one per document (its metadata)
+//! ```
+//!
+//! Every binary file starts with a 32-byte [`FileHeader`] (magic, kind, format version, element count),
+//! so a file that was swapped, truncated or written by another version is refused with its name before
+//! any query touches it. The manifest records every file's size and BLAKE3 checksum; `index verify`
+//! recomputes them. `manifest.json` is written last, so a directory without it is never an index.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Version of this format. Bump it on any incompatible change; readers refuse other versions.
+pub const FORMAT_VERSION: u32 = 1;
+/// The `format` field of the manifest.
+pub const FORMAT_NAME: &str = "memaudit-index";
+/// Name of the manifest inside an index directory.
+pub const MANIFEST: &str = "manifest.json";
+/// Byte written after every document in a shard's text. NUL never survives normalization (it is
+/// treated as whitespace), so no query or document byte equals it and no match can cross it.
+pub const SEPARATOR: u8 = 0x00;
+/// Size of the header at the start of every binary shard file.
+pub const HEADER_LEN: usize = 32;
+/// Magic bytes at the start of every binary shard file.
+pub const MAGIC: [u8; 8] = *b"MEMAUDIT";
+/// Largest shard text, separators included. libsais builds 32-bit suffix arrays for texts shorter
+/// than 2^31 bytes, and positions are stored as u32.
+pub const MAX_SHARD_BYTES: u64 = (1 << 31) - 1;
+
+/// The four binary files of a shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileKind {
+    Text,
+    Sa,
+    Docs,
+    Meta,
+}
+
+impl FileKind {
+    pub const ALL: [FileKind; 4] = [FileKind::Text, FileKind::Sa, FileKind::Docs, FileKind::Meta];
+
+    /// The 4-byte tag stored in the header.
+    pub fn tag(self) -> [u8; 4] {
+        match self {
+            FileKind::Text => *b"TEXT",
+            FileKind::Sa => *b"SARR",
+            FileKind::Docs => *b"DOCS",
+            FileKind::Meta => *b"META",
+        }
+    }
+
+    /// File extension, also the key in the manifest.
+    pub fn ext(self) -> &'static str {
+        match self {
+            FileKind::Text => "text",
+            FileKind::Sa => "sa",
+            FileKind::Docs => "docs",
+            FileKind::Meta => "meta",
+        }
+    }
+
+    /// Bytes per element counted in the header's `count`.
+    pub fn elem_size(self) -> u64 {
+        match self {
+            FileKind::Text | FileKind::Meta => 1,
+            FileKind::Sa => 4,
+            FileKind::Docs => 16,
+        }
+    }
+}
+
+/// File name of one shard file.
+pub fn shard_file_name(shard: u32, kind: FileKind) -> String {
+    format!("shard-{shard:05}.{}", kind.ext())
+}
+
+/// The 32-byte header: magic, kind tag, format version, element count, reserved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileHeader {
+    pub kind: FileKind,
+    pub version: u32,
+    pub count: u64,
+}
+
+impl FileHeader {
+    pub fn encode(&self) -> [u8; HEADER_LEN] {
+        let mut h = [0u8; HEADER_LEN];
+        h[0..8].copy_from_slice(&MAGIC);
+        h[8..12].copy_from_slice(&self.kind.tag());
+        h[12..16].copy_from_slice(&self.version.to_le_bytes());
+        h[16..24].copy_from_slice(&self.count.to_le_bytes());
+        h
+    }
+
+    /// Checks a file's bytes against the header it must have; returns a reason when it does not.
+    pub fn check(bytes: &[u8], kind: FileKind, count: u64) -> Result<(), String> {
+        if bytes.len() < HEADER_LEN {
+            return Err(format!(
+                "{} bytes, shorter than the {HEADER_LEN}-byte header",
+                bytes.len()
+            ));
+        }
+        if bytes[0..8] != MAGIC {
+            return Err("not a memaudit index file (bad magic)".into());
+        }
+        if bytes[8..12] != kind.tag() {
+            return Err(format!(
+                "holds a {:?} section where a {:?} section belongs",
+                String::from_utf8_lossy(&bytes[8..12]),
+                String::from_utf8_lossy(&kind.tag())
+            ));
+        }
+        let version = u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes"));
+        if version != FORMAT_VERSION {
+            return Err(format!(
+                "written by format version {version}; this memaudit reads version {FORMAT_VERSION}"
+            ));
+        }
+        let found = u64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes"));
+        if found != count {
+            return Err(format!(
+                "header counts {found} elements, the manifest {count}"
+            ));
+        }
+        let want = HEADER_LEN as u64 + count * kind.elem_size();
+        if bytes.len() as u64 != want {
+            return Err(format!(
+                "{} bytes where {want} belong (truncated or extended)",
+                bytes.len()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// How text is normalized before it is indexed or queried. Recorded in the manifest and applied
+/// identically to queries, so a match never depends on formatting the user cannot see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Normalization {
+    /// Every run of Unicode whitespace (and NUL) becomes one ASCII space.
+    pub collapse_whitespace: bool,
+    /// Unicode NFC, applied segment by segment (see `corpus::normalize`).
+    pub nfc: bool,
+    /// Per-character Unicode lowercase mapping (a simple case fold).
+    pub lowercase: bool,
+}
+
+impl Default for Normalization {
+    fn default() -> Self {
+        Normalization {
+            collapse_whitespace: true,
+            nfc: true,
+            lowercase: false,
+        }
+    }
+}
+
+/// One file's record in the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileEntry {
+    pub name: String,
+    pub bytes: u64,
+    pub blake3: String,
+}
+
+/// One shard's record in the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShardEntry {
+    pub id: u32,
+    /// Global id of the shard's first document; documents are numbered across shards in input order.
+    pub first_doc: u64,
+    pub documents: u64,
+    /// Length of the shard's text, separators included.
+    pub text_bytes: u64,
+    pub meta_bytes: u64,
+    pub text: FileEntry,
+    pub sa: FileEntry,
+    pub docs: FileEntry,
+    pub meta: FileEntry,
+}
+
+impl ShardEntry {
+    pub fn file(&self, kind: FileKind) -> &FileEntry {
+        match kind {
+            FileKind::Text => &self.text,
+            FileKind::Sa => &self.sa,
+            FileKind::Docs => &self.docs,
+            FileKind::Meta => &self.meta,
+        }
+    }
+
+    /// Element count the header of each file must carry.
+    pub fn count(&self, kind: FileKind) -> u64 {
+        match kind {
+            FileKind::Text => self.text_bytes,
+            FileKind::Sa => self.text_bytes - self.documents,
+            FileKind::Docs => self.documents + 1,
+            FileKind::Meta => self.meta_bytes,
+        }
+    }
+}
+
+/// One input as recorded in the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceEntry {
+    pub path: String,
+    pub bytes: u64,
+    pub documents: u64,
+    pub skipped: u64,
+}
+
+/// A document that was not indexed, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SkippedEntry {
+    pub source: String,
+    /// 1-based line for JSONL inputs.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub line: Option<u64>,
+    pub reason: String,
+}
+
+/// Parameters the build ran with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuildParams {
+    pub shard_bytes: u64,
+    pub threads: usize,
+    pub memory_limit: u64,
+    pub sa_algorithm: String,
+    pub text_field: String,
+    pub seconds: f64,
+}
+
+/// Totals over the whole index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Totals {
+    pub documents: u64,
+    pub text_bytes: u64,
+    pub input_bytes: u64,
+    pub skipped: u64,
+}
+
+/// Most skipped documents listed by name in the manifest; the rest are only counted.
+pub const MAX_SKIPPED_LISTED: usize = 1000;
+
+/// `manifest.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub format: String,
+    pub format_version: u32,
+    /// Short content hash of all shard checksums: names this exact index in verdicts.
+    pub index_id: String,
+    pub memaudit_version: String,
+    pub created_unix: u64,
+    pub normalization: Normalization,
+    pub build: BuildParams,
+    pub totals: Totals,
+    pub sources: Vec<SourceEntry>,
+    pub skipped: Vec<SkippedEntry>,
+    pub shards: Vec<ShardEntry>,
+}
+
+impl Manifest {
+    /// The index id: BLAKE3 over every file checksum in shard order, first 16 hex digits.
+    pub fn compute_id(shards: &[ShardEntry]) -> String {
+        let mut h = blake3::Hasher::new();
+        for s in shards {
+            for k in FileKind::ALL {
+                h.update(s.file(k).blake3.as_bytes());
+            }
+        }
+        h.finalize().to_hex()[..16].to_string()
+    }
+
+    pub fn path(dir: &Path) -> PathBuf {
+        dir.join(MANIFEST)
+    }
+}
+
+/// Reads little-endian u32 elements from a byte slice without alignment requirements.
+#[derive(Clone, Copy)]
+pub struct U32s<'a>(pub &'a [u8]);
+
+impl U32s<'_> {
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.0.len() / 4
+    }
+
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.0.len() < 4
+    }
+
+    /// Element `i`; the caller guarantees `i < len()`.
+    #[inline]
+    pub fn get(&self, i: usize) -> u32 {
+        let b = &self.0[i * 4..i * 4 + 4];
+        u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+    }
+}
+
+/// Reads little-endian u64 elements from a byte slice without alignment requirements.
+#[derive(Clone, Copy)]
+pub struct U64s<'a>(pub &'a [u8]);
+
+impl U64s<'_> {
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.0.len() / 8
+    }
+
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.0.len() < 8
+    }
+
+    #[inline]
+    pub fn get(&self, i: usize) -> u64 {
+        let b = &self.0[i * 8..i * 8 + 8];
+        u64::from_le_bytes(b.try_into().expect("8 bytes"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_round_trip_and_refusals() {
+        let h = FileHeader {
+            kind: FileKind::Sa,
+            version: FORMAT_VERSION,
+            count: 2,
+        };
+        let mut bytes = h.encode().to_vec();
+        bytes.extend_from_slice(&[0; 8]);
+        assert!(FileHeader::check(&bytes, FileKind::Sa, 2).is_ok());
+        assert!(FileHeader::check(&bytes, FileKind::Text, 2)
+            .unwrap_err()
+            .contains("section"));
+        assert!(FileHeader::check(&bytes, FileKind::Sa, 3)
+            .unwrap_err()
+            .contains("elements"));
+        assert!(FileHeader::check(&bytes[..35], FileKind::Sa, 2)
+            .unwrap_err()
+            .contains("truncated"));
+        assert!(FileHeader::check(&bytes[..10], FileKind::Sa, 2)
+            .unwrap_err()
+            .contains("header"));
+        let mut wrong = bytes.clone();
+        wrong[12] = 9;
+        assert!(FileHeader::check(&wrong, FileKind::Sa, 2)
+            .unwrap_err()
+            .contains("version 9"));
+        wrong[0] = b'X';
+        assert!(FileHeader::check(&wrong, FileKind::Sa, 2)
+            .unwrap_err()
+            .contains("magic"));
+    }
+}

@@ -1,0 +1,285 @@
+//! Opening an index: the manifest is parsed and every shard file is mapped read-only.
+//!
+//! Opening costs O(shards): each file's size and 32-byte header are checked against the manifest
+//! (wrong version, swapped, truncated or extended files are refused with the file named), but no
+//! content is read, so start-up time and resident memory do not grow with the corpus. Content
+//! corruption that keeps sizes intact is found by `index verify`; until then every access below is
+//! bounds-checked, so a corrupted file can give a wrong answer for the corrupted region but can never
+//! make a query panic or read outside its mapping.
+
+use super::format::{
+    shard_file_name, FileHeader, FileKind, Manifest, ShardEntry, U32s, U64s, FORMAT_NAME,
+    FORMAT_VERSION, HEADER_LEN, MANIFEST,
+};
+use crate::corpus::normalize::Normalizer;
+use memmap2::Mmap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+/// Why an index could not be opened. Every variant names the file at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("{path}: cannot read the index manifest: {source}. Is this a directory made by `memaudit index build`?")]
+    Manifest {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: the index manifest is not valid: {reason}. Rebuild the index with `memaudit index build`.")]
+    BadManifest { path: PathBuf, reason: String },
+    #[error("{path}: index format version {found}; this memaudit reads version {FORMAT_VERSION}. Rebuild the index with this version's `memaudit index build`.")]
+    Version { path: PathBuf, found: u32 },
+    #[error("{path}: cannot open index file: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: corrupted or truncated index file: {reason}. Run `memaudit index verify` and rebuild the index.")]
+    Corrupt { path: PathBuf, reason: String },
+}
+
+/// A mapped file with its header skipped.
+pub(crate) struct Mapped {
+    map: Mmap,
+}
+
+impl Mapped {
+    /// The file's contents after its header (the header was checked when it was mapped).
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.map[HEADER_LEN..]
+    }
+}
+
+fn map_file(dir: &Path, entry: &ShardEntry, kind: FileKind) -> Result<Mapped, OpenError> {
+    let expected = entry.file(kind);
+    let path = dir.join(&expected.name);
+    if expected.name != shard_file_name(entry.id, kind) {
+        return Err(OpenError::BadManifest {
+            path: dir.join(MANIFEST),
+            reason: format!(
+                "shard {} lists file {:?} for its {:?} section",
+                entry.id, expected.name, kind
+            ),
+        });
+    }
+    let file = File::open(&path).map_err(|source| OpenError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let len = file
+        .metadata()
+        .map_err(|source| OpenError::Io {
+            path: path.clone(),
+            source,
+        })?
+        .len();
+    if len != expected.bytes {
+        return Err(OpenError::Corrupt {
+            path,
+            reason: format!(
+                "{len} bytes on disk, the manifest records {}",
+                expected.bytes
+            ),
+        });
+    }
+    // SAFETY: the file is opened read-only and the index directory is treated as immutable once
+    // built (builds write a new directory and rename it into place). A concurrent truncation by
+    // another process would be outside this contract, as with any mapped file.
+    let map = unsafe { Mmap::map(&file) }.map_err(|source| OpenError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    FileHeader::check(&map, kind, entry.count(kind))
+        .map_err(|reason| OpenError::Corrupt { path, reason })?;
+    Ok(Mapped { map })
+}
+
+/// One mapped shard.
+pub struct Shard {
+    pub entry: ShardEntry,
+    text: Mapped,
+    sa: Mapped,
+    docs: Mapped,
+    meta: Mapped,
+}
+
+/// A document of a shard as located by [`Shard::locate_doc`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DocPos {
+    /// Index of the document inside the shard.
+    pub local: u64,
+    /// Byte offset of the position inside the document's normalized text.
+    pub offset: u64,
+}
+
+impl Shard {
+    fn open(dir: &Path, entry: &ShardEntry) -> Result<Shard, OpenError> {
+        if entry.documents == 0 || entry.text_bytes < entry.documents {
+            return Err(OpenError::BadManifest {
+                path: dir.join(MANIFEST),
+                reason: format!(
+                    "shard {} has {} documents in {} bytes",
+                    entry.id, entry.documents, entry.text_bytes
+                ),
+            });
+        }
+        Ok(Shard {
+            entry: entry.clone(),
+            text: map_file(dir, entry, FileKind::Text)?,
+            sa: map_file(dir, entry, FileKind::Sa)?,
+            docs: map_file(dir, entry, FileKind::Docs)?,
+            meta: map_file(dir, entry, FileKind::Meta)?,
+        })
+    }
+
+    /// The shard's text: documents each followed by the separator.
+    #[inline]
+    pub fn text(&self) -> &[u8] {
+        self.text.bytes()
+    }
+
+    #[inline]
+    pub fn sa(&self) -> U32s<'_> {
+        U32s(self.sa.bytes())
+    }
+
+    #[inline]
+    pub fn docs(&self) -> U64s<'_> {
+        U64s(self.docs.bytes())
+    }
+
+    /// Text from suffix-array slot `i` to the end of the shard; empty when the slot holds a position
+    /// outside the text (only possible in a corrupted file).
+    #[inline]
+    pub fn suffix(&self, i: usize) -> &[u8] {
+        let text = self.text();
+        text.get(self.sa().get(i) as usize..).unwrap_or(&[])
+    }
+
+    /// The document holding text position `pos`, by binary search over document starts.
+    pub fn locate_doc(&self, pos: u64) -> Option<DocPos> {
+        let docs = self.docs();
+        let n = self.entry.documents as usize;
+        if n == 0 || docs.len() < 2 * (n + 1) {
+            return None;
+        }
+        // Largest k < n with text_start(k) <= pos.
+        let (mut lo, mut hi) = (0usize, n);
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if docs.get(2 * mid) <= pos {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        let start = docs.get(2 * lo);
+        (start <= pos).then_some(DocPos {
+            local: lo as u64,
+            offset: pos - start,
+        })
+    }
+
+    /// Metadata of local document `k` as JSON; `Null` if the stored bytes are damaged.
+    pub fn doc_meta(&self, k: u64) -> serde_json::Value {
+        let docs = self.docs();
+        let k = k as usize;
+        if 2 * k + 3 >= docs.len() {
+            return serde_json::Value::Null;
+        }
+        let (a, b) = (docs.get(2 * k + 1) as usize, docs.get(2 * k + 3) as usize);
+        self.meta
+            .bytes()
+            .get(a..b)
+            .and_then(|s| serde_json::from_slice(s).ok())
+            .unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Normalized text of local document `k` (without separator); empty if offsets are damaged.
+    pub fn doc_text(&self, k: u64) -> &[u8] {
+        let docs = self.docs();
+        let k = k as usize;
+        if 2 * k + 2 >= docs.len() {
+            return &[];
+        }
+        let (a, b) = (docs.get(2 * k) as usize, docs.get(2 * k + 2) as usize);
+        self.text().get(a..b.saturating_sub(1)).unwrap_or(&[])
+    }
+}
+
+/// An open index: manifest, normalizer and mapped shards.
+pub struct Index {
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+    pub normalizer: Normalizer,
+    pub shards: Vec<Shard>,
+}
+
+impl Index {
+    /// Opens the index in `dir`, checking every file's size and header against the manifest.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Index, OpenError> {
+        let dir = dir.as_ref().to_path_buf();
+        let path = dir.join(MANIFEST);
+        let raw = std::fs::read(&path).map_err(|source| OpenError::Manifest {
+            path: path.clone(),
+            source,
+        })?;
+        // Check the version before the schema, so an old or newer index gets the helpful error.
+        let value: serde_json::Value =
+            serde_json::from_slice(&raw).map_err(|e| OpenError::BadManifest {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+        if value.get("format").and_then(|v| v.as_str()) != Some(FORMAT_NAME) {
+            return Err(OpenError::BadManifest {
+                path,
+                reason: format!("\"format\" is not {FORMAT_NAME:?}"),
+            });
+        }
+        match value.get("format_version").and_then(|v| v.as_u64()) {
+            Some(v) if v == FORMAT_VERSION as u64 => {}
+            Some(v) => {
+                return Err(OpenError::Version {
+                    path,
+                    found: v as u32,
+                })
+            }
+            None => {
+                return Err(OpenError::BadManifest {
+                    path,
+                    reason: "no \"format_version\"".into(),
+                })
+            }
+        }
+        let manifest: Manifest =
+            serde_json::from_value(value).map_err(|e| OpenError::BadManifest {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+        let mut next_doc = 0;
+        for (i, s) in manifest.shards.iter().enumerate() {
+            if s.id as usize != i || s.first_doc != next_doc {
+                return Err(OpenError::BadManifest {
+                    path,
+                    reason: format!("shard list out of order at entry {i}"),
+                });
+            }
+            next_doc += s.documents;
+        }
+        let shards = manifest
+            .shards
+            .iter()
+            .map(|e| Shard::open(&dir, e))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Index {
+            normalizer: Normalizer::new(manifest.normalization),
+            dir,
+            manifest,
+            shards,
+        })
+    }
+
+    /// The index id recorded in the manifest.
+    pub fn id(&self) -> &str {
+        &self.manifest.index_id
+    }
+}

@@ -1,0 +1,397 @@
+//! Queries over an open index: pattern counts and maximal verbatim spans.
+//!
+//! Everything works on normalized text (see `corpus::normalize`) and reports positions in the
+//! caller's original characters.
+//!
+//! **Primitive.** [`Shard::bound`] is a binary search over the suffix array that skips the prefix
+//! already known to match both interval ends (Manber & Myers' `mlr` trick), so a search costs about
+//! log2(suffixes) probes of one suffix-array entry and a few text bytes each. It also yields the
+//! longest prefix of the pattern that occurs anywhere in the shard (the suffixes sharing the most with
+//! a pattern sit next to its insertion point).
+//!
+//! **Maximal spans.** With `L(j)` the longest match starting at `j` (in whole characters), the maximal
+//! spans are the positions where `j + L(j)` exceeds every earlier `i + L(i)`. Two facts keep the
+//! number of searches far below one per position:
+//! - *Galloping inside a match.* Inside a covered region ending at `e`, "a span starting at `q` reaches
+//!   past `e`" means "text[q..e+1 char] occurs", which is monotone in `q`: a binary search finds the next
+//!   maximal start with log2(gap) searches instead of one per position.
+//! - *Block filter outside.* A span of at least `m` bytes contains a whole aligned block of
+//!   `s = ⌈m/2⌉` bytes. Blocks are checked lazily left to right; novel text costs about `n / s`
+//!   searches and nothing else. Starts before a passing block are found by another monotone binary
+//!   search ("text[q..block end] occurs").
+//!
+//! Property tests compare the result with a brute-force definition on random and adversarial inputs.
+
+use super::format::SEPARATOR;
+use super::reader::{Index, Shard};
+use serde::Serialize;
+
+/// Length of the common prefix of two byte strings.
+#[inline]
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let mut i = 0;
+    // Eight bytes at a time, then bytewise.
+    while i + 8 <= n {
+        let x = u64::from_le_bytes(a[i..i + 8].try_into().expect("8 bytes"));
+        let y = u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+        let d = x ^ y;
+        if d != 0 {
+            return i + (d.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < n && a[i] == b[i] {
+        i += 1;
+    }
+    i
+}
+
+impl Shard {
+    /// Binary search for `pat`. Returns the first suffix-array slot whose suffix is not less than
+    /// `pat` (`upper = false`), or the first whose suffix is greater than `pat` and does not start
+    /// with it (`upper = true`); and the longest common prefix of `pat` with the suffixes next to
+    /// that slot (for `upper = false`: the longest prefix of `pat` occurring in the shard).
+    pub fn bound(&self, pat: &[u8], upper: bool) -> (usize, usize) {
+        let sa = self.sa();
+        let (mut lo, mut hi) = (0usize, sa.len());
+        let (mut llcp, mut rlcp) = (0usize, 0usize);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let s = self.suffix(mid);
+            let skip = llcp.min(rlcp);
+            let k = skip + common_prefix(&pat[skip..], s.get(skip..).unwrap_or(&[]));
+            let suffix_less = if k == pat.len() {
+                upper
+            } else {
+                match s.get(k) {
+                    Some(&b) => b < pat[k],
+                    None => true,
+                }
+            };
+            if suffix_less {
+                lo = mid + 1;
+                llcp = k;
+            } else {
+                hi = mid;
+                rlcp = k;
+            }
+        }
+        (lo, llcp.max(rlcp))
+    }
+
+    /// Suffix-array slots `[lo, hi)` of the suffixes that start with `pat`.
+    pub fn range(&self, pat: &[u8]) -> (usize, usize) {
+        let (lo, lcp) = self.bound(pat, false);
+        if lcp < pat.len() {
+            return (lo, lo);
+        }
+        (lo, self.bound(pat, true).0.max(lo))
+    }
+
+    /// Longest prefix of `pat` that occurs in this shard, in bytes.
+    #[inline]
+    pub fn longest_prefix(&self, pat: &[u8]) -> usize {
+        self.bound(pat, false).1
+    }
+}
+
+/// Where a span occurs in the corpus.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Hit {
+    /// Global document id (documents are numbered across shards in build order).
+    pub doc: u64,
+    pub shard: u32,
+    /// Byte offset of the occurrence inside the document's normalized text.
+    pub offset: u64,
+    /// The document's metadata (source, line, and the input's other fields).
+    pub meta: serde_json::Value,
+}
+
+/// A maximal verbatim span of a query text.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Span {
+    /// Character range `[start, end)` in the original query text.
+    pub start: usize,
+    pub end: usize,
+    /// Length of the matched (normalized) text in characters.
+    pub len_chars: usize,
+    /// Length in tokens, when a tokenizer is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub len_tokens: Option<usize>,
+    /// Occurrences in the corpus (exact, summed over shards).
+    pub count: u64,
+    /// Up to `max_hits` occurrences, shard order then suffix order.
+    pub hits: Vec<Hit>,
+    /// The matched normalized text.
+    pub text: String,
+}
+
+/// Everything `spans` found in one text.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SpanReport {
+    pub index_id: String,
+    pub min_len: usize,
+    /// Characters in the original text.
+    pub text_chars: usize,
+    /// Characters of the original text inside at least one span.
+    pub covered_chars: usize,
+    /// `covered_chars / text_chars` (0 for empty text).
+    pub coverage: f64,
+    /// Longest span, in characters (0 when there is none).
+    pub longest: usize,
+    pub spans: Vec<Span>,
+}
+
+/// Query options.
+#[derive(Clone, Copy)]
+pub struct SpanOptions<'a> {
+    /// Minimum span length in characters of normalized text (at least 1).
+    pub min_len: usize,
+    /// Provenance hits reported per span.
+    pub max_hits: usize,
+    /// Counts tokens of a span's original text, when a tokenizer is configured.
+    pub tokens: Option<&'a (dyn Fn(&str) -> usize + Sync)>,
+}
+
+impl Default for SpanOptions<'_> {
+    fn default() -> Self {
+        SpanOptions {
+            min_len: DEFAULT_MIN_LEN,
+            max_hits: 3,
+            tokens: None,
+        }
+    }
+}
+
+/// Default minimum span length, characters: about ten English words or twelve tokens; short enough
+/// to catch a quoted sentence, long enough that common phrases do not match.
+pub const DEFAULT_MIN_LEN: usize = 50;
+
+#[inline]
+fn is_char_start(t: &[u8], i: usize) -> bool {
+    i >= t.len() || (t[i] & 0xC0) != 0x80
+}
+
+#[inline]
+fn next_char_start(t: &[u8], mut i: usize) -> usize {
+    while !is_char_start(t, i) {
+        i += 1;
+    }
+    i
+}
+
+impl Index {
+    /// Longest prefix of `pat` occurring in any shard, in bytes.
+    fn longest(&self, pat: &[u8]) -> usize {
+        let mut best = 0;
+        for s in &self.shards {
+            best = best.max(s.longest_prefix(pat));
+            if best == pat.len() {
+                break;
+            }
+        }
+        best
+    }
+
+    /// Whether `pat` occurs in any shard.
+    fn occurs(&self, pat: &[u8]) -> bool {
+        self.shards
+            .iter()
+            .any(|s| s.longest_prefix(pat) == pat.len())
+    }
+
+    /// Occurrences of `pattern` (normalized like the corpus) across all shards.
+    pub fn count(&self, pattern: &str) -> u64 {
+        let p = self.normalizer.normalize(pattern);
+        self.count_normalized(p.as_bytes())
+    }
+
+    fn count_normalized(&self, p: &[u8]) -> u64 {
+        if p.is_empty() || p.contains(&SEPARATOR) {
+            return 0;
+        }
+        self.shards
+            .iter()
+            .map(|s| {
+                let (lo, hi) = s.range(p);
+                (hi - lo) as u64
+            })
+            .sum()
+    }
+
+    /// Longest match at `j` in whole characters: the end position.
+    fn match_end(&self, t: &[u8], j: usize) -> usize {
+        let mut e = j + self.longest(&t[j..]);
+        while !is_char_start(t, e) {
+            e -= 1;
+        }
+        e
+    }
+
+    /// Byte ranges of the maximal spans of normalized text `t` with at least `min_chars` characters.
+    pub fn maximal_spans(&self, t: &[u8], min_chars: usize) -> Vec<(usize, usize)> {
+        let n = t.len();
+        let min_chars = min_chars.max(1);
+        let chars = |a: usize, b: usize| t[a..b].iter().filter(|&&c| (c & 0xC0) != 0x80).count();
+        let s = min_chars.div_ceil(2).max(1);
+        let mut out = Vec::new();
+        let mut e = 0usize; // furthest end of any match found so far
+        let mut j = 0usize; // next candidate start
+        let mut passing_block: Option<usize> = None;
+        while j < n {
+            let start;
+            if j < e {
+                // Galloping: the first q in [j, e) whose match reaches past the char at e.
+                if e >= n {
+                    break;
+                }
+                let e2 = next_char_start(t, e + 1);
+                let (mut lo, mut hi) = (j, e);
+                while lo < hi {
+                    let mid = lo + (hi - lo) / 2;
+                    if self.occurs(&t[mid..e2]) {
+                        hi = mid;
+                    } else {
+                        lo = mid + 1;
+                    }
+                }
+                let q = next_char_start(t, lo);
+                if q >= e {
+                    j = e;
+                    continue;
+                }
+                start = q;
+            } else {
+                // Block filter: the next aligned block at or after j that occurs.
+                let mut p = j.div_ceil(s) * s;
+                loop {
+                    if p + s > n {
+                        return out;
+                    }
+                    if passing_block == Some(p) || self.occurs(&t[p..p + s]) {
+                        passing_block = Some(p);
+                        break;
+                    }
+                    p += s;
+                }
+                // Any long span starting in (p - s, p] contains the block: binary search the first
+                // start whose text reaches the block's end.
+                let (mut lo, mut hi) = (j.max((p + 1).saturating_sub(s)), p);
+                while lo < hi {
+                    let mid = lo + (hi - lo) / 2;
+                    if self.occurs(&t[mid..p + s]) {
+                        hi = mid;
+                    } else {
+                        lo = mid + 1;
+                    }
+                }
+                let q = next_char_start(t, lo);
+                if q > p {
+                    j = p + 1;
+                    continue;
+                }
+                start = q;
+            }
+            let end = self.match_end(t, start);
+            if end > e {
+                if chars(start, end) >= min_chars {
+                    out.push((start, end));
+                }
+                e = end;
+            }
+            j = next_char_start(t, start + 1);
+        }
+        out
+    }
+
+    /// Provenance of normalized pattern `p`: up to `max` hits and the exact count.
+    fn provenance(&self, p: &[u8], max: usize) -> (u64, Vec<Hit>) {
+        let mut count = 0u64;
+        let mut hits = Vec::new();
+        for shard in &self.shards {
+            let (lo, hi) = shard.range(p);
+            count += (hi - lo) as u64;
+            for slot in lo..hi.min(lo + max.saturating_sub(hits.len())) {
+                let pos = shard.sa().get(slot) as u64;
+                if let Some(d) = shard.locate_doc(pos) {
+                    hits.push(Hit {
+                        doc: shard.entry.first_doc + d.local,
+                        shard: shard.entry.id,
+                        offset: d.offset,
+                        meta: shard.doc_meta(d.local),
+                    });
+                }
+            }
+        }
+        (count, hits)
+    }
+
+    /// Every maximal verbatim span of `text` at least `opts.min_len` characters long (after
+    /// normalization), with counts, provenance and coverage.
+    pub fn spans(&self, text: &str, opts: &SpanOptions) -> SpanReport {
+        let mapped = self.normalizer.normalize_mapped(text);
+        let t = mapped.text.as_bytes();
+        let ranges = self.maximal_spans(t, opts.min_len);
+        let original: Vec<usize> = text
+            .char_indices()
+            .map(|(b, _)| b)
+            .chain([text.len()])
+            .collect();
+        let mut spans = Vec::with_capacity(ranges.len());
+        for (a, b) in ranges {
+            let (start, end) = mapped.input_range(a, b);
+            let (count, hits) = self.provenance(&t[a..b], opts.max_hits);
+            let matched = &mapped.text[a..b];
+            spans.push(Span {
+                start,
+                end,
+                len_chars: matched.chars().count(),
+                len_tokens: opts
+                    .tokens
+                    .map(|f| f(&text[original[start]..original[end]])),
+                count,
+                hits,
+                text: matched.to_string(),
+            });
+        }
+        // Union of spans in original characters (spans may overlap).
+        let mut covered = 0usize;
+        let mut reach = 0usize;
+        for s in &spans {
+            let from = s.start.max(reach);
+            if s.end > from {
+                covered += s.end - from;
+            }
+            reach = reach.max(s.end);
+        }
+        let text_chars = mapped.input_chars;
+        SpanReport {
+            index_id: self.id().to_string(),
+            min_len: opts.min_len,
+            text_chars,
+            covered_chars: covered,
+            coverage: if text_chars == 0 {
+                0.0
+            } else {
+                covered as f64 / text_chars as f64
+            },
+            longest: spans.iter().map(|s| s.len_chars).max().unwrap_or(0),
+            spans,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::common_prefix;
+
+    #[test]
+    fn common_prefix_lengths() {
+        assert_eq!(common_prefix(b"", b"abc"), 0);
+        assert_eq!(common_prefix(b"abcdefghij", b"abcdefghiX"), 9);
+        assert_eq!(common_prefix(b"abcdefgh", b"abcdefgh"), 8);
+        assert_eq!(common_prefix(b"abcdefghijk", b"abcdefghijk!"), 11);
+        assert_eq!(common_prefix(b"abXdefghijk", b"abcdefghijk"), 2);
+    }
+}

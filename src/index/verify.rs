@@ -1,0 +1,257 @@
+//! `memaudit index verify` and `memaudit index stats`: proving an index intact, and describing it.
+//!
+//! Verify goes past what opening checks (sizes and headers): it recomputes every file's BLAKE3
+//! checksum, walks the document table (offsets increasing, each document ending in the separator,
+//! no separator inside a document, metadata parsing as JSON), and checks suffix order on a random
+//! sample of adjacent suffix-array slots, or on every slot with `--full`, which also proves the
+//! array a permutation of the document positions.
+
+use super::format::{FileKind, SEPARATOR};
+use super::reader::{Index, Shard};
+use anyhow::Result;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use std::io::Read;
+
+/// How thorough to be.
+#[derive(Debug, Clone, Copy)]
+pub struct VerifyOptions {
+    /// Adjacent suffix pairs checked per shard (ignored with `full`).
+    pub samples: usize,
+    /// Check every suffix pair and that the suffix array is a permutation.
+    pub full: bool,
+    pub seed: u64,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> Self {
+        VerifyOptions {
+            samples: 100_000,
+            full: false,
+            seed: 0x6d656d61,
+        }
+    }
+}
+
+/// What verify found. An index is sound when `problems` is empty.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct VerifyReport {
+    pub index_id: String,
+    pub files_checked: usize,
+    pub bytes_hashed: u64,
+    pub documents_checked: u64,
+    pub suffix_pairs_checked: u64,
+    pub problems: Vec<String>,
+}
+
+fn hash_file(path: &std::path::Path) -> std::io::Result<String> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().to_hex().to_string())
+}
+
+/// Verifies the index in `dir`. Errors only when it cannot be opened at all (the error names the
+/// file); everything else is collected in the report.
+pub fn verify(dir: &std::path::Path, opts: VerifyOptions) -> Result<VerifyReport> {
+    let index = Index::open(dir)?;
+    let mut report = VerifyReport {
+        index_id: index.id().to_string(),
+        ..Default::default()
+    };
+    for shard in &index.shards {
+        for kind in FileKind::ALL {
+            let entry = shard.entry.file(kind);
+            let path = dir.join(&entry.name);
+            match hash_file(&path) {
+                Ok(sum) if sum == entry.blake3 => {}
+                Ok(_) => report.problems.push(format!(
+                    "{}: checksum does not match the manifest (the file's contents changed)",
+                    path.display()
+                )),
+                Err(e) => report
+                    .problems
+                    .push(format!("{}: cannot read: {e}", path.display())),
+            }
+            report.files_checked += 1;
+            report.bytes_hashed += entry.bytes;
+        }
+        check_documents(&index, shard, &mut report);
+        check_suffixes(&index, shard, opts, &mut report);
+    }
+    Ok(report)
+}
+
+fn check_documents(index: &Index, shard: &Shard, report: &mut VerifyReport) {
+    let name = |k| {
+        index
+            .dir
+            .join(&shard.entry.file(k).name)
+            .display()
+            .to_string()
+    };
+    let docs = shard.docs();
+    let text = shard.text();
+    let n = shard.entry.documents as usize;
+    let mut prev = (0u64, 0u64);
+    for k in 0..=n {
+        let (t, m) = (docs.get(2 * k), docs.get(2 * k + 1));
+        if k == 0 && (t, m) != (0, 0) {
+            report.problems.push(format!(
+                "{}: the first document does not start at 0",
+                name(FileKind::Docs)
+            ));
+            return;
+        }
+        if k > 0 && (t <= prev.0 || m < prev.1) {
+            report.problems.push(format!(
+                "{}: document {k} starts before document {}",
+                name(FileKind::Docs),
+                k - 1
+            ));
+            return;
+        }
+        if k > 0 && text.get(t as usize - 1) != Some(&SEPARATOR) {
+            report.problems.push(format!(
+                "{}: document {} does not end in the separator",
+                name(FileKind::Text),
+                k - 1
+            ));
+            return;
+        }
+        prev = (t, m);
+    }
+    if prev != (shard.entry.text_bytes, shard.entry.meta_bytes) {
+        report.problems.push(format!(
+            "{}: the end entry does not match the text and metadata sizes",
+            name(FileKind::Docs)
+        ));
+        return;
+    }
+    let separators = text.iter().filter(|&&b| b == SEPARATOR).count();
+    if separators != n {
+        report.problems.push(format!(
+            "{}: {separators} separators for {n} documents (a document contains a separator)",
+            name(FileKind::Text)
+        ));
+    }
+    for k in 0..n as u64 {
+        if shard.doc_meta(k).is_null() {
+            report.problems.push(format!(
+                "{}: metadata of document {k} is not valid JSON",
+                name(FileKind::Meta)
+            ));
+            break;
+        }
+    }
+    report.documents_checked += n as u64;
+}
+
+fn check_suffixes(index: &Index, shard: &Shard, opts: VerifyOptions, report: &mut VerifyReport) {
+    let path = index.dir.join(&shard.entry.sa.name).display().to_string();
+    let sa = shard.sa();
+    let text = shard.text();
+    let len = sa.len();
+    let valid = |i: usize| {
+        let p = sa.get(i) as usize;
+        p < text.len() && text[p] != SEPARATOR
+    };
+    let ordered = |i: usize| shard.suffix(i) < shard.suffix(i + 1);
+    let mut bad = None;
+    if opts.full {
+        let mut seen = vec![0u64; text.len().div_ceil(64)];
+        for i in 0..len {
+            if !valid(i) {
+                bad = Some(format!(
+                    "slot {i} holds position {}, not a document position",
+                    sa.get(i)
+                ));
+                break;
+            }
+            let p = sa.get(i) as usize;
+            if seen[p / 64] & (1 << (p % 64)) != 0 {
+                bad = Some(format!("position {p} appears twice"));
+                break;
+            }
+            seen[p / 64] |= 1 << (p % 64);
+            if i + 1 < len && !ordered(i) {
+                bad = Some(format!("slots {i} and {} are out of order", i + 1));
+                break;
+            }
+            report.suffix_pairs_checked += 1;
+        }
+    } else if len > 0 {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(opts.seed ^ shard.entry.id as u64);
+        for _ in 0..opts.samples.min(len) {
+            let i = rng.random_range(0..len);
+            if !valid(i) {
+                bad = Some(format!(
+                    "slot {i} holds position {}, not a document position",
+                    sa.get(i)
+                ));
+                break;
+            }
+            if i + 1 < len && (!valid(i + 1) || !ordered(i)) {
+                bad = Some(format!("slots {i} and {} are out of order", i + 1));
+                break;
+            }
+            report.suffix_pairs_checked += 1;
+        }
+    }
+    if let Some(b) = bad {
+        report.problems.push(format!("{path}: {b}"));
+    }
+}
+
+/// What `index stats` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stats {
+    pub dir: String,
+    pub index_id: String,
+    pub format_version: u32,
+    pub memaudit_version: String,
+    pub created_unix: u64,
+    pub normalization: super::format::Normalization,
+    pub shards: usize,
+    pub documents: u64,
+    pub text_bytes: u64,
+    pub input_bytes: u64,
+    pub index_bytes: u64,
+    pub skipped: u64,
+    pub sources: usize,
+    pub sa_algorithm: String,
+    pub build_seconds: f64,
+}
+
+/// Summarizes an index from its manifest (opening it checks the files are there and whole).
+pub fn stats(index: &Index) -> Stats {
+    let m = &index.manifest;
+    Stats {
+        dir: index.dir.display().to_string(),
+        index_id: m.index_id.clone(),
+        format_version: m.format_version,
+        memaudit_version: m.memaudit_version.clone(),
+        created_unix: m.created_unix,
+        normalization: m.normalization,
+        shards: m.shards.len(),
+        documents: m.totals.documents,
+        text_bytes: m.totals.text_bytes,
+        input_bytes: m.totals.input_bytes,
+        index_bytes: m
+            .shards
+            .iter()
+            .flat_map(|s| FileKind::ALL.map(|k| s.file(k).bytes))
+            .sum(),
+        skipped: m.totals.skipped,
+        sources: m.sources.len(),
+        sa_algorithm: m.build.sa_algorithm.clone(),
+        build_seconds: m.build.seconds,
+    }
+}

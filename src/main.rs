@@ -1,0 +1,334 @@
+//! The `memaudit` command line. Only argument parsing and output live here; every command calls
+//! the library.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use memaudit::index::build::{self, BuildOptions, SaAlgorithm};
+use memaudit::index::format::Normalization;
+use memaudit::index::verify::{self, VerifyOptions};
+use memaudit::index::{Index, SpanOptions, DEFAULT_MIN_LEN};
+use memaudit::probe::tokenizer::Tokenizer;
+use memaudit::units::parse_size;
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "memaudit",
+    version,
+    about = "Finds the verbatim spans LLM output shares with a training corpus"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build, verify and describe corpus indexes.
+    #[command(subcommand)]
+    Index(IndexCommand),
+    /// Find every verbatim span one text shares with the corpus (the daemon's query, on one text).
+    Check(CheckArgs),
+}
+
+#[derive(Subcommand)]
+enum IndexCommand {
+    /// Build an index from .txt / .jsonl files (optionally .gz / .zst) or directories of them.
+    Build(BuildArgs),
+    /// Recompute checksums and check document offsets and suffix order.
+    Verify(VerifyArgs),
+    /// Describe an index.
+    Stats(StatsArgs),
+}
+
+#[derive(Args)]
+struct BuildArgs {
+    /// Directory to create; refused if it exists and is not empty, unless --force.
+    #[arg(long)]
+    out: PathBuf,
+    /// Input files or directories.
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// Text per shard, separators included (at most 2GiB - 1). A document never spans shards.
+    #[arg(long, default_value = "1GiB", value_parser = parse_size)]
+    shard_size: u64,
+    /// Threads for sorting shards (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Memory the build may use; bounds how many shards sort at once (default: half of RAM).
+    #[arg(long, value_parser = parse_size)]
+    memory_limit: Option<u64>,
+    /// JSONL field holding the document text; other fields become metadata.
+    #[arg(long, default_value = "text")]
+    text_field: String,
+    /// Keep whitespace as it is instead of collapsing runs to one space.
+    #[arg(long)]
+    keep_whitespace: bool,
+    /// Skip Unicode NFC normalization.
+    #[arg(long)]
+    no_nfc: bool,
+    /// Lowercase text (and so every query) before indexing.
+    #[arg(long)]
+    lowercase: bool,
+    /// Replace an existing non-empty output directory.
+    #[arg(long)]
+    force: bool,
+    /// Suffix array construction.
+    #[arg(long, value_enum, default_value = "libsais")]
+    sa_algorithm: SaAlgorithm,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    dir: PathBuf,
+    /// Check every suffix pair and that the suffix array is a permutation (slow on large shards).
+    #[arg(long)]
+    full: bool,
+    /// Adjacent suffix pairs sampled per shard when not --full.
+    #[arg(long, default_value_t = 100_000)]
+    samples: usize,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct StatsArgs {
+    dir: PathBuf,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    /// Index directory.
+    #[arg(long, env = "MEMAUDIT_INDEX")]
+    index: PathBuf,
+    /// Text to check: a file, or - (the default) for standard input.
+    #[arg(default_value = "-")]
+    input: String,
+    /// Minimum span length in characters (after normalization).
+    #[arg(long, default_value_t = DEFAULT_MIN_LEN)]
+    min_len: usize,
+    /// Provenance hits per span.
+    #[arg(long, default_value_t = 3)]
+    max_hits: usize,
+    /// A tokenizer.json; span lengths are then also given in tokens.
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// JSON output (the default when stdout is not a terminal).
+    #[arg(long, conflicts_with = "pretty")]
+    json: bool,
+    /// The readable report even when stdout is not a terminal (spans marked [[like this]]).
+    #[arg(long)]
+    pretty: bool,
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MEMAUDIT_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Index(IndexCommand::Build(a)) => index_build(a),
+        Command::Index(IndexCommand::Verify(a)) => index_verify(a),
+        Command::Index(IndexCommand::Stats(a)) => index_stats(a),
+        Command::Check(a) => check(a),
+    }
+}
+
+fn index_build(a: BuildArgs) -> Result<()> {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let memory_limit = match a.memory_limit {
+        Some(m) => m,
+        None => build::physical_memory_bytes()
+            .map(|m| m / 2)
+            .unwrap_or(4 << 30),
+    };
+    let opts = BuildOptions {
+        out: a.out,
+        inputs: a.inputs,
+        shard_bytes: a.shard_size,
+        threads: a.threads.unwrap_or(cores),
+        memory_limit,
+        normalization: Normalization {
+            collapse_whitespace: !a.keep_whitespace,
+            nfc: !a.no_nfc,
+            lowercase: a.lowercase,
+        },
+        text_field: a.text_field,
+        force: a.force,
+        algorithm: a.sa_algorithm,
+        progress: !a.quiet && std::io::stderr().is_terminal(),
+    };
+    let s = build::build(&opts)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+        return Ok(());
+    }
+    eprintln!(
+        "built {} ({}): {} documents in {} shard(s), {:.1} MB of input in {:.1} s ({:.1} MB/s), peak RSS {}",
+        s.index.display(),
+        s.index_id,
+        s.documents,
+        s.shards,
+        s.input_bytes as f64 / 1e6,
+        s.seconds,
+        s.mb_per_s,
+        s.peak_rss_bytes.map(|b| format!("{:.0} MiB", b as f64 / (1 << 20) as f64)).unwrap_or_else(|| "n/a".into()),
+    );
+    if s.ignored_files > 0 {
+        eprintln!(
+            "ignored {} file(s) of other types inside input directories",
+            s.ignored_files
+        );
+    }
+    if s.skipped > 0 {
+        eprintln!(
+            "skipped {} document(s); they are listed in manifest.json. The first:",
+            s.skipped
+        );
+        for k in &s.skipped_examples {
+            let line = k.line.map(|l| format!(":{l}")).unwrap_or_default();
+            eprintln!("  {}{line}: {}", k.source, k.reason);
+        }
+    }
+    Ok(())
+}
+
+fn index_verify(a: VerifyArgs) -> Result<()> {
+    let r = verify::verify(
+        &a.dir,
+        VerifyOptions {
+            samples: a.samples,
+            full: a.full,
+            ..Default::default()
+        },
+    )?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        println!(
+            "{} file(s), {:.1} MB hashed; {} documents and {} suffix pairs checked",
+            r.files_checked,
+            r.bytes_hashed as f64 / 1e6,
+            r.documents_checked,
+            r.suffix_pairs_checked
+        );
+        for p in &r.problems {
+            println!("problem: {p}");
+        }
+    }
+    if !r.problems.is_empty() {
+        bail!(
+            "{}: {} problem(s) found; rebuild the index",
+            a.dir.display(),
+            r.problems.len()
+        );
+    }
+    if !a.json {
+        println!("ok: index {} is intact", r.index_id);
+    }
+    Ok(())
+}
+
+fn index_stats(a: StatsArgs) -> Result<()> {
+    let index = Index::open(&a.dir)?;
+    let s = verify::stats(&index);
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+        return Ok(());
+    }
+    let mb = |b: u64| format!("{:.1} MB", b as f64 / 1e6);
+    let n = &s.normalization;
+    println!("index        {} ({})", s.index_id, s.dir);
+    println!(
+        "format       v{} by memaudit {}",
+        s.format_version, s.memaudit_version
+    );
+    println!(
+        "documents    {} from {} source file(s); {} skipped",
+        s.documents, s.sources, s.skipped
+    );
+    println!(
+        "text         {} in {} shard(s); input {}; on disk {}",
+        mb(s.text_bytes),
+        s.shards,
+        mb(s.input_bytes),
+        mb(s.index_bytes)
+    );
+    println!(
+        "normalized   whitespace {}, NFC {}, lowercase {}",
+        if n.collapse_whitespace {
+            "collapsed"
+        } else {
+            "kept"
+        },
+        if n.nfc { "on" } else { "off" },
+        if n.lowercase { "on" } else { "off" }
+    );
+    println!(
+        "built        in {:.1} s with {}",
+        s.build_seconds, s.sa_algorithm
+    );
+    Ok(())
+}
+
+fn check(a: CheckArgs) -> Result<()> {
+    let index = Index::open(&a.index)?;
+    let text = if a.input == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("cannot read standard input as UTF-8 text")?;
+        s
+    } else {
+        std::fs::read_to_string(&a.input)
+            .with_context(|| format!("{}: cannot read as UTF-8 text", a.input))?
+    };
+    let tokenizer = a
+        .tokenizer
+        .as_deref()
+        .map(Tokenizer::from_file)
+        .transpose()?;
+    let counter = tokenizer.as_ref().map(|t| move |s: &str| t.count(s));
+    let opts = SpanOptions {
+        min_len: a.min_len.max(1),
+        max_hits: a.max_hits,
+        tokens: counter
+            .as_ref()
+            .map(|f| f as &(dyn Fn(&str) -> usize + Sync)),
+    };
+    let report = index.spans(&text, &opts);
+    let mut stdout = std::io::stdout().lock();
+    let terminal = stdout.is_terminal();
+    if a.json || (!terminal && !a.pretty) {
+        serde_json::to_writer_pretty(&mut stdout, &report)?;
+        writeln!(stdout)?;
+    } else {
+        write!(
+            stdout,
+            "{}",
+            memaudit::check::render(&text, &report, terminal)
+        )?;
+    }
+    Ok(())
+}
