@@ -173,9 +173,9 @@ impl Shard {
             }
         }
         let start = docs.get(2 * lo);
-        (start <= pos).then_some(DocPos {
+        Some(DocPos {
             local: lo as u64,
-            offset: pos - start,
+            offset: pos.checked_sub(start)?,
         })
     }
 

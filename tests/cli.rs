@@ -1,0 +1,375 @@
+//! The `memaudit` binary as a user runs it: index build / verify / stats and check.
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn run(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(common::bin())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(s) = stdin {
+        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+const PASSAGE: &str =
+    "It was the best of times, it was the worst of times, it was the age of wisdom, \
+it was the age of foolishness, it was the epoch of belief, it was the epoch of incredulity";
+
+fn corpus(dir: &Path) -> std::path::PathBuf {
+    let c = dir.join("corpus");
+    std::fs::create_dir_all(c.join("sub")).unwrap();
+    std::fs::write(
+        c.join("novel.txt"),
+        format!("Chapter 1\n\n{PASSAGE}, it was the season of Light."),
+    )
+    .unwrap();
+    std::fs::write(
+        c.join("sub/web.jsonl"),
+        "{\"text\": \"Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor.\", \"url\": \"https://example.org/a\"}\n\
+         this line is not json\n\
+         {\"body\": \"no text field\"}\n",
+    )
+    .unwrap();
+    let mut zst = zstd::Encoder::new(
+        std::fs::File::create(c.join("sub/more.jsonl.zst")).unwrap(),
+        3,
+    )
+    .unwrap();
+    zst.write_all(b"{\"text\": \"Call me Ishmael. Some years ago, never mind how long precisely, having little money.\"}\n").unwrap();
+    zst.finish().unwrap();
+    std::fs::write(c.join("sub/bad.txt"), b"valid start \xff\xfe then garbage").unwrap();
+    std::fs::write(c.join("README.md"), "ignored: not a corpus type").unwrap();
+    c
+}
+
+#[test]
+fn build_stats_verify_check() {
+    let d = tempfile::tempdir().unwrap();
+    let c = corpus(d.path());
+    let idx = d.path().join("idx");
+    let o = run(
+        &[
+            "index",
+            "build",
+            "--out",
+            idx.to_str().unwrap(),
+            c.to_str().unwrap(),
+            "--json",
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(summary["documents"], 3);
+    assert_eq!(
+        summary["skipped"], 3,
+        "bad JSON line, missing field, invalid UTF-8: {summary}"
+    );
+    assert_eq!(summary["ignored_files"], 1);
+    let manifest = std::fs::read_to_string(idx.join("manifest.json")).unwrap();
+    assert!(
+        manifest.contains("invalid UTF-8")
+            && manifest.contains("invalid JSON")
+            && manifest.contains("no \\\"text\\\" field")
+    );
+
+    let o = run(&["index", "stats", idx.to_str().unwrap()], None);
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("documents    3"));
+
+    let o = run(&["index", "verify", "--full", idx.to_str().unwrap()], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("is intact"));
+
+    // A model output that quotes the novel (with different line breaks) and is otherwise new.
+    let output = format!(
+        "Sure! Here is the opening you asked for:\n{}\nI hope this helps.",
+        PASSAGE.replace(", it", ",\n  it")
+    );
+    let o = run(
+        &["check", "--index", idx.to_str().unwrap(), "--json"],
+        Some(&output),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let spans = r["spans"].as_array().unwrap();
+    assert_eq!(spans.len(), 1, "{r}");
+    let s = &spans[0];
+    let chars: Vec<char> = output.chars().collect();
+    let quoted: String = chars
+        [s["start"].as_u64().unwrap() as usize..s["end"].as_u64().unwrap() as usize]
+        .iter()
+        .collect();
+    assert!(
+        quoted.trim_start().starts_with("It was the best") && quoted.ends_with("incredulity"),
+        "{quoted:?}"
+    );
+    assert_eq!(s["count"], 1);
+    assert!(s["hits"][0]["meta"]["source"]
+        .as_str()
+        .unwrap()
+        .ends_with("novel.txt"));
+    assert!(r["coverage"].as_f64().unwrap() > 0.5);
+
+    // Piped output defaults to JSON; --pretty marks the span for a person.
+    let o = run(
+        &["check", "--index", idx.to_str().unwrap(), "--pretty"],
+        Some(&output),
+    );
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("[[\nIt was the best") && text.contains("novel.txt"),
+        "{text}"
+    );
+
+    // Novel text: no spans. From a file argument.
+    let f = d.path().join("novel-output.txt");
+    std::fs::write(
+        &f,
+        "Nothing in this sentence was ever written in the corpus, as far as anyone knows.",
+    )
+    .unwrap();
+    let o = run(
+        &[
+            "check",
+            "--index",
+            idx.to_str().unwrap(),
+            f.to_str().unwrap(),
+        ],
+        None,
+    );
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["spans"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn existing_directory_needs_force() {
+    let d = tempfile::tempdir().unwrap();
+    let c = corpus(d.path());
+    let idx = d.path().join("idx");
+    std::fs::create_dir(&idx).unwrap();
+    std::fs::write(idx.join("precious.txt"), "do not delete").unwrap();
+    let o = run(
+        &[
+            "index",
+            "build",
+            "--out",
+            idx.to_str().unwrap(),
+            c.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--force"), "{}", stderr(&o));
+    assert!(idx.join("precious.txt").exists());
+    let o = run(
+        &[
+            "index",
+            "build",
+            "--force",
+            "--out",
+            idx.to_str().unwrap(),
+            c.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!idx.join("precious.txt").exists() && idx.join("manifest.json").exists());
+    // Only the index is left beside it: no temporary directories.
+    let names: Vec<_> = std::fs::read_dir(d.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        names.iter().all(|n| !n.to_string_lossy().starts_with('.')),
+        "{names:?}"
+    );
+}
+
+#[test]
+fn clear_errors() {
+    let d = tempfile::tempdir().unwrap();
+    let o = run(
+        &[
+            "index",
+            "build",
+            "--out",
+            d.path().join("x").to_str().unwrap(),
+            "/no/such/input.jsonl",
+        ],
+        None,
+    );
+    assert!(
+        !o.status.success() && stderr(&o).contains("/no/such/input.jsonl"),
+        "{}",
+        stderr(&o)
+    );
+    let bad = d.path().join("data.csv");
+    std::fs::write(&bad, "a,b").unwrap();
+    let o = run(
+        &[
+            "index",
+            "build",
+            "--out",
+            d.path().join("x").to_str().unwrap(),
+            bad.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(stderr(&o).contains("unknown file type"), "{}", stderr(&o));
+    let o = run(
+        &["check", "--index", d.path().to_str().unwrap()],
+        Some("text"),
+    );
+    assert!(
+        !o.status.success() && stderr(&o).contains("manifest.json"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(
+        &[
+            "index",
+            "build",
+            "--out",
+            d.path().join("x").to_str().unwrap(),
+            "--shard-size",
+            "3 parsecs",
+            bad.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(
+        stderr(&o).contains("not a size") || stderr(&o).contains("unknown unit"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!d.path().join("x").exists());
+}
+
+#[test]
+fn interrupted_build_leaves_no_index() {
+    let d = tempfile::tempdir().unwrap();
+    // ~40 MB of text: long enough to kill mid-build.
+    let line = format!(
+        "{{\"text\": \"{}\"}}\n",
+        "some words of a long synthetic document ".repeat(50)
+    );
+    let mut f = std::io::BufWriter::new(std::fs::File::create(d.path().join("big.jsonl")).unwrap());
+    for _ in 0..20_000 {
+        f.write_all(line.as_bytes()).unwrap();
+    }
+    drop(f);
+    let idx = d.path().join("idx");
+    let mut child = Command::new(common::bin())
+        .args([
+            "index",
+            "build",
+            "--out",
+            idx.to_str().unwrap(),
+            d.path().join("big.jsonl").to_str().unwrap(),
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        !idx.exists(),
+        "a killed build must not leave {}",
+        idx.display()
+    );
+    assert!(!idx.join("manifest.json").exists());
+    // Starting again works and produces the index.
+    let o = run(
+        &[
+            "index",
+            "build",
+            "--out",
+            idx.to_str().unwrap(),
+            d.path().join("big.jsonl").to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(idx.join("manifest.json").exists());
+}
+
+#[test]
+fn tokens_when_a_tokenizer_is_given() {
+    // A tiny word-level tokenizer.json written here: one token per whitespace-separated word.
+    let d = tempfile::tempdir().unwrap();
+    let c = corpus(d.path());
+    let idx = d.path().join("idx");
+    assert!(run(
+        &[
+            "index",
+            "build",
+            "--out",
+            idx.to_str().unwrap(),
+            c.to_str().unwrap()
+        ],
+        None
+    )
+    .status
+    .success());
+    let mut vocab = serde_json::Map::new();
+    vocab.insert("[UNK]".into(), 0.into());
+    for (i, w) in PASSAGE.split_whitespace().enumerate() {
+        vocab.entry(w.to_string()).or_insert((i + 1).into());
+    }
+    let tok = serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+        "normalizer": null, "pre_tokenizer": {"type": "WhitespaceSplit"}, "post_processor": null, "decoder": null,
+        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "[UNK]"}
+    });
+    let tp = d.path().join("tokenizer.json");
+    std::fs::write(&tp, tok.to_string()).unwrap();
+    let o = run(
+        &[
+            "check",
+            "--index",
+            idx.to_str().unwrap(),
+            "--tokenizer",
+            tp.to_str().unwrap(),
+            "--json",
+        ],
+        Some(PASSAGE),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        r["spans"][0]["len_tokens"],
+        PASSAGE.split_whitespace().count()
+    );
+    std::fs::write(&tp, "{not a tokenizer").unwrap();
+    let o = run(
+        &[
+            "check",
+            "--index",
+            idx.to_str().unwrap(),
+            "--tokenizer",
+            tp.to_str().unwrap(),
+        ],
+        Some(PASSAGE),
+    );
+    assert!(
+        !o.status.success() && stderr(&o).contains("tokenizer.json"),
+        "{}",
+        stderr(&o)
+    );
+}

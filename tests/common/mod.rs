@@ -1,0 +1,50 @@
+//! Helpers shared by the integration tests: building small indexes from in-memory documents.
+
+#![allow(dead_code)]
+
+use memaudit::index::build::{build, BuildOptions, SaAlgorithm};
+use memaudit::index::format::Normalization;
+use memaudit::index::Index;
+use std::path::{Path, PathBuf};
+
+/// Writes `docs` as JSONL (field `text`, plus an `id`) into `dir/corpus.jsonl`.
+pub fn write_jsonl(dir: &Path, docs: &[String]) -> PathBuf {
+    let path = dir.join("corpus.jsonl");
+    let mut s = String::new();
+    for (i, d) in docs.iter().enumerate() {
+        s.push_str(&serde_json::json!({ "text": d, "id": format!("d{i}") }).to_string());
+        s.push('\n');
+    }
+    std::fs::write(&path, s).unwrap();
+    path
+}
+
+pub fn options(out: PathBuf, inputs: Vec<PathBuf>, shard_bytes: u64) -> BuildOptions {
+    BuildOptions {
+        out,
+        inputs,
+        shard_bytes,
+        threads: 2,
+        memory_limit: 1 << 30,
+        normalization: Normalization::default(),
+        text_field: "text".into(),
+        force: false,
+        algorithm: SaAlgorithm::Libsais,
+        progress: false,
+    }
+}
+
+/// Builds an index of `docs` in `dir/index` with shards of `shard_bytes`, and opens it.
+pub fn index_of(dir: &Path, docs: &[String], shard_bytes: u64, algorithm: SaAlgorithm) -> Index {
+    let input = write_jsonl(dir, docs);
+    let out = dir.join("index");
+    let mut opts = options(out.clone(), vec![input], shard_bytes);
+    opts.algorithm = algorithm;
+    build(&opts).unwrap();
+    Index::open(&out).unwrap()
+}
+
+/// Path to the compiled `memaudit` binary.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_memaudit"))
+}

@@ -1,0 +1,210 @@
+//! Span queries equal a brute-force definition, on random and adversarial corpora and texts.
+//!
+//! The reference works from the definition, not from the index's algorithm: `b(a)` is the furthest
+//! character boundary such that `text[a..b(a)]` occurs inside one (normalized) document, found by
+//! comparing against every document position; the span at `a` is maximal when it is long enough and
+//! the previous start does not reach as far (`b(prev(a)) < b(a)`), i.e. it cannot be extended left.
+
+mod common;
+
+use memaudit::corpus::normalize::Normalizer;
+use memaudit::index::build::SaAlgorithm;
+use memaudit::index::format::Normalization;
+use memaudit::index::{Index, SpanOptions};
+use proptest::prelude::*;
+
+fn lcp(a: &[u8], b: &[u8]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+fn is_start(t: &[u8], i: usize) -> bool {
+    i >= t.len() || (t[i] & 0xC0) != 0x80
+}
+
+/// Reference maximal spans (byte ranges of normalized `t`) over normalized `docs`.
+fn reference(docs: &[String], t: &[u8], min_chars: usize) -> Vec<(usize, usize)> {
+    let starts: Vec<usize> = (0..t.len()).filter(|&i| is_start(t, i)).collect();
+    let reach = |a: usize| {
+        let mut best = 0;
+        for d in docs {
+            let d = d.as_bytes();
+            for k in 0..d.len() {
+                best = best.max(lcp(&t[a..], &d[k..]));
+            }
+        }
+        let mut e = a + best;
+        while !is_start(t, e) {
+            e -= 1;
+        }
+        e
+    };
+    let ends: Vec<usize> = starts.iter().map(|&a| reach(a)).collect();
+    let chars = |a: usize, b: usize| t[a..b].iter().filter(|&&c| (c & 0xC0) != 0x80).count();
+    let mut out = Vec::new();
+    for (i, &a) in starts.iter().enumerate() {
+        let b = ends[i];
+        if b > a && chars(a, b) >= min_chars && (i == 0 || ends[i - 1] < b) {
+            out.push((a, b));
+        }
+    }
+    out
+}
+
+fn count_naive(docs: &[String], p: &str) -> u64 {
+    docs.iter()
+        .map(|d| {
+            (0..d.len())
+                .filter(|&k| d.as_bytes()[k..].starts_with(p.as_bytes()))
+                .count() as u64
+        })
+        .sum()
+}
+
+/// Checks `spans` on `text` against the reference, including counts and provenance.
+fn check_against_reference(index: &Index, raw_docs: &[String], text: &str, min_len: usize) {
+    let n = Normalizer::new(Normalization::default());
+    let docs: Vec<String> = raw_docs
+        .iter()
+        .map(|d| n.normalize(d))
+        .filter(|d| !d.is_empty())
+        .collect();
+    let t = n.normalize(text);
+    let want = reference(&docs, t.as_bytes(), min_len);
+    let got = index.maximal_spans(t.as_bytes(), min_len);
+    assert_eq!(got, want, "text {text:?} min_len {min_len} docs {docs:?}");
+
+    let report = index.spans(
+        text,
+        &SpanOptions {
+            min_len,
+            max_hits: 100,
+            tokens: None,
+        },
+    );
+    assert_eq!(report.spans.len(), want.len());
+    for (s, &(a, b)) in report.spans.iter().zip(&want) {
+        let matched = &t[a..b];
+        assert_eq!(s.text, matched);
+        assert_eq!(s.count, count_naive(&docs, matched), "count of {matched:?}");
+        assert_eq!(s.hits.len() as u64, s.count.min(100));
+        for h in &s.hits {
+            let shard = &index.shards[h.shard as usize];
+            let local = h.doc - shard.entry.first_doc;
+            let doc = shard.doc_text(local);
+            assert!(
+                doc[h.offset as usize..].starts_with(matched.as_bytes()),
+                "hit {h:?}"
+            );
+        }
+        assert!(s.start < s.end && s.end <= report.text_chars);
+    }
+    assert!(report.coverage >= 0.0 && report.coverage <= 1.0);
+}
+
+fn doc_strategy(alphabet: &'static [&'static str]) -> impl Strategy<Value = String> {
+    prop::collection::vec(prop::sample::select(alphabet), 1..40).prop_map(|v| v.concat())
+}
+
+/// Small alphabets make long repeats likely; multi-byte characters, combining marks and whitespace
+/// runs exercise char boundaries and normalization.
+const ALPHABET: &[&str] = &[
+    "a", "b", "ab", " ", "  ", "é", "e\u{301}", "日本", "\t", "ba", "aaa",
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    #[test]
+    fn spans_equal_brute_force(
+        docs in prop::collection::vec(doc_strategy(ALPHABET), 1..8),
+        queries in prop::collection::vec(doc_strategy(ALPHABET), 1..6),
+        shard_bytes in 250u64..1000,
+        min_len in 1usize..12,
+        seed in any::<u64>(),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let index = common::index_of(dir.path(), &docs, shard_bytes, SaAlgorithm::Libsais);
+        for q in &queries {
+            check_against_reference(&index, &docs, q, min_len);
+        }
+        // Text made of pieces of documents glued together: matches at document edges.
+        let glued: String = docs.iter().enumerate()
+            .map(|(i, d)| { let c: Vec<char> = d.chars().collect(); let k = (seed as usize + i) % c.len(); c[k..].iter().collect::<String>() })
+            .collect();
+        check_against_reference(&index, &docs, &glued, min_len);
+        // Every document in full, and all documents concatenated (longer than any document).
+        for d in &docs {
+            check_against_reference(&index, &docs, d, min_len);
+        }
+        check_against_reference(&index, &docs, &docs.concat(), min_len);
+    }
+}
+
+#[test]
+fn adversarial_cases() {
+    let dir = tempfile::tempdir().unwrap();
+    let docs: Vec<String> = vec![
+        "a".repeat(300),
+        "ab".repeat(100),
+        "日本語のテキスト日本語".into(),
+        "x y z end".into(),
+        "é".repeat(20),
+    ];
+    let index = common::index_of(dir.path(), &docs, 320, SaAlgorithm::Libsais);
+    assert!(
+        index.shards.len() > 1,
+        "documents spread over several shards"
+    );
+    for text in [
+        String::new(),
+        "a".into(),
+        "a".repeat(1000),
+        "ab".repeat(500) + "a",
+        "b".repeat(10),
+        "日本語".into(),
+        "本語のテ".into(),
+        "x y z endx y z end".into(),
+        "e\u{301}".repeat(30),
+        docs.concat(),
+        " \t\n ".into(),
+    ] {
+        for min_len in [1, 2, 5, 50, 400] {
+            check_against_reference(&index, &docs, &text, min_len);
+        }
+    }
+}
+
+#[test]
+fn suffix_crate_and_libsais_agree() {
+    let docs: Vec<String> = (0..50)
+        .map(|i| format!("document {i} says {} and then", "la ".repeat(i % 7)))
+        .collect();
+    let d1 = tempfile::tempdir().unwrap();
+    let d2 = tempfile::tempdir().unwrap();
+    let a = common::index_of(d1.path(), &docs, 1 << 20, SaAlgorithm::Libsais);
+    let b = common::index_of(d2.path(), &docs, 1 << 20, SaAlgorithm::Suffix);
+    assert_eq!(
+        a.manifest.shards[0].sa.blake3,
+        b.manifest.shards[0].sa.blake3
+    );
+    check_against_reference(&b, &docs, "document 3 says la la la and then document 4", 5);
+}
+
+#[test]
+fn counts_across_shards() {
+    let dir = tempfile::tempdir().unwrap();
+    let docs: Vec<String> = (0..40)
+        .map(|i| format!("common phrase number {}", i % 4))
+        .collect();
+    let index = common::index_of(dir.path(), &docs, 100, SaAlgorithm::Libsais);
+    assert!(index.shards.len() >= 4);
+    assert_eq!(index.count("common phrase"), 40);
+    assert_eq!(index.count("phrase number 3"), 10);
+    assert_eq!(
+        index.count("common  phrase\n number 3"),
+        10,
+        "queries are normalized like the corpus"
+    );
+    assert_eq!(index.count("number 3common"), 0, "never across documents");
+    assert_eq!(index.count(""), 0);
+}
