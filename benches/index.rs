@@ -1,1 +1,443 @@
-fn main() {}
+//! Index benchmark: build throughput and peak memory, span-query latency and throughput, and the
+//! same figures for the peer (infini-gram 2.6.0, byte-level) in the same run, as ratios.
+//!
+//! ```text
+//! cargo bench --bench index                    # memaudit only
+//! cargo bench --bench index -- --peer          # and infini-gram on the same corpus and texts
+//! cargo bench --bench index -- --suffix        # also build with the `suffix` crate, for comparison
+//! options: --corpus FILE.jsonl (default bench-data/corpus.jsonl, made by scripts/bench-corpus.py)
+//!          --queries N (texts per set, default 200) --no-build (reuse bench-data/index)
+//! ```
+//!
+//! Query texts are seeded: "novel" texts are real corpus words in a new random order; "copy" texts
+//! are novel text with a 512-byte passage cut from a random corpus document in the middle. Every
+//! query runs once to warm the page cache, then once timed, one at a time on one thread.
+
+use memaudit::index::build::peak_rss_bytes;
+use memaudit::index::{Index, SpanOptions};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+struct Args {
+    corpus: PathBuf,
+    queries: usize,
+    peer: bool,
+    suffix: bool,
+    build: bool,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        corpus: PathBuf::from("bench-data/corpus.jsonl"),
+        queries: 200,
+        peer: false,
+        suffix: false,
+        build: true,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--corpus" => a.corpus = it.next().expect("--corpus FILE").into(),
+            "--queries" => a.queries = it.next().expect("--queries N").parse().expect("a number"),
+            "--peer" => a.peer = true,
+            "--suffix" => a.suffix = true,
+            "--no-build" => a.build = false,
+            "--bench" => {}
+            other => panic!("unknown argument {other:?}; see the doc comment of benches/index.rs"),
+        }
+    }
+    a
+}
+
+fn vm_rss() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .unwrap_or(0)
+        * 1024
+}
+
+struct BuildFigures {
+    seconds: f64,
+    input_bytes: u64,
+    peak_rss: u64,
+    shard_bytes: u64,
+}
+
+fn build(corpus: &Path, out: &Path, algorithm: &str) -> BuildFigures {
+    let o = Command::new(env!("CARGO_BIN_EXE_memaudit"))
+        .args([
+            "index",
+            "build",
+            "--force",
+            "--quiet",
+            "--json",
+            "--sa-algorithm",
+            algorithm,
+            "--out",
+        ])
+        .arg(out)
+        .arg(corpus)
+        .output()
+        .expect("run memaudit");
+    assert!(
+        o.status.success(),
+        "build failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let text = s["text_bytes"].as_u64().unwrap();
+    BuildFigures {
+        seconds: s["seconds"].as_f64().unwrap(),
+        input_bytes: s["input_bytes"].as_u64().unwrap(),
+        peak_rss: s["peak_rss_bytes"].as_u64().unwrap_or(0),
+        shard_bytes: text.min(s["shard_bytes"].as_u64().unwrap()),
+    }
+}
+
+fn mb(b: u64) -> f64 {
+    b as f64 / 1e6
+}
+
+/// Reads up to `limit` documents' text from the corpus.
+fn load_docs(corpus: &Path, limit: usize) -> Vec<String> {
+    use std::io::BufRead;
+    let f = std::io::BufReader::new(std::fs::File::open(corpus).expect("corpus"));
+    let mut rng = StdRng::seed_from_u64(11);
+    f.lines()
+        .map_while(Result::ok)
+        .filter(|_| rng.random_bool(0.25))
+        .take(limit)
+        .filter_map(|l| {
+            serde_json::from_str::<serde_json::Value>(&l).ok()?["text"]
+                .as_str()
+                .map(String::from)
+        })
+        .collect()
+}
+
+fn floor_char(s: &str, mut i: usize) -> usize {
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+struct QuerySet {
+    name: String,
+    texts: Vec<String>,
+    /// The copied passage (empty for novel sets).
+    passages: Vec<String>,
+}
+
+fn make_sets(docs: &[String], n: usize) -> Vec<QuerySet> {
+    let mut rng = StdRng::seed_from_u64(42);
+    let mut words: Vec<&str> = docs
+        .iter()
+        .flat_map(|d| d.split_whitespace())
+        .filter(|w| w.len() < 15 && w.chars().all(|c| c.is_alphanumeric()))
+        .take(200_000)
+        .collect();
+    words.sort_unstable();
+    words.dedup();
+    let novel = |rng: &mut StdRng, len: usize| {
+        let mut s = String::new();
+        while s.len() < len {
+            s.push_str(words[rng.random_range(0..words.len())]);
+            s.push(' ');
+        }
+        let cut = floor_char(&s, len);
+        s.truncate(cut);
+        s
+    };
+    let long: Vec<&String> = docs.iter().filter(|d| d.len() > 2048).collect();
+    let mut sets = Vec::new();
+    for size in [1024usize, 8192] {
+        let count = if size == 1024 { n } else { (n / 2).max(1) };
+        let mut set = QuerySet {
+            name: format!("{} KiB novel", size / 1024),
+            texts: vec![],
+            passages: vec![],
+        };
+        for _ in 0..count {
+            set.texts.push(novel(&mut rng, size));
+            set.passages.push(String::new());
+        }
+        sets.push(set);
+        let mut set = QuerySet {
+            name: format!("{} KiB copy", size / 1024),
+            texts: vec![],
+            passages: vec![],
+        };
+        for _ in 0..count {
+            let d = long[rng.random_range(0..long.len())];
+            let at = floor_char(d, rng.random_range(0..d.len() - 600));
+            let passage = &d[at..floor_char(d, at + 512)];
+            let side = (size - passage.len()) / 2;
+            let text = format!(
+                "{} {} {}",
+                novel(&mut rng, side - 1),
+                passage,
+                novel(&mut rng, size - side - passage.len() - 1)
+            );
+            set.passages.push(passage.to_string());
+            set.texts.push(text);
+        }
+        sets.push(set);
+    }
+    sets
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+struct QueryFigures {
+    p50_ms: f64,
+    p99_ms: f64,
+    qps: f64,
+}
+
+fn summarize(mut lat_ms: Vec<f64>) -> QueryFigures {
+    let total: f64 = lat_ms.iter().sum();
+    let qps = lat_ms.len() as f64 / (total / 1000.0);
+    lat_ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    QueryFigures {
+        p50_ms: percentile(&lat_ms, 0.5),
+        p99_ms: percentile(&lat_ms, 0.99),
+        qps,
+    }
+}
+
+fn peer_python() -> PathBuf {
+    let venv = PathBuf::from("bench-data/peer-venv");
+    let py = venv.join("bin/python");
+    if !py.exists() {
+        eprintln!("installing the peer (infini-gram 2.6.0 and transformers, which its indexer imports) into {}", venv.display());
+        assert!(Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .unwrap()
+            .success());
+        assert!(Command::new(&py)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "infini-gram==2.6.0",
+                "transformers"
+            ])
+            .status()
+            .unwrap()
+            .success());
+    }
+    py
+}
+
+fn main() {
+    let a = args();
+    if !a.corpus.exists() {
+        eprintln!(
+            "{} missing: assembling it with scripts/bench-corpus.py",
+            a.corpus.display()
+        );
+        let ok = Command::new("python3")
+            .arg("scripts/bench-corpus.py")
+            .arg(&a.corpus)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "scripts/bench-corpus.py failed");
+    }
+    let index_dir = PathBuf::from("bench-data/index");
+    println!(
+        "memaudit index benchmark · corpus {} ({:.1} MB)",
+        a.corpus.display(),
+        mb(std::fs::metadata(&a.corpus).unwrap().len())
+    );
+    println!();
+
+    let ours = if a.build || !index_dir.join("manifest.json").exists() {
+        let b = build(&a.corpus, &index_dir, "libsais");
+        println!(
+            "build  memaudit (libsais)   {:>8.1} s  {:>7.2} MB/s  peak RSS {:>6.0} MiB = {:.2}× shard text",
+            b.seconds,
+            mb(b.input_bytes) / b.seconds,
+            b.peak_rss as f64 / (1 << 20) as f64,
+            b.peak_rss as f64 / b.shard_bytes as f64
+        );
+        Some(b)
+    } else {
+        None
+    };
+    if a.suffix {
+        let dir = PathBuf::from("bench-data/index-suffix");
+        let b = build(&a.corpus, &dir, "suffix");
+        println!(
+            "build  memaudit (suffix)    {:>8.1} s  {:>7.2} MB/s  peak RSS {:>6.0} MiB = {:.2}× shard text",
+            b.seconds,
+            mb(b.input_bytes) / b.seconds,
+            b.peak_rss as f64 / (1 << 20) as f64,
+            b.peak_rss as f64 / b.shard_bytes as f64
+        );
+        if let Some(o) = &ours {
+            println!(
+                "       libsais / suffix build throughput: {:.2}×",
+                b.seconds / o.seconds
+            );
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    let peer_build = if a.peer {
+        let py = peer_python();
+        let data = PathBuf::from("bench-data/peer-data");
+        let save = PathBuf::from("bench-data/peer-index");
+        let _ = std::fs::remove_dir_all(&data);
+        let _ = std::fs::remove_dir_all(&save);
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::hard_link(&a.corpus, data.join("corpus.jsonl"))
+            .or_else(|_| std::fs::copy(&a.corpus, data.join("corpus.jsonl")).map(|_| ()))
+            .unwrap();
+        let o = Command::new(&py)
+            .args(["scripts/peer-infini-gram.py", "build"])
+            .arg(&data)
+            .arg(&save)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "peer build failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let (secs, bytes, rss) = (
+            v["seconds"].as_f64().unwrap(),
+            v["input_bytes"].as_u64().unwrap(),
+            v["peak_rss_bytes"].as_u64().unwrap(),
+        );
+        println!(
+            "build  infini-gram (u8)     {:>8.1} s  {:>7.2} MB/s  peak RSS {:>6.0} MiB",
+            secs,
+            mb(bytes) / secs,
+            rss as f64 / (1 << 20) as f64
+        );
+        if let Some(o) = &ours {
+            println!(
+                "       memaudit / infini-gram build throughput: {:.1}×",
+                secs / o.seconds
+            );
+        }
+        Some((py, save))
+    } else {
+        None
+    };
+    println!();
+
+    let rss_before = vm_rss();
+    let t = Instant::now();
+    let index = Index::open(&index_dir).expect("open index");
+    println!(
+        "open   {:.2} ms, RSS +{:.1} MiB for {:.0} MB of shard text ({} shard(s))",
+        t.elapsed().as_secs_f64() * 1000.0,
+        (vm_rss().saturating_sub(rss_before)) as f64 / (1 << 20) as f64,
+        mb(index.manifest.totals.text_bytes),
+        index.shards.len()
+    );
+    let docs = load_docs(&a.corpus, 4000);
+    let sets = make_sets(&docs, a.queries);
+    let opts = SpanOptions::default();
+    println!();
+    println!(
+        "{:<14} {:>6} {:>10} {:>10} {:>10} {:>10}  found",
+        "queries", "n", "q/s/core", "MB/s", "p50 ms", "p99 ms"
+    );
+    let mut ours_by_set = Vec::new();
+    for set in &sets {
+        for t in &set.texts {
+            std::hint::black_box(index.spans(t, &opts));
+        }
+        let mut lat = Vec::with_capacity(set.texts.len());
+        let mut found = 0;
+        for (t, passage) in set.texts.iter().zip(&set.passages) {
+            // Length of the passage as the index sees it (whitespace runs collapse).
+            let p = index.normalizer.normalize(passage.trim()).chars().count();
+            let start = Instant::now();
+            let r = std::hint::black_box(index.spans(t, &opts));
+            lat.push(start.elapsed().as_secs_f64() * 1000.0);
+            // A copy is found when one span covers the whole passage.
+            if p > 0 && r.longest >= p || p == 0 && !r.spans.is_empty() {
+                found += 1;
+            }
+        }
+        let f = summarize(lat);
+        let bytes: usize = set.texts.iter().map(|t| t.len()).sum();
+        let what = if !set.passages[0].is_empty() {
+            "copies found"
+        } else {
+            "with any span"
+        };
+        println!(
+            "{:<14} {:>6} {:>10.0} {:>10.2} {:>10.3} {:>10.3}  {found}/{} {what}",
+            set.name,
+            set.texts.len(),
+            f.qps,
+            f.qps * bytes as f64 / set.texts.len() as f64 / 1e6,
+            f.p50_ms,
+            f.p99_ms,
+            set.texts.len()
+        );
+        ours_by_set.push(f);
+    }
+    println!(
+        "peak RSS of this process: {:.0} MiB",
+        peak_rss_bytes().unwrap_or(0) as f64 / (1 << 20) as f64
+    );
+
+    if let Some((py, save)) = peer_build {
+        println!();
+        println!(
+            "{:<14} {:>6} {:>10} {:>10} {:>10}   memaudit / infini-gram",
+            "infini-gram", "n", "q/s/core", "p50 ms", "p99 ms"
+        );
+        for (set, ours) in sets.iter().zip(&ours_by_set) {
+            let qfile = PathBuf::from("bench-data/peer-queries.json");
+            std::fs::write(&qfile, serde_json::to_string(&set.texts).unwrap()).unwrap();
+            let o = Command::new(&py)
+                .args(["scripts/peer-infini-gram.py", "attribute"])
+                .arg(&save)
+                .arg(&qfile)
+                .output()
+                .unwrap();
+            assert!(
+                o.status.success(),
+                "peer attribute failed: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            let lat: Vec<f64> = v["latencies_ms"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect();
+            let f = summarize(lat);
+            println!(
+                "{:<14} {:>6} {:>10.1} {:>10.1} {:>10.1}   {:.0}× throughput, p99 {:.0}× lower",
+                set.name,
+                set.texts.len(),
+                f.qps,
+                f.p50_ms,
+                f.p99_ms,
+                ours.qps / f.qps,
+                f.p99_ms / ours.p99_ms
+            );
+        }
+    }
+}

@@ -287,6 +287,7 @@ fn build_into(
         }
 
         let counter = Arc::new(AtomicU64::new(0));
+        let read_started = Instant::now();
         let mut sources = Vec::new();
         let mut skipped = Vec::new();
         let mut skipped_total = 0u64;
@@ -373,6 +374,11 @@ fn build_into(
                 break;
             }
         }
+        tracing::info!(
+            seconds = read_started.elapsed().as_secs_f64(),
+            bytes = text_bytes,
+            "input read and normalized"
+        );
         if !current.docs.is_empty() && !send_failed {
             pb.set_message("sorting the last shard".to_string());
             let _ = tx.send(current);
@@ -529,7 +535,10 @@ fn build_shard(
         count,
     };
 
+    let sort_started = Instant::now();
     let sa = suffix_array(&shard.text, shard.docs.len(), algorithm, threads)?;
+    let sort_seconds = sort_started.elapsed().as_secs_f64();
+    let write_started = Instant::now();
 
     let mut w = HashingWriter::create(
         dir,
@@ -580,6 +589,14 @@ fn build_shard(
     let meta = w.finish()?;
 
     debug_assert_eq!(text.bytes, HEADER_LEN as u64 + text_bytes);
+    tracing::info!(
+        shard = shard.id,
+        bytes = text_bytes,
+        documents = n_docs,
+        sort_seconds,
+        write_seconds = write_started.elapsed().as_secs_f64(),
+        "shard built"
+    );
     Ok(ShardEntry {
         id: shard.id,
         first_doc: shard.first_doc,

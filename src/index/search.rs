@@ -14,7 +14,9 @@
 //! number of searches far below one per position:
 //! - *Galloping inside a match.* Inside a covered region ending at `e`, "a span starting at `q` reaches
 //!   past `e`" means "text[q..e+1 char] occurs", which is monotone in `q`: a binary search finds the next
-//!   maximal start with log2(gap) searches instead of one per position.
+//!   maximal start with log2(gap) searches instead of one per position. Only starts whose match would
+//!   be at least `m` long are searched this way; shorter matches can never be reported nor hide a
+//!   long one, so the tail of a covered region goes back to the block filter.
 //! - *Block filter outside.* A span of at least `m` bytes contains a whole aligned block of
 //!   `s = ⌈m/2⌉` bytes. Blocks are checked lazily left to right; novel text costs about `n / s`
 //!   searches and nothing else. Starts before a passing block are found by another monotone binary
@@ -230,6 +232,11 @@ impl Index {
     }
 
     /// Byte ranges of the maximal spans of normalized text `t` with at least `min_chars` characters.
+    ///
+    /// Invariant: `e` is the furthest end of any match computed so far, and every start before `j`
+    /// that begins a maximal span of at least `min_chars` has been reported. A start is skipped only
+    /// when its match is provably shorter than `min_chars` bytes (block filter) or provably ends at or
+    /// before `e` (galloping), and neither kind can be, or hide, a reported span.
     pub fn maximal_spans(&self, t: &[u8], min_chars: usize) -> Vec<(usize, usize)> {
         let n = t.len();
         let min_chars = min_chars.max(1);
@@ -240,25 +247,29 @@ impl Index {
         let mut j = 0usize; // next candidate start
         let mut passing_block: Option<usize> = None;
         while j < n {
+            if e >= n {
+                break; // a match already reaches the end: no later start can reach further
+            }
             let start;
-            if j < e {
-                // Galloping: the first q in [j, e) whose match reaches past the char at e.
-                if e >= n {
-                    break;
-                }
-                let e2 = next_char_start(t, e + 1);
-                let (mut lo, mut hi) = (j, e);
-                while lo < hi {
-                    let mid = lo + (hi - lo) / 2;
+            // The end of the character at e: a start q beats e iff text[q..e2] occurs.
+            let e2 = next_char_start(t, e + 1);
+            if j < e && j + min_chars <= e2 {
+                // Galloping over the starts whose match would reach past e *and* be at least
+                // min_chars bytes long: "text[q..e2] occurs" is monotone in q.
+                let hi = e.min(e2 + 1 - min_chars);
+                let (mut lo, mut up) = (j, hi);
+                while lo < up {
+                    let mid = lo + (up - lo) / 2;
                     if self.occurs(&t[mid..e2]) {
-                        hi = mid;
+                        up = mid;
                     } else {
                         lo = mid + 1;
                     }
                 }
                 let q = next_char_start(t, lo);
-                if q >= e {
-                    j = e;
+                if q >= hi {
+                    // No start in [j, hi) reaches past e; later ones would be too short to.
+                    j = hi;
                     continue;
                 }
                 start = q;
