@@ -285,7 +285,21 @@ fn interrupted_build_leaves_no_index() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(150));
+    // Kill it once it is demonstrably mid-build: its hidden work directory exists.
+    let building = |dir: &Path| {
+        std::fs::read_dir(dir).unwrap().any(|e| {
+            e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".idx.building-")
+        })
+    };
+    let t = std::time::Instant::now();
+    while !building(d.path()) {
+        assert!(t.elapsed().as_secs() < 30, "the build never started");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(100));
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(
@@ -293,7 +307,10 @@ fn interrupted_build_leaves_no_index() {
         "a killed build must not leave {}",
         idx.display()
     );
-    assert!(!idx.join("manifest.json").exists());
+    assert!(
+        building(d.path()),
+        "the dead build's work directory is still there"
+    );
     // Starting again works and produces the index.
     let o = run(
         &[
@@ -307,6 +324,10 @@ fn interrupted_build_leaves_no_index() {
     );
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(idx.join("manifest.json").exists());
+    assert!(
+        !building(d.path()),
+        "the next build removes a dead build's work directory"
+    );
 }
 
 #[test]

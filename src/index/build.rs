@@ -180,6 +180,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildSummary> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    remove_dead_builds(&parent, &name);
     let tmp = parent.join(format!(".{name}.building-{}", std::process::id()));
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp)?;
@@ -227,6 +228,28 @@ pub fn build(opts: &BuildOptions) -> Result<BuildSummary> {
         shard_bytes,
         skipped_examples: manifest.skipped.iter().take(10).cloned().collect(),
     })
+}
+
+/// Removes the work directories of killed builds of the same index: `.NAME.building-PID` where no
+/// process PID is alive (Linux; elsewhere they are left for the user).
+fn remove_dead_builds(parent: &Path, name: &str) {
+    if !cfg!(target_os = "linux") {
+        return;
+    }
+    let prefix = format!(".{name}.building-");
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let file = e.file_name();
+        let Some(pid) = file.to_str().and_then(|f| f.strip_prefix(&prefix)) else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+            tracing::info!(dir = %e.path().display(), "removing the work directory of a killed build");
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<()> {

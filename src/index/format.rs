@@ -133,7 +133,12 @@ impl FileHeader {
                 "header counts {found} elements, the manifest {count}"
             ));
         }
-        let want = HEADER_LEN as u64 + count * kind.elem_size();
+        let Some(want) = count
+            .checked_mul(kind.elem_size())
+            .and_then(|b| b.checked_add(HEADER_LEN as u64))
+        else {
+            return Err(format!("the manifest's count {count} is impossibly large"));
+        };
         if bytes.len() as u64 != want {
             return Err(format!(
                 "{} bytes where {want} belong (truncated or extended)",
@@ -207,8 +212,8 @@ impl ShardEntry {
     pub fn count(&self, kind: FileKind) -> u64 {
         match kind {
             FileKind::Text => self.text_bytes,
-            FileKind::Sa => self.text_bytes - self.documents,
-            FileKind::Docs => self.documents + 1,
+            FileKind::Sa => self.text_bytes.saturating_sub(self.documents),
+            FileKind::Docs => self.documents.saturating_add(1),
             FileKind::Meta => self.meta_bytes,
         }
     }

@@ -263,7 +263,12 @@ impl Index {
                     reason: format!("shard list out of order at entry {i}"),
                 });
             }
-            next_doc += s.documents;
+            next_doc = next_doc
+                .checked_add(s.documents)
+                .ok_or_else(|| OpenError::BadManifest {
+                    path: path.clone(),
+                    reason: format!("shard {i} has an impossible document count"),
+                })?;
         }
         let shards = manifest
             .shards

@@ -1,0 +1,148 @@
+//! Everything that parses, fed arbitrary input: corpus files, manifests, query text. Each must
+//! answer (a document, a skip with a reason, an error naming the file) and never panic.
+//!
+//! (cargo-fuzz needs a nightly toolchain, which these machines cannot install; these property tests
+//! run the same kind of inputs on stable, in CI.)
+
+mod common;
+
+use memaudit::corpus::normalize::Normalizer;
+use memaudit::corpus::{self, Item};
+use memaudit::index::build::SaAlgorithm;
+use memaudit::index::format::{Normalization, MANIFEST};
+use memaudit::index::{Index, SpanOptions};
+use proptest::prelude::*;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+fn items_of(path: &std::path::Path) -> Vec<Item> {
+    let found = corpus::discover(&[path.to_path_buf()]).unwrap();
+    let mut items = Vec::new();
+    corpus::read_file(
+        &found.files[0],
+        "text",
+        Arc::new(AtomicU64::new(0)),
+        &mut |i| items.push(i),
+    );
+    items
+}
+
+/// Lines that are JSON-ish: valid objects, broken ones, wrong types, invalid UTF-8.
+fn line() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        "[a-z ]{0,20}".prop_map(|t| serde_json::json!({ "text": t, "k": 1 })
+            .to_string()
+            .into_bytes()),
+        prop::collection::vec(any::<u8>(), 0..60),
+        "\\{\"text\": [0-9\\[\\]\"a-z,:{}]{0,20}".prop_map(String::into_bytes),
+        Just(b"{\"text\": \"\xff\xfe\"}".to_vec()),
+        Just(b"[\"text\"]".to_vec()),
+        Just(b"   ".to_vec()),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    /// Every non-blank JSONL line becomes exactly one document or one skip with a reason.
+    #[test]
+    fn jsonl_lines_become_documents_or_reasons(lines in prop::collection::vec(line(), 0..30)) {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("x.jsonl");
+        let mut bytes = Vec::new();
+        for l in &lines {
+            bytes.extend(l.iter().map(|&b| if b == b'\n' { b' ' } else { b }));
+            bytes.push(b'\n');
+        }
+        std::fs::write(&p, &bytes).unwrap();
+        let items = items_of(&p);
+        let non_blank = bytes.split(|&b| b == b'\n').filter(|l| !l.trim_ascii().is_empty()).count();
+        prop_assert_eq!(items.len(), non_blank);
+        for i in &items {
+            if let Item::Skipped(s) = i {
+                prop_assert!(!s.reason.is_empty() && s.line.is_some());
+            }
+        }
+    }
+
+    /// Arbitrary bytes behind a compressed name: a skip with a reason, never a panic.
+    #[test]
+    fn corrupt_compressed_files_are_skipped(bytes in prop::collection::vec(any::<u8>(), 0..300), zst in any::<bool>(), txt in any::<bool>()) {
+        let d = tempfile::tempdir().unwrap();
+        let name = format!("x.{}.{}", if txt { "txt" } else { "jsonl" }, if zst { "zst" } else { "gz" });
+        let p = d.path().join(name);
+        std::fs::write(&p, &bytes).unwrap();
+        let _ = items_of(&p);
+    }
+
+    /// Normalization: the mapped and plain paths agree, it is idempotent, and every output byte maps
+    /// to a valid, ordered range of input characters.
+    #[test]
+    fn normalization_is_consistent(s in "\\PC{0,60}|[a\u{301}\u{300}e \t\n\u{0}\u{1100}\u{1161}\u{11a8}가Å]{0,40}", ws in any::<bool>(), nfc in any::<bool>(), lower in any::<bool>()) {
+        let n = Normalizer::new(Normalization { collapse_whitespace: ws, nfc, lowercase: lower });
+        let m = n.normalize_mapped(&s);
+        prop_assert_eq!(&n.normalize(&s), &m.text);
+        prop_assert_eq!(n.normalize(&m.text), m.text.clone());
+        prop_assert!(!m.text.contains('\0'));
+        prop_assert_eq!(m.input_chars, s.chars().count());
+        let mut prev = (0, 0);
+        for &(a, b) in &m.origin {
+            prop_assert!(a < b && b as usize <= m.input_chars && a >= prev.0);
+            prev = (a, b);
+        }
+    }
+}
+
+fn built() -> (tempfile::TempDir, std::path::PathBuf, String) {
+    let d = tempfile::tempdir().unwrap();
+    let docs: Vec<String> = (0..20)
+        .map(|i| format!("document number {i} with some shared words"))
+        .collect();
+    common::index_of(d.path(), &docs, 300, SaAlgorithm::Libsais);
+    let idx = d.path().join("index");
+    let manifest = std::fs::read_to_string(idx.join(MANIFEST)).unwrap();
+    (d, idx, manifest)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    /// A manifest with any number replaced by an arbitrary one: opened or refused (naming a file),
+    /// and if opened, queries still answer.
+    #[test]
+    fn manifest_numbers_tampered(which in any::<prop::sample::Index>(), value in prop_oneof![any::<u64>(), 0u64..1000, Just(u64::MAX)]) {
+        let (_d, idx, manifest) = built();
+        let mut v: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+        let mut numbers = Vec::new();
+        fn collect(v: &serde_json::Value, path: String, out: &mut Vec<String>) {
+            match v {
+                serde_json::Value::Object(m) => m.iter().for_each(|(k, x)| collect(x, format!("{path}/{k}"), out)),
+                serde_json::Value::Array(a) => a.iter().enumerate().for_each(|(i, x)| collect(x, format!("{path}/{i}"), out)),
+                serde_json::Value::Number(_) => out.push(path),
+                _ => {}
+            }
+        }
+        collect(&v, String::new(), &mut numbers);
+        let target = which.get(&numbers).clone();
+        *v.pointer_mut(&target).unwrap() = value.into();
+        std::fs::write(idx.join(MANIFEST), serde_json::to_string(&v).unwrap()).unwrap();
+        match Index::open(&idx) {
+            Ok(index) => {
+                let _ = index.spans("document number 3 with some shared words and more", &SpanOptions { min_len: 5, ..Default::default() });
+                let _ = index.count("shared");
+            }
+            Err(e) => prop_assert!(e.to_string().contains(&idx.display().to_string()), "{}", e),
+        }
+    }
+
+    /// Arbitrary bytes as the manifest: refused with the manifest named.
+    #[test]
+    fn manifest_garbage_refused(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
+        let (_d, idx, _) = built();
+        std::fs::write(idx.join(MANIFEST), &bytes).unwrap();
+        match Index::open(&idx) {
+            Ok(_) => prop_assert!(false, "garbage manifest opened"),
+            Err(e) => prop_assert!(e.to_string().contains("manifest.json"), "{}", e),
+        }
+    }
+}
