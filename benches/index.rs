@@ -213,6 +213,33 @@ fn summarize(mut lat_ms: Vec<f64>) -> QueryFigures {
     }
 }
 
+/// Runs `scripts/peer-infini-gram.py` and parses the JSON it prints.
+fn peer(py: &Path, args: &[&Path]) -> serde_json::Value {
+    let o = Command::new(py)
+        .arg("scripts/peer-infini-gram.py")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "peer {:?} failed: {}",
+        args.first(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// One line of build figures.
+fn print_build(label: &str, b: &BuildFigures) {
+    println!(
+        "build  {label:<24} {:>8.1} s  {:>7.2} MB/s  peak RSS {:>6.0} MiB = {:.2}× shard text",
+        b.seconds,
+        mb(b.input_bytes) / b.seconds,
+        b.peak_rss as f64 / (1 << 20) as f64,
+        b.peak_rss as f64 / b.shard_bytes as f64
+    );
+}
+
 fn peer_python() -> PathBuf {
     let venv = PathBuf::from("bench-data/peer-venv");
     let py = venv.join("bin/python");
@@ -265,13 +292,7 @@ fn main() {
 
     let ours = if a.build || !index_dir.join("manifest.json").exists() {
         let b = build(&a.corpus, &index_dir, "libsais");
-        println!(
-            "build  memaudit (libsais)   {:>8.1} s  {:>7.2} MB/s  peak RSS {:>6.0} MiB = {:.2}× shard text",
-            b.seconds,
-            mb(b.input_bytes) / b.seconds,
-            b.peak_rss as f64 / (1 << 20) as f64,
-            b.peak_rss as f64 / b.shard_bytes as f64
-        );
+        print_build("memaudit (libsais)", &b);
         Some(b)
     } else {
         None
@@ -279,13 +300,7 @@ fn main() {
     if a.suffix {
         let dir = PathBuf::from("bench-data/index-suffix");
         let b = build(&a.corpus, &dir, "suffix");
-        println!(
-            "build  memaudit (suffix)    {:>8.1} s  {:>7.2} MB/s  peak RSS {:>6.0} MiB = {:.2}× shard text",
-            b.seconds,
-            mb(b.input_bytes) / b.seconds,
-            b.peak_rss as f64 / (1 << 20) as f64,
-            b.peak_rss as f64 / b.shard_bytes as f64
-        );
+        print_build("memaudit (suffix)", &b);
         if let Some(o) = &ours {
             println!(
                 "       libsais / suffix build throughput: {:.2}×",
@@ -305,18 +320,7 @@ fn main() {
         std::fs::hard_link(&a.corpus, data.join("corpus.jsonl"))
             .or_else(|_| std::fs::copy(&a.corpus, data.join("corpus.jsonl")).map(|_| ()))
             .unwrap();
-        let o = Command::new(&py)
-            .args(["scripts/peer-infini-gram.py", "build"])
-            .arg(&data)
-            .arg(&save)
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "peer build failed: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let v = peer(&py, &[Path::new("build"), &data, &save]);
         let (secs, bytes, rss) = (
             v["seconds"].as_f64().unwrap(),
             v["input_bytes"].as_u64().unwrap(),
@@ -409,18 +413,7 @@ fn main() {
         for (set, ours) in sets.iter().zip(&ours_by_set) {
             let qfile = PathBuf::from("bench-data/peer-queries.json");
             std::fs::write(&qfile, serde_json::to_string(&set.texts).unwrap()).unwrap();
-            let o = Command::new(&py)
-                .args(["scripts/peer-infini-gram.py", "attribute"])
-                .arg(&save)
-                .arg(&qfile)
-                .output()
-                .unwrap();
-            assert!(
-                o.status.success(),
-                "peer attribute failed: {}",
-                String::from_utf8_lossy(&o.stderr)
-            );
-            let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            let v = peer(&py, &[Path::new("attribute"), &save, &qfile]);
             let lat: Vec<f64> = v["latencies_ms"]
                 .as_array()
                 .unwrap()

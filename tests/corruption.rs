@@ -27,6 +27,17 @@ fn build(dir: &Path) -> std::path::PathBuf {
     dir.join("index")
 }
 
+fn full_verify(idx: &Path) -> memaudit::index::verify::VerifyReport {
+    verify(
+        idx,
+        VerifyOptions {
+            full: true,
+            ..Default::default()
+        },
+    )
+    .unwrap()
+}
+
 fn open_err(dir: &Path) -> String {
     match Index::open(dir) {
         Ok(_) => panic!("a damaged index was opened"),
@@ -104,30 +115,14 @@ fn verify_finds_flipped_bytes_by_file() {
     for kind in FileKind::ALL {
         let d = tempfile::tempdir().unwrap();
         let idx = build(d.path());
-        assert!(verify(
-            &idx,
-            VerifyOptions {
-                full: true,
-                ..Default::default()
-            }
-        )
-        .unwrap()
-        .problems
-        .is_empty());
+        assert!(full_verify(&idx).problems.is_empty());
         let name = shard_file_name(0, kind);
         let path = idx.join(&name);
         let mut bytes = std::fs::read(&path).unwrap();
         let at = HEADER_LEN + (bytes.len() - HEADER_LEN) / 2;
         bytes[at] ^= 0x5a;
         std::fs::write(&path, &bytes).unwrap();
-        let report = verify(
-            &idx,
-            VerifyOptions {
-                full: true,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let report = full_verify(&idx);
         assert!(
             report
                 .problems
@@ -156,14 +151,7 @@ fn verify_full_finds_disorder_even_with_matching_checksum() {
         serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
     m["shards"][0]["sa"]["blake3"] = blake3::hash(&bytes).to_hex().to_string().into();
     std::fs::write(&manifest, serde_json::to_string(&m).unwrap()).unwrap();
-    let report = verify(
-        &idx,
-        VerifyOptions {
-            full: true,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let report = full_verify(&idx);
     assert!(
         report
             .problems
@@ -205,7 +193,7 @@ proptest! {
         }
         let whole = docs().concat();
         let _ = index.spans(&whole, &SpanOptions { min_len: 10, max_hits: 5, tokens: None });
-        let report = verify(&idx, VerifyOptions { full: true, ..Default::default() }).unwrap();
+        let report = full_verify(&idx);
         prop_assert!(!report.problems.is_empty());
     }
 }
