@@ -6,7 +6,8 @@
 //! cargo bench --bench index -- --peer          # and infini-gram on the same corpus and texts
 //! cargo bench --bench index -- --suffix        # also build with the `suffix` crate, for comparison
 //! options: --corpus FILE.jsonl (default bench-data/corpus.jsonl, made by scripts/bench-corpus.py)
-//!          --queries N (texts per set, default 200) --no-build (reuse bench-data/index)
+//!          --queries N (texts per set, default 200) --no-build (reuse the index)
+//!          --index DIR (default bench-data/index) --shard-size SIZE (passed to the build)
 //! ```
 //!
 //! Query texts are seeded: "novel" texts are real corpus words in a new random order; "copy" texts
@@ -27,6 +28,8 @@ struct Args {
     peer: bool,
     suffix: bool,
     build: bool,
+    index: PathBuf,
+    shard_size: Option<String>,
 }
 
 fn args() -> Args {
@@ -36,6 +39,8 @@ fn args() -> Args {
         peer: false,
         suffix: false,
         build: true,
+        index: PathBuf::from("bench-data/index"),
+        shard_size: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -45,6 +50,8 @@ fn args() -> Args {
             "--peer" => a.peer = true,
             "--suffix" => a.suffix = true,
             "--no-build" => a.build = false,
+            "--index" => a.index = it.next().expect("--index DIR").into(),
+            "--shard-size" => a.shard_size = Some(it.next().expect("--shard-size SIZE")),
             "--bench" => {}
             other => panic!("unknown argument {other:?}; see the doc comment of benches/index.rs"),
         }
@@ -68,7 +75,7 @@ struct BuildFigures {
     shard_bytes: u64,
 }
 
-fn build(corpus: &Path, out: &Path, algorithm: &str) -> BuildFigures {
+fn build(corpus: &Path, out: &Path, algorithm: &str, shard_size: Option<&str>) -> BuildFigures {
     let o = Command::new(env!("CARGO_BIN_EXE_memaudit"))
         .args([
             "index",
@@ -78,8 +85,13 @@ fn build(corpus: &Path, out: &Path, algorithm: &str) -> BuildFigures {
             "--json",
             "--sa-algorithm",
             algorithm,
-            "--out",
         ])
+        .args(
+            shard_size
+                .map(|s| vec!["--shard-size", s])
+                .unwrap_or_default(),
+        )
+        .arg("--out")
         .arg(out)
         .arg(corpus)
         .output()
@@ -282,7 +294,7 @@ fn main() {
             .success();
         assert!(ok, "scripts/bench-corpus.py failed");
     }
-    let index_dir = PathBuf::from("bench-data/index");
+    let index_dir = a.index.clone();
     println!(
         "memaudit index benchmark · corpus {} ({:.1} MB)",
         a.corpus.display(),
@@ -291,7 +303,7 @@ fn main() {
     println!();
 
     let ours = if a.build || !index_dir.join("manifest.json").exists() {
-        let b = build(&a.corpus, &index_dir, "libsais");
+        let b = build(&a.corpus, &index_dir, "libsais", a.shard_size.as_deref());
         print_build("memaudit (libsais)", &b);
         Some(b)
     } else {
@@ -299,7 +311,7 @@ fn main() {
     };
     if a.suffix {
         let dir = PathBuf::from("bench-data/index-suffix");
-        let b = build(&a.corpus, &dir, "suffix");
+        let b = build(&a.corpus, &dir, "suffix", a.shard_size.as_deref());
         print_build("memaudit (suffix)", &b);
         if let Some(o) = &ours {
             println!(
