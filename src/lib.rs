@@ -3,7 +3,7 @@
 //! The library holds every stage as a plain function; `src/main.rs` is only the command line.
 //! - [`corpus`]: reading corpus files and the text normalization shared by build and query.
 //! - [`index`]: the memory-mapped suffix-array index: build, open, query, verify.
-//! - [`probe`]: tokenization (and, later, the entropy probe model).
+//! - [`probe`]: tokenization (tokenizer.json, or built from GGUF metadata); the entropy model next.
 //! - [`check`]: rendering one text's span report for a person or as JSON.
 //! - [`units`]: parsing sizes such as `1GiB` on the command line.
 

@@ -119,7 +119,8 @@ struct CheckArgs {
     /// Provenance hits per span.
     #[arg(long, default_value_t = 3)]
     max_hits: usize,
-    /// A tokenizer.json; span lengths are then also given in tokens.
+    /// A tokenizer.json, or a .gguf model whose own tokenizer is used; span lengths are then also
+    /// given in tokens.
     #[arg(long)]
     tokenizer: Option<PathBuf>,
     /// JSON output (the default when stdout is not a terminal).
@@ -304,11 +305,7 @@ fn check(a: CheckArgs) -> Result<()> {
         std::fs::read_to_string(&a.input)
             .with_context(|| format!("{}: cannot read as UTF-8 text", a.input))?
     };
-    let tokenizer = a
-        .tokenizer
-        .as_deref()
-        .map(Tokenizer::from_file)
-        .transpose()?;
+    let tokenizer = a.tokenizer.as_deref().map(Tokenizer::load).transpose()?;
     let counter = tokenizer.as_ref().map(|t| move |s: &str| t.count(s));
     let opts = SpanOptions {
         min_len: a.min_len.max(1),

@@ -1,6 +1,6 @@
-//! The probe: tokenization now; the candle entropy model arrives with the probe issue.
+//! The probe: tokenization now; the candle entropy model is being built (the probe issue).
 //!
-//! Today this holds only what the index needs from a tokenizer: counting the tokens of a span, so
-//! span lengths can be reported (and thresholded) in tokens as well as characters.
+//! [`tokenizer`] loads a `tokenizer.json` or rebuilds a GGUF model's own tokenizer from its
+//! metadata; the index uses it to report span lengths in tokens.
 
 pub mod tokenizer;
