@@ -1,0 +1,114 @@
+//! The probe's f32 all-positions forward pass against references: llama.cpp's entropies and
+//! surprisals on the committed fixture (scripts/make-entropy-fixture.py), and candle-transformers'
+//! quantized llama decoding token by token with its KV cache.
+//!
+//! Needs the default model (`scripts/fetch-model.sh`; `MEMAUDIT_MODEL` overrides the path).
+
+use candle_core::{Device, Tensor};
+use memaudit::probe::model::{scores, Model};
+use std::path::PathBuf;
+
+fn model_path() -> PathBuf {
+    let path = std::env::var_os("MEMAUDIT_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_default();
+            home.join(".cache/memaudit/models/SmolLM2-135M-Instruct.Q4_1.gguf")
+        });
+    assert!(
+        path.exists(),
+        "{} missing: run scripts/fetch-model.sh (or set MEMAUDIT_MODEL)",
+        path.display()
+    );
+    path
+}
+
+fn ids(row: &serde_json::Value, key: &str) -> Vec<f64> {
+    row[key]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect()
+}
+
+#[test]
+fn entropies_match_llama_cpp() {
+    let model = Model::load(&model_path(), &Device::Cpu).unwrap();
+    let fixture: serde_json::Value =
+        serde_json::from_str(include_str!("fixtures/entropy-llamacpp.json")).unwrap();
+    for row in fixture["texts"].as_array().unwrap() {
+        let toks: Vec<u32> = ids(row, "ids").iter().map(|&x| x as u32).collect();
+        let s = scores(&model.log_probs(&toks).unwrap(), &toks).unwrap();
+        let (want_h, want_s) = (ids(row, "entropy"), ids(row, "surprisal"));
+        let mean_abs = |a: &[f32], b: &[f64]| {
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| (*x as f64 - y).abs())
+                .sum::<f64>()
+                / b.len() as f64
+        };
+        let dh = mean_abs(&s.entropy, &want_h);
+        let ds = mean_abs(&s.surprisal, &want_s);
+        // Q4_1 weights (llama.cpp) against the same weights dequantized to f32 (here).
+        assert!(
+            dh < 0.15,
+            "mean |Δentropy| {dh:.3} nats on {:?}",
+            row["text"]
+        );
+        assert!(
+            ds < 0.25,
+            "mean |Δsurprisal| {ds:.3} nats on {:?}",
+            row["text"]
+        );
+        eprintln!("mean |Δentropy| {dh:.3}, |Δsurprisal| {ds:.3} nats");
+    }
+}
+
+#[test]
+fn full_sequence_equals_cached_decoding() {
+    use candle_core::quantized::gguf_file;
+    use candle_transformers::models::quantized_llama::ModelWeights;
+    let path = model_path();
+    let model = Model::load(&path, &Device::Cpu).unwrap();
+    let mut f = std::fs::File::open(&path).unwrap();
+    let content = gguf_file::Content::read(&mut f).unwrap();
+    let mut reference = ModelWeights::from_gguf(content, &mut f, &Device::Cpu).unwrap();
+    let toks: Vec<u32> = vec![
+        504, 23068, 327, 768, 3197, 284, 550, 4786, 1806, 359, 2724, 288,
+    ];
+    let ours: Vec<Vec<f32>> = model.log_probs(&toks).unwrap().to_vec2().unwrap();
+    for (pos, &t) in toks.iter().enumerate() {
+        let logits = reference
+            .forward(
+                &Tensor::new(&[t], &Device::Cpu)
+                    .unwrap()
+                    .unsqueeze(0)
+                    .unwrap(),
+                pos,
+            )
+            .unwrap();
+        let lp = candle_nn::ops::log_softmax(&logits.squeeze(0).unwrap(), 0)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let top = |v: &[f32]| {
+            v.iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .unwrap()
+                .0
+        };
+        let diff = ours[pos]
+            .iter()
+            .zip(&lp)
+            .map(|(a, b)| (a.exp() - b.exp()).abs())
+            .sum::<f32>();
+        assert!(diff < 0.2, "position {pos}: total variation {diff}");
+        if diff < 0.05 {
+            assert_eq!(top(&ours[pos]), top(&lp), "position {pos}");
+        }
+    }
+}
