@@ -1,0 +1,137 @@
+//! Probe benchmark: tokens scored per second on CPU (all positions, entropy/surprisal/rank), and
+//! llama-cpp-python scoring the same token windows with the same GGUF in the same run.
+//!
+//! ```text
+//! cargo bench --bench probe                # memaudit only
+//! cargo bench --bench probe -- --peer      # and llama-cpp-python (installed into bench-data/)
+//! ```
+//!
+//! Texts: windows of 128 and 512 tokens cut from `/usr/share/common-licenses` and the Python
+//! standard library. Batch 1 only for now: batching arrives with the probe issue.
+
+use candle_core::Device;
+use memaudit::probe::model::{scores, Model};
+use memaudit::probe::tokenizer::Tokenizer;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+fn model_path() -> PathBuf {
+    let o = Command::new("scripts/fetch-model.sh")
+        .output()
+        .expect("run scripts/fetch-model.sh");
+    assert!(
+        o.status.success(),
+        "fetch-model failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    PathBuf::from(String::from_utf8(o.stdout).unwrap().trim())
+}
+
+fn corpus_tokens(tok: &Tokenizer) -> Vec<u32> {
+    let mut text = String::new();
+    for f in ["GPL-3", "Apache-2.0", "MPL-2.0"] {
+        text.push_str(
+            &std::fs::read_to_string(Path::new("/usr/share/common-licenses").join(f))
+                .unwrap_or_default(),
+        );
+    }
+    let stdlib = Command::new("python3")
+        .args([
+            "-c",
+            "import os,sysconfig;print(os.path.join(sysconfig.get_paths()['stdlib'],'os.py'))",
+        ])
+        .output()
+        .unwrap();
+    text.push_str(
+        &std::fs::read_to_string(String::from_utf8_lossy(&stdlib.stdout).trim())
+            .unwrap_or_default(),
+    );
+    tok.encode(&text).unwrap()
+}
+
+fn peer_python() -> PathBuf {
+    let venv = PathBuf::from("bench-data/llama-venv");
+    let py = venv.join("bin/python");
+    if !py.exists() {
+        eprintln!(
+            "installing llama-cpp-python and numpy into {} (builds llama.cpp: minutes)",
+            venv.display()
+        );
+        assert!(Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .unwrap()
+            .success());
+        let ok = Command::new(&py)
+            .args(["-m", "pip", "install", "-q", "llama-cpp-python", "numpy"])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+    py
+}
+
+fn main() {
+    let peer = std::env::args().any(|a| a == "--peer");
+    let path = model_path();
+    let t = Instant::now();
+    let model = Model::load(&path, &Device::Cpu).unwrap();
+    let tok = Tokenizer::from_gguf(&path).unwrap();
+    println!("model loaded (f32) in {:.2} s", t.elapsed().as_secs_f64());
+    let all = corpus_tokens(&tok);
+    println!(
+        "{:<10} {:>8} {:>12} {:>14}",
+        "length", "windows", "tokens/s", "llama.cpp t/s"
+    );
+    for len in [128usize, 512] {
+        let windows: Vec<Vec<u32>> = all
+            .chunks_exact(len)
+            .take(if len == 128 { 16 } else { 6 })
+            .map(|w| w.to_vec())
+            .collect();
+        let _ = scores(&model.log_probs(&windows[0]).unwrap(), &windows[0]).unwrap();
+        let t = Instant::now();
+        for w in &windows {
+            std::hint::black_box(scores(&model.log_probs(w).unwrap(), w).unwrap());
+        }
+        let ours = (windows.len() * len) as f64 / t.elapsed().as_secs_f64();
+        let theirs = if peer {
+            let py = peer_python();
+            let q = PathBuf::from("bench-data/probe-windows.json");
+            std::fs::create_dir_all("bench-data").unwrap();
+            std::fs::write(&q, serde_json::to_string(&windows).unwrap()).unwrap();
+            let o = Command::new(&py)
+                .arg("scripts/peer-llama-cpp.py")
+                .arg(&path)
+                .arg(&q)
+                .output()
+                .unwrap();
+            assert!(
+                o.status.success(),
+                "peer failed: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            v["tokens_per_s"].as_f64()
+        } else {
+            None
+        };
+        match theirs {
+            Some(p) => println!(
+                "{:<10} {:>8} {:>12.0} {:>14.0}   ratio {:.2}×",
+                len,
+                windows.len(),
+                ours,
+                p,
+                ours / p
+            ),
+            None => println!("{:<10} {:>8} {:>12.0}", len, windows.len(), ours),
+        }
+    }
+    println!(
+        "peak RSS {:.0} MiB",
+        memaudit::index::build::peak_rss_bytes().unwrap_or(0) as f64 / (1 << 20) as f64
+    );
+}
