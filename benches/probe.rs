@@ -7,7 +7,7 @@
 //! ```
 //!
 //! Texts: windows of 128 and 512 tokens cut from `/usr/share/common-licenses` and the Python
-//! standard library. Batch 1 only for now: batching arrives with the probe issue.
+//! standard library, scored in batches of 1, 8 and 32 (one forward pass per batch).
 
 use candle_core::Device;
 use memaudit::probe::model::{scores, Model};
@@ -82,52 +82,54 @@ fn main() {
     println!("model loaded (f32) in {:.2} s", t.elapsed().as_secs_f64());
     let all = corpus_tokens(&tok);
     println!(
-        "{:<10} {:>8} {:>12} {:>14}",
-        "length", "windows", "tokens/s", "llama.cpp t/s"
+        "{:<8} {:>6} {:>12} {:>14}",
+        "length", "batch", "tokens/s", "llama.cpp t/s"
     );
     for len in [128usize, 512] {
-        let windows: Vec<Vec<u32>> = all
-            .chunks_exact(len)
-            .take(if len == 128 { 16 } else { 6 })
-            .map(|w| w.to_vec())
-            .collect();
-        let _ = scores(&model.log_probs(&windows[0]).unwrap(), &windows[0]).unwrap();
-        let t = Instant::now();
-        for w in &windows {
-            std::hint::black_box(scores(&model.log_probs(w).unwrap(), w).unwrap());
-        }
-        let ours = (windows.len() * len) as f64 / t.elapsed().as_secs_f64();
-        let theirs = if peer {
-            let py = peer_python();
-            let q = PathBuf::from("bench-data/probe-windows.json");
-            std::fs::create_dir_all("bench-data").unwrap();
-            std::fs::write(&q, serde_json::to_string(&windows).unwrap()).unwrap();
-            let o = Command::new(&py)
-                .arg("scripts/peer-llama-cpp.py")
-                .arg(&path)
-                .arg(&q)
-                .output()
-                .unwrap();
-            assert!(
-                o.status.success(),
-                "peer failed: {}",
-                String::from_utf8_lossy(&o.stderr)
-            );
-            let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-            v["tokens_per_s"].as_f64()
-        } else {
-            None
-        };
-        match theirs {
-            Some(p) => println!(
-                "{:<10} {:>8} {:>12.0} {:>14.0}   ratio {:.2}×",
-                len,
-                windows.len(),
-                ours,
-                p,
-                ours / p
-            ),
-            None => println!("{:<10} {:>8} {:>12.0}", len, windows.len(), ours),
+        for batch in [1usize, 8, 32] {
+            let windows: Vec<Vec<u32>> = all
+                .chunks_exact(len)
+                .cycle()
+                .take(batch)
+                .map(|w| w.to_vec())
+                .collect();
+            let refs: Vec<&[u32]> = windows.iter().map(|w| w.as_slice()).collect();
+            let _ = model.log_probs_batch(&refs[..1]).unwrap();
+            let t = Instant::now();
+            let out = model.log_probs_batch(&refs).unwrap();
+            for (lp, w) in out.iter().zip(&windows) {
+                std::hint::black_box(scores(lp, w).unwrap());
+            }
+            let ours = (batch * len) as f64 / t.elapsed().as_secs_f64();
+            // llama.cpp scores the same windows one after another (its own batching is per text).
+            let theirs = if peer {
+                let py = peer_python();
+                let q = PathBuf::from("bench-data/probe-windows.json");
+                std::fs::create_dir_all("bench-data").unwrap();
+                std::fs::write(&q, serde_json::to_string(&windows).unwrap()).unwrap();
+                let o = Command::new(&py)
+                    .arg("scripts/peer-llama-cpp.py")
+                    .arg(&path)
+                    .arg(&q)
+                    .output()
+                    .unwrap();
+                assert!(
+                    o.status.success(),
+                    "peer failed: {}",
+                    String::from_utf8_lossy(&o.stderr)
+                );
+                let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+                v["tokens_per_s"].as_f64()
+            } else {
+                None
+            };
+            match theirs {
+                Some(p) => println!(
+                    "{len:<8} {batch:>6} {ours:>12.0} {p:>14.0}   ratio {:.2}×",
+                    ours / p
+                ),
+                None => println!("{len:<8} {batch:>6} {ours:>12.0}"),
+            }
         }
     }
     println!(

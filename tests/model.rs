@@ -112,3 +112,27 @@ fn full_sequence_equals_cached_decoding() {
         }
     }
 }
+
+#[test]
+fn batched_equals_unbatched() {
+    let model = Model::load(&model_path(), &Device::Cpu).unwrap();
+    let a: Vec<u32> = vec![
+        504, 23068, 327, 768, 3197, 284, 550, 4786, 1806, 359, 2724, 288,
+    ];
+    let b: Vec<u32> = vec![19556, 905];
+    let c: Vec<u32> = (100..140).collect();
+    let batch = model.log_probs_batch(&[&a, &b, &c]).unwrap();
+    for (t, got) in [&a, &b, &c].into_iter().zip(&batch) {
+        let want: Vec<Vec<f32>> = model.log_probs(t).unwrap().to_vec2().unwrap();
+        let got: Vec<Vec<f32>> = got.to_vec2().unwrap();
+        assert_eq!(got.len(), t.len());
+        let worst = got
+            .iter()
+            .flatten()
+            .zip(want.iter().flatten())
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(worst < 1e-3, "max |Δlog p| {worst}");
+    }
+    assert!(model.log_probs_batch(&[&a, &[]]).is_err());
+}

@@ -162,16 +162,33 @@ impl Model {
     /// Next-token log-probabilities at every position of `ids`: shape (len, vocab). Row `i` is the
     /// distribution over the token after `ids[..=i]`.
     pub fn log_probs(&self, ids: &[u32]) -> Result<Tensor> {
+        Ok(self.log_probs_batch(&[ids])?.remove(0))
+    }
+
+    /// [`Model::log_probs`] for several texts in one forward pass. Texts are right-padded to the
+    /// longest: under the causal mask a real position never attends to padding after it, so each
+    /// result equals the unbatched one; padded rows are dropped.
+    pub fn log_probs_batch(&self, texts: &[&[u32]]) -> Result<Vec<Tensor>> {
         let cfg = &self.config;
-        let n = ids.len();
-        if n == 0 || n > cfg.context {
+        let b = texts.len();
+        let n = texts.iter().map(|t| t.len()).max().unwrap_or(0);
+        if b == 0 || texts.iter().any(|t| t.is_empty()) || n > cfg.context {
             bail!(
-                "a window of {n} tokens; the model takes 1 to {}",
-                cfg.context
+                "texts of 1 to {} tokens are scored; got lengths {:?}",
+                cfg.context,
+                texts.iter().map(|t| t.len()).collect::<Vec<_>>()
             );
         }
-        let ids_t = Tensor::new(ids, &self.device)?;
-        let mut x = self.embed.index_select(&ids_t, 0)?; // (n, e)
+        let mut padded = Vec::with_capacity(b * n);
+        for t in texts {
+            padded.extend_from_slice(t);
+            padded.extend(std::iter::repeat_n(0u32, n - t.len()));
+        }
+        let ids_t = Tensor::new(padded.as_slice(), &self.device)?;
+        let mut x = self
+            .embed
+            .index_select(&ids_t, 0)?
+            .reshape((b, n, cfg.embedding))?;
         let cos = self.cos.narrow(0, 0, n)?;
         let sin = self.sin.narrow(0, 0, n)?;
         let mask: Vec<f32> = (0..n)
@@ -183,8 +200,8 @@ impl Model {
         for l in &self.layers {
             let h = candle_nn::ops::rms_norm(&x, &l.attn_norm, cfg.rms_eps as f32)?;
             let heads = |w: &Tensor, count: usize| -> Result<Tensor> {
-                Ok(h.matmul(w)?
-                    .reshape((1, n, count, cfg.head_dim))?
+                Ok(h.broadcast_matmul(w)?
+                    .reshape((b, n, count, cfg.head_dim))?
                     .transpose(1, 2)?
                     .contiguous()?)
             };
@@ -194,8 +211,8 @@ impl Model {
             // Grouped-query attention: query head i reads key/value head i / group.
             let repeat = |t: Tensor| -> Result<Tensor> {
                 Ok(t.unsqueeze(2)?
-                    .expand((1, cfg.kv_heads, group, n, cfg.head_dim))?
-                    .reshape((1, cfg.heads, n, cfg.head_dim))?)
+                    .expand((b, cfg.kv_heads, group, n, cfg.head_dim))?
+                    .reshape((b, cfg.heads, n, cfg.head_dim))?)
             };
             let (k, v) = (repeat(k)?, repeat(v)?);
             let att = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&mask)?;
@@ -203,15 +220,20 @@ impl Model {
             let out = att
                 .matmul(&v)?
                 .transpose(1, 2)?
-                .reshape((n, cfg.embedding))?;
-            x = (x + out.matmul(&l.wo)?)?;
+                .reshape((b, n, cfg.embedding))?;
+            x = (x + out.broadcast_matmul(&l.wo)?)?;
             let h = candle_nn::ops::rms_norm(&x, &l.ffn_norm, cfg.rms_eps as f32)?;
-            let ff = (candle_nn::ops::silu(&h.matmul(&l.w_gate)?)? * h.matmul(&l.w_up)?)?;
-            x = (x + ff.matmul(&l.w_down)?)?;
+            let ff = (candle_nn::ops::silu(&h.broadcast_matmul(&l.w_gate)?)?
+                * h.broadcast_matmul(&l.w_up)?)?;
+            x = (x + ff.broadcast_matmul(&l.w_down)?)?;
         }
         let x = candle_nn::ops::rms_norm(&x, &self.norm, cfg.rms_eps as f32)?;
-        let logits = x.matmul(&self.output_t)?;
-        Ok(candle_nn::ops::log_softmax(&logits, D::Minus1)?)
+        let lp = candle_nn::ops::log_softmax(&x.broadcast_matmul(&self.output_t)?, D::Minus1)?;
+        texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| Ok(lp.get(i)?.narrow(0, 0, t.len())?))
+            .collect()
     }
 }
 
