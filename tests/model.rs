@@ -4,26 +4,10 @@
 //!
 //! Needs the default model (`scripts/fetch-model.sh`; `MEMAUDIT_MODEL` overrides the path).
 
+mod common;
+
 use candle_core::{Device, Tensor};
 use memaudit::probe::model::{scores, Model};
-use std::path::PathBuf;
-
-fn model_path() -> PathBuf {
-    let path = std::env::var_os("MEMAUDIT_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let home = std::env::var_os("HOME")
-                .map(PathBuf::from)
-                .unwrap_or_default();
-            home.join(".cache/memaudit/models/SmolLM2-135M-Instruct.Q4_1.gguf")
-        });
-    assert!(
-        path.exists(),
-        "{} missing: run scripts/fetch-model.sh (or set MEMAUDIT_MODEL)",
-        path.display()
-    );
-    path
-}
 
 fn ids(row: &serde_json::Value, key: &str) -> Vec<f64> {
     row[key]
@@ -36,7 +20,7 @@ fn ids(row: &serde_json::Value, key: &str) -> Vec<f64> {
 
 #[test]
 fn entropies_match_llama_cpp() {
-    let model = Model::load(&model_path(), &Device::Cpu).unwrap();
+    let model = Model::load(&common::default_model(), &Device::Cpu).unwrap();
     let fixture: serde_json::Value =
         serde_json::from_str(include_str!("fixtures/entropy-llamacpp.json")).unwrap();
     for row in fixture["texts"].as_array().unwrap() {
@@ -71,7 +55,7 @@ fn entropies_match_llama_cpp() {
 fn full_sequence_equals_cached_decoding() {
     use candle_core::quantized::gguf_file;
     use candle_transformers::models::quantized_llama::ModelWeights;
-    let path = model_path();
+    let path = common::default_model();
     let model = Model::load(&path, &Device::Cpu).unwrap();
     let mut f = std::fs::File::open(&path).unwrap();
     let content = gguf_file::Content::read(&mut f).unwrap();
@@ -115,7 +99,7 @@ fn full_sequence_equals_cached_decoding() {
 
 #[test]
 fn batched_equals_unbatched() {
-    let model = Model::load(&model_path(), &Device::Cpu).unwrap();
+    let model = Model::load(&common::default_model(), &Device::Cpu).unwrap();
     let a: Vec<u32> = vec![
         504, 23068, 327, 768, 3197, 284, 550, 4786, 1806, 359, 2724, 288,
     ];

@@ -4,32 +4,13 @@
 //! Needs the default model: `scripts/fetch-model.sh` installs it (scripts/test.sh and .ci/run do);
 //! `MEMAUDIT_MODEL` overrides the path.
 
-use memaudit::probe::tokenizer::Tokenizer;
-use std::path::PathBuf;
+mod common;
 
-fn model() -> PathBuf {
-    let path = std::env::var_os("MEMAUDIT_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let home = std::env::var_os("HOME")
-                .map(PathBuf::from)
-                .unwrap_or_default();
-            std::env::var_os("MEMAUDIT_MODEL_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| home.join(".cache/memaudit/models"))
-                .join("SmolLM2-135M-Instruct.Q4_1.gguf")
-        });
-    assert!(
-        path.exists(),
-        "{} missing: run scripts/fetch-model.sh (or set MEMAUDIT_MODEL)",
-        path.display()
-    );
-    path
-}
+use memaudit::probe::tokenizer::Tokenizer;
 
 #[test]
 fn equals_llama_cpp_on_the_fixture() {
-    let tok = Tokenizer::from_gguf(&model()).unwrap();
+    let tok = Tokenizer::from_gguf(&common::default_model()).unwrap();
     assert_eq!(tok.vocab_size(), 49152);
     let fixture: serde_json::Value =
         serde_json::from_str(include_str!("fixtures/tokenizer-llamacpp.json")).unwrap();
@@ -49,7 +30,7 @@ fn equals_llama_cpp_on_the_fixture() {
 
 #[test]
 fn round_trips_text() {
-    let tok = Tokenizer::from_gguf(&model()).unwrap();
+    let tok = Tokenizer::from_gguf(&common::default_model()).unwrap();
     for text in [
         "",
         " ",

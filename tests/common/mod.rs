@@ -48,3 +48,25 @@ pub fn index_of(dir: &Path, docs: &[String], shard_bytes: u64, algorithm: SaAlgo
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_memaudit"))
 }
+
+/// The default probe model: `MEMAUDIT_MODEL`, else `SmolLM2-135M-Instruct.Q4_1.gguf` in
+/// `MEMAUDIT_MODEL_DIR` (default `~/.cache/memaudit/models`), where `scripts/fetch-model.sh` puts it.
+pub fn default_model() -> PathBuf {
+    let path = std::env::var_os("MEMAUDIT_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_default();
+            std::env::var_os("MEMAUDIT_MODEL_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| home.join(".cache/memaudit/models"))
+                .join("SmolLM2-135M-Instruct.Q4_1.gguf")
+        });
+    assert!(
+        path.exists(),
+        "{} missing: run scripts/fetch-model.sh (or set MEMAUDIT_MODEL)",
+        path.display()
+    );
+    path
+}
