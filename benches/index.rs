@@ -14,7 +14,7 @@
 //! are novel text with a 512-byte passage cut from a random corpus document in the middle. Every
 //! query runs once to warm the page cache, then once timed, one at a time on one thread.
 
-use memaudit::index::build::peak_rss_bytes;
+use memaudit::index::build::{peak_rss_bytes, rss_bytes};
 use memaudit::index::{Index, SpanOptions};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -57,15 +57,6 @@ fn args() -> Args {
         }
     }
     a
-}
-
-fn vm_rss() -> u64 {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    s.lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .unwrap_or(0)
-        * 1024
 }
 
 struct BuildFigures {
@@ -356,13 +347,13 @@ fn main() {
     };
     println!();
 
-    let rss_before = vm_rss();
+    let rss_before = rss_bytes().unwrap_or(0);
     let t = Instant::now();
     let index = Index::open(&index_dir).expect("open index");
     println!(
         "open   {:.2} ms, RSS +{:.1} MiB for {:.0} MB of shard text ({} shard(s))",
         t.elapsed().as_secs_f64() * 1000.0,
-        (vm_rss().saturating_sub(rss_before)) as f64 / (1 << 20) as f64,
+        (rss_bytes().unwrap_or(0).saturating_sub(rss_before)) as f64 / (1 << 20) as f64,
         mb(index.manifest.totals.text_bytes),
         index.shards.len()
     );

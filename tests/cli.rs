@@ -25,6 +25,14 @@ fn run(args: &[&str], stdin: Option<&str>) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// `memaudit index build EXTRA... --out OUT INPUT`.
+fn build_index(out: &Path, input: &str, extra: &[&str]) -> Output {
+    let mut args = vec!["index", "build"];
+    args.extend_from_slice(extra);
+    args.extend(["--out", out.to_str().unwrap(), input]);
+    run(&args, None)
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -65,17 +73,7 @@ fn build_stats_verify_check() {
     let d = tempfile::tempdir().unwrap();
     let c = corpus(d.path());
     let idx = d.path().join("idx");
-    let o = run(
-        &[
-            "index",
-            "build",
-            "--out",
-            idx.to_str().unwrap(),
-            c.to_str().unwrap(),
-            "--json",
-        ],
-        None,
-    );
+    let o = build_index(&idx, c.to_str().unwrap(), &["--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(summary["documents"], 3);
@@ -167,30 +165,11 @@ fn existing_directory_needs_force() {
     let idx = d.path().join("idx");
     std::fs::create_dir(&idx).unwrap();
     std::fs::write(idx.join("precious.txt"), "do not delete").unwrap();
-    let o = run(
-        &[
-            "index",
-            "build",
-            "--out",
-            idx.to_str().unwrap(),
-            c.to_str().unwrap(),
-        ],
-        None,
-    );
+    let o = build_index(&idx, c.to_str().unwrap(), &[]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("--force"), "{}", stderr(&o));
     assert!(idx.join("precious.txt").exists());
-    let o = run(
-        &[
-            "index",
-            "build",
-            "--force",
-            "--out",
-            idx.to_str().unwrap(),
-            c.to_str().unwrap(),
-        ],
-        None,
-    );
+    let o = build_index(&idx, c.to_str().unwrap(), &["--force"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(!idx.join("precious.txt").exists() && idx.join("manifest.json").exists());
     // Only the index is left beside it: no temporary directories.
@@ -207,16 +186,7 @@ fn existing_directory_needs_force() {
 #[test]
 fn clear_errors() {
     let d = tempfile::tempdir().unwrap();
-    let o = run(
-        &[
-            "index",
-            "build",
-            "--out",
-            d.path().join("x").to_str().unwrap(),
-            "/no/such/input.jsonl",
-        ],
-        None,
-    );
+    let o = build_index(&d.path().join("x"), "/no/such/input.jsonl", &[]);
     assert!(
         !o.status.success() && stderr(&o).contains("/no/such/input.jsonl"),
         "{}",
@@ -224,16 +194,7 @@ fn clear_errors() {
     );
     let bad = d.path().join("data.csv");
     std::fs::write(&bad, "a,b").unwrap();
-    let o = run(
-        &[
-            "index",
-            "build",
-            "--out",
-            d.path().join("x").to_str().unwrap(),
-            bad.to_str().unwrap(),
-        ],
-        None,
-    );
+    let o = build_index(&d.path().join("x"), bad.to_str().unwrap(), &[]);
     assert!(stderr(&o).contains("unknown file type"), "{}", stderr(&o));
     let o = run(
         &["check", "--index", d.path().to_str().unwrap()],
@@ -244,17 +205,10 @@ fn clear_errors() {
         "{}",
         stderr(&o)
     );
-    let o = run(
-        &[
-            "index",
-            "build",
-            "--out",
-            d.path().join("x").to_str().unwrap(),
-            "--shard-size",
-            "3 parsecs",
-            bad.to_str().unwrap(),
-        ],
-        None,
+    let o = build_index(
+        &d.path().join("x"),
+        bad.to_str().unwrap(),
+        &["--shard-size", "3 parsecs"],
     );
     assert!(
         stderr(&o).contains("not a size") || stderr(&o).contains("unknown unit"),
@@ -316,16 +270,7 @@ fn interrupted_build_leaves_no_index() {
         "the dead build's work directory is still there"
     );
     // Starting again works and produces the index.
-    let o = run(
-        &[
-            "index",
-            "build",
-            "--out",
-            idx.to_str().unwrap(),
-            d.path().join("big.jsonl").to_str().unwrap(),
-        ],
-        None,
-    );
+    let o = build_index(&idx, d.path().join("big.jsonl").to_str().unwrap(), &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(idx.join("manifest.json").exists());
     assert!(
@@ -340,18 +285,7 @@ fn tokens_when_a_tokenizer_is_given() {
     let d = tempfile::tempdir().unwrap();
     let c = corpus(d.path());
     let idx = d.path().join("idx");
-    assert!(run(
-        &[
-            "index",
-            "build",
-            "--out",
-            idx.to_str().unwrap(),
-            c.to_str().unwrap()
-        ],
-        None
-    )
-    .status
-    .success());
+    assert!(build_index(&idx, c.to_str().unwrap(), &[]).status.success());
     let mut vocab = serde_json::Map::new();
     vocab.insert("[UNK]".into(), 0.into());
     for (i, w) in PASSAGE.split_whitespace().enumerate() {

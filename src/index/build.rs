@@ -102,20 +102,29 @@ impl PendingShard {
     }
 }
 
-/// Peak resident set size of this process, from /proc (Linux only).
-pub fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+/// A `Key:  N kB` field of a /proc file, in bytes (Linux only).
+fn proc_kib_field(file: &str, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let line = text
+        .lines()
+        .find(|l| l.strip_prefix(key).is_some_and(|r| r.starts_with(':')))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
 }
 
-/// Total physical memory (Linux), for the default memory limit.
+/// Peak resident set size of this process.
+pub fn peak_rss_bytes() -> Option<u64> {
+    proc_kib_field("/proc/self/status", "VmHWM")
+}
+
+/// Current resident set size of this process.
+pub fn rss_bytes() -> Option<u64> {
+    proc_kib_field("/proc/self/status", "VmRSS")
+}
+
+/// Total physical memory, for the default memory limit.
 pub fn physical_memory_bytes() -> Option<u64> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
+    proc_kib_field("/proc/meminfo", "MemTotal")
 }
 
 /// Refuses an existing non-empty target unless forced; returns whether something must be replaced.

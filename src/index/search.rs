@@ -344,11 +344,15 @@ impl Index {
         let mapped = self.normalizer.normalize_mapped(text);
         let t = mapped.text.as_bytes();
         let ranges = self.maximal_spans(t, opts.min_len);
-        let original: Vec<usize> = text
-            .char_indices()
-            .map(|(b, _)| b)
-            .chain([text.len()])
-            .collect();
+        // Byte offset of every original character, needed only to cut spans out for the tokenizer.
+        let original: Vec<usize> = match opts.tokens {
+            Some(_) => text
+                .char_indices()
+                .map(|(b, _)| b)
+                .chain([text.len()])
+                .collect(),
+            None => Vec::new(),
+        };
         let mut spans = Vec::with_capacity(ranges.len());
         for (a, b) in ranges {
             let (start, end) = mapped.input_range(a, b);

@@ -151,6 +151,6 @@ impl Tokenizer {
 
     /// Tokens in `text`, without special tokens. A text the tokenizer rejects counts 0.
     pub fn count(&self, text: &str) -> usize {
-        self.inner.encode(text, false).map(|e| e.len()).unwrap_or(0)
+        self.encode(text).map(|ids| ids.len()).unwrap_or(0)
     }
 }
