@@ -10,7 +10,7 @@
 //! standard library, scored in batches of 1, 8 and 32 (one forward pass per batch).
 
 use candle_core::Device;
-use memaudit::probe::model::{scores, Model};
+use memaudit::probe::model::Model;
 use memaudit::probe::tokenizer::Tokenizer;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -94,12 +94,9 @@ fn main() {
                 .map(|w| w.to_vec())
                 .collect();
             let refs: Vec<&[u32]> = windows.iter().map(|w| w.as_slice()).collect();
-            let _ = model.log_probs_batch(&refs[..1]).unwrap();
+            let _ = model.score_batch(&refs[..1]).unwrap();
             let t = Instant::now();
-            let out = model.log_probs_batch(&refs).unwrap();
-            for (lp, w) in out.iter().zip(&windows) {
-                std::hint::black_box(scores(lp, w).unwrap());
-            }
+            std::hint::black_box(model.score_batch(&refs).unwrap());
             let ours = (batch * len) as f64 / t.elapsed().as_secs_f64();
             // llama.cpp scores the same windows one after another (its own batching is per text).
             let theirs = if peer {

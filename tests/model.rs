@@ -120,3 +120,43 @@ fn batched_equals_unbatched() {
     }
     assert!(model.log_probs_batch(&[&a, &[]]).is_err());
 }
+
+#[test]
+fn fast_scoring_equals_the_log_softmax_reference() {
+    let model = Model::load(&common::default_model(), &Device::Cpu).unwrap();
+    // Lengths around the attention block (128) and pass size, in a batch mixing them.
+    let texts: Vec<Vec<u32>> = [1usize, 2, 127, 128, 129, 300]
+        .iter()
+        .map(|&n| {
+            (0..n as u32)
+                .map(|i| (i * 7919 + n as u32) % 49152)
+                .collect()
+        })
+        .collect();
+    let refs: Vec<&[u32]> = texts.iter().map(|t| t.as_slice()).collect();
+    let fast = model.score_batch(&refs).unwrap();
+    for (t, got) in texts.iter().zip(&fast) {
+        let want = scores(&model.log_probs(t).unwrap(), t).unwrap();
+        assert_eq!(got.entropy.len(), t.len());
+        assert_eq!(got.surprisal.len(), t.len() - 1);
+        let worst = |a: &[f32], b: &[f32]| {
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0f32, f32::max)
+        };
+        assert!(worst(&got.entropy, &want.entropy) < 2e-3);
+        assert!(worst(&got.surprisal, &want.surprisal) < 2e-3);
+        let rank_off = got
+            .rank
+            .iter()
+            .zip(&want.rank)
+            .filter(|(a, b)| a.abs_diff(**b) > 1)
+            .count();
+        assert_eq!(rank_off, 0, "ranks differ by more than a tie");
+    }
+    assert!(
+        model.score_batch(&[&[49152]]).is_err(),
+        "id outside the vocabulary"
+    );
+}

@@ -1,18 +1,39 @@
-//! The probe model: a llama-family GGUF loaded into candle with weights dequantized to f32, and a
-//! forward pass that returns next-token log-probabilities for *every* position.
+//! The probe model: a llama-family causal LM in candle, with weights dequantized to a float type,
+//! and a forward pass that scores *every* position of a batch of texts.
 //!
 //! candle-transformers' `quantized_llama` returns only the last position's logits and keeps a KV
 //! cache inside the model; scoring needs all positions at once and no state, so this module has its
-//! own forward (no cache: one call scores a whole text). Weights are dequantized at load because
+//! own forward (no cache: one call scores whole texts). Weights are dequantized at load because
 //! full-sequence prefill was measured ~4.5× faster in f32 than in Q4_1 on this CPU (DESIGN.md);
-//! matrices are stored transposed so every projection is one plain matmul.
+//! matrices are stored transposed (and q/k/v fused) so every projection is one plain matmul.
+//!
+//! Two sources: a GGUF file (the default model), or a Hugging Face safetensors checkpoint (a
+//! directory with `config.json` and `*.safetensors`). Hugging Face stores q/k rows in the
+//! "rotate-half" order; they are permuted at load into the interleaved order llama.cpp uses, so
+//! both sources run the same forward with interleaved RoPE.
+//!
+//! [`Model::score_batch`] is the fast path: texts are packed into passes of at most
+//! [`PASS_TOKENS`] tokens (bounded activations, reused allocations), padding rows are never
+//! projected to the vocabulary, and the vocabulary-sized logits are reduced to entropy, surprisal
+//! and rank a block of rows at a time (see [`super::logits`]). [`Model::log_probs_batch`]
+//! materializes full log-softmax rows and is kept as the plain reference.
 
+use super::logits::{score_rows_cpu, score_rows_tensor, RowScore};
+use super::ops::{CausalSoftmax, SwiGlu};
 use anyhow::{bail, Context, Result};
 use candle_core::quantized::gguf_file;
 use candle_core::{DType, Device, Tensor, D};
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
-/// Hyper-parameters read from GGUF metadata.
+/// Upper bound on tokens (padding included) in one forward pass of [`Model::score_batch`].
+pub const PASS_TOKENS: usize = 1024;
+/// Rows of hidden state projected to the vocabulary at a time when scoring.
+const VOCAB_BLOCK_ROWS: usize = 128;
+/// Query positions per attention block on the CPU.
+const QUERY_BLOCK: usize = 128;
+
+/// Hyper-parameters, read from GGUF metadata or `config.json`.
 #[derive(Debug, Clone, Copy)]
 pub struct Config {
     pub layers: usize,
@@ -28,20 +49,24 @@ pub struct Config {
 
 struct Layer {
     attn_norm: Tensor,
-    wq: Tensor,
-    wk: Tensor,
-    wv: Tensor,
+    /// q, k and v projections side by side, transposed: (embedding, (heads + 2·kv_heads)·head_dim).
+    wqkv: Tensor,
     wo: Tensor,
     ffn_norm: Tensor,
-    w_gate: Tensor,
-    w_up: Tensor,
+    /// gate and up projections side by side, transposed: (embedding, 2·ffn).
+    w_gate_up: Tensor,
     w_down: Tensor,
+    ffn: usize,
 }
 
-/// A loaded model: f32 weights on one device.
+/// A loaded model on one device. Immutable after load: share one `Arc<Model>` across workers.
 pub struct Model {
     pub config: Config,
     pub device: Device,
+    /// Float type of weights and activations: f32 on CPU, bf16 on CUDA.
+    pub dtype: DType,
+    /// Where the weights came from.
+    pub source: PathBuf,
     embed: Tensor,
     layers: Vec<Layer>,
     norm: Tensor,
@@ -51,6 +76,15 @@ pub struct Model {
     sin: Tensor,
 }
 
+/// The float type used on `device`.
+pub fn dtype_for(device: &Device) -> DType {
+    if device.is_cpu() {
+        DType::F32
+    } else {
+        DType::BF16
+    }
+}
+
 fn md_u32(c: &gguf_file::Content, key: &str) -> Result<usize> {
     Ok(c.metadata
         .get(key)
@@ -58,14 +92,31 @@ fn md_u32(c: &gguf_file::Content, key: &str) -> Result<usize> {
         .to_u32()? as usize)
 }
 
+/// Raw tensors by role, (out, in) as stored; q/k rows in interleaved-RoPE order.
+struct Weights {
+    embed: Tensor,
+    norm: Tensor,
+    output: Option<Tensor>,
+    layers: Vec<[Tensor; 9]>,
+}
+
 impl Model {
-    /// Loads a llama-architecture GGUF; the error names the file.
+    /// Loads a llama-architecture model: a `.gguf` file, or a safetensors checkpoint (a directory
+    /// holding `config.json` and `*.safetensors`, or one `.safetensors` file beside its
+    /// `config.json`). Errors name the path.
     pub fn load(path: &Path, device: &Device) -> Result<Model> {
-        Self::load_inner(path, device)
-            .with_context(|| format!("{}: cannot load the model", path.display()))
+        let is_gguf = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
+        let r = if is_gguf {
+            Self::load_gguf(path, device)
+        } else {
+            Self::load_safetensors(path, device)
+        };
+        r.with_context(|| format!("{}: cannot load the model", path.display()))
     }
 
-    fn load_inner(path: &Path, device: &Device) -> Result<Model> {
+    fn load_gguf(path: &Path, device: &Device) -> Result<Model> {
         let mut file = std::fs::File::open(path)?;
         let c = gguf_file::Content::read(&mut file)
             .map_err(|e| anyhow::anyhow!("not a readable GGUF file: {e}"))?;
@@ -105,32 +156,145 @@ impl Model {
                 .unwrap_or(10_000.0),
             context: md_u32(&c, "llama.context_length")?,
         };
+        // Dequantize on the CPU in f32, then move: quantized CUDA tensors are not needed.
         let mut get = |name: &str| -> Result<Tensor> {
             let q = c
-                .tensor(&mut file, name, device)
+                .tensor(&mut file, name, &Device::Cpu)
                 .map_err(|e| anyhow::anyhow!("tensor {name}: {e}"))?;
-            Ok(q.dequantize(device)?.to_dtype(DType::F32)?)
-        };
-        let t = |w: Tensor| -> Result<Tensor> { Ok(w.t()?.contiguous()?) };
-        let embed = get("token_embd.weight")?;
-        let norm = get("output_norm.weight")?;
-        let output_t = match get("output.weight") {
-            Ok(w) => t(w)?,
-            Err(_) => t(embed.clone())?, // tied embeddings
+            Ok(q.dequantize(&Device::Cpu)?.to_dtype(DType::F32)?)
         };
         let mut layers = Vec::with_capacity(config.layers);
         for i in 0..config.layers {
             let p = format!("blk.{i}");
+            layers.push([
+                get(&format!("{p}.attn_norm.weight"))?,
+                get(&format!("{p}.attn_q.weight"))?,
+                get(&format!("{p}.attn_k.weight"))?,
+                get(&format!("{p}.attn_v.weight"))?,
+                get(&format!("{p}.attn_output.weight"))?,
+                get(&format!("{p}.ffn_norm.weight"))?,
+                get(&format!("{p}.ffn_gate.weight"))?,
+                get(&format!("{p}.ffn_up.weight"))?,
+                get(&format!("{p}.ffn_down.weight"))?,
+            ]);
+        }
+        let w = Weights {
+            embed: get("token_embd.weight")?,
+            norm: get("output_norm.weight")?,
+            output: get("output.weight").ok(),
+            layers,
+        };
+        Self::assemble(config, w, path, device)
+    }
+
+    fn load_safetensors(path: &Path, device: &Device) -> Result<Model> {
+        let (dir, files) = if path.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(path)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+                .collect();
+            files.sort();
+            (path.to_path_buf(), files)
+        } else {
+            let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+            (dir, vec![path.to_path_buf()])
+        };
+        if files.is_empty() {
+            bail!("not a .gguf file, and no *.safetensors in the directory");
+        }
+        let cfg_path = dir.join("config.json");
+        let cfg: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(&cfg_path).with_context(|| format!("{}", cfg_path.display()))?,
+        )
+        .with_context(|| format!("{}: not JSON", cfg_path.display()))?;
+        let num = |key: &str| -> Result<f64> {
+            cfg[key]
+                .as_f64()
+                .with_context(|| format!("{}: no number {key}", cfg_path.display()))
+        };
+        let arch = cfg["model_type"].as_str().unwrap_or("");
+        if arch != "llama" {
+            bail!(
+                "{}: model_type {arch:?} is not supported (llama only)",
+                cfg_path.display()
+            );
+        }
+        let embedding = num("hidden_size")? as usize;
+        let heads = num("num_attention_heads")? as usize;
+        let config = Config {
+            layers: num("num_hidden_layers")? as usize,
+            embedding,
+            heads,
+            kv_heads: num("num_key_value_heads").unwrap_or(heads as f64) as usize,
+            head_dim: embedding / heads,
+            vocab: num("vocab_size")? as usize,
+            rms_eps: num("rms_norm_eps").unwrap_or(1e-5),
+            rope_base: num("rope_theta").unwrap_or(10_000.0) as f32,
+            context: num("max_position_embeddings")? as usize,
+        };
+        let mut all: HashMap<String, Tensor> = HashMap::new();
+        for f in &files {
+            let t = candle_core::safetensors::load(f, &Device::Cpu)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+            all.extend(t);
+        }
+        let mut get = |name: &str| -> Result<Tensor> {
+            Ok(all
+                .remove(name)
+                .with_context(|| format!("no tensor {name} in {}", dir.display()))?
+                .to_dtype(DType::F32)?)
+        };
+        let mut layers = Vec::with_capacity(config.layers);
+        for i in 0..config.layers {
+            let p = format!("model.layers.{i}");
+            layers.push([
+                get(&format!("{p}.input_layernorm.weight"))?,
+                interleave_rope_rows(&get(&format!("{p}.self_attn.q_proj.weight"))?, heads)?,
+                interleave_rope_rows(
+                    &get(&format!("{p}.self_attn.k_proj.weight"))?,
+                    config.kv_heads,
+                )?,
+                get(&format!("{p}.self_attn.v_proj.weight"))?,
+                get(&format!("{p}.self_attn.o_proj.weight"))?,
+                get(&format!("{p}.post_attention_layernorm.weight"))?,
+                get(&format!("{p}.mlp.gate_proj.weight"))?,
+                get(&format!("{p}.mlp.up_proj.weight"))?,
+                get(&format!("{p}.mlp.down_proj.weight"))?,
+            ]);
+        }
+        let w = Weights {
+            embed: get("model.embed_tokens.weight")?,
+            norm: get("model.norm.weight")?,
+            output: get("lm_head.weight").ok(),
+            layers,
+        };
+        Self::assemble(config, w, path, device)
+    }
+
+    fn assemble(config: Config, w: Weights, path: &Path, device: &Device) -> Result<Model> {
+        if config.heads == 0
+            || config.kv_heads == 0
+            || config.heads % config.kv_heads != 0
+            || config.embedding % config.heads != 0
+            || config.head_dim % 2 != 0
+        {
+            bail!("inconsistent attention shape: {config:?}");
+        }
+        let dtype = dtype_for(device);
+        let put = |t: &Tensor| -> Result<Tensor> { Ok(t.to_dtype(dtype)?.to_device(device)?) };
+        let put_t = |t: &Tensor| -> Result<Tensor> { put(&t.t()?.contiguous()?) };
+        let output = w.output.as_ref().unwrap_or(&w.embed); // tied embeddings
+        let (vocab, _) = output.dims2()?;
+        let mut layers = Vec::with_capacity(w.layers.len());
+        for [attn_norm, wq, wk, wv, wo, ffn_norm, gate, up, down] in &w.layers {
             layers.push(Layer {
-                attn_norm: get(&format!("{p}.attn_norm.weight"))?,
-                wq: t(get(&format!("{p}.attn_q.weight"))?)?,
-                wk: t(get(&format!("{p}.attn_k.weight"))?)?,
-                wv: t(get(&format!("{p}.attn_v.weight"))?)?,
-                wo: t(get(&format!("{p}.attn_output.weight"))?)?,
-                ffn_norm: get(&format!("{p}.ffn_norm.weight"))?,
-                w_gate: t(get(&format!("{p}.ffn_gate.weight"))?)?,
-                w_up: t(get(&format!("{p}.ffn_up.weight"))?)?,
-                w_down: t(get(&format!("{p}.ffn_down.weight"))?)?,
+                attn_norm: put(attn_norm)?,
+                wqkv: put_t(&Tensor::cat(&[wq, wk, wv], 0)?)?,
+                wo: put_t(wo)?,
+                ffn_norm: put(ffn_norm)?,
+                w_gate_up: put_t(&Tensor::cat(&[gate, up], 0)?)?,
+                w_down: put_t(down)?,
+                ffn: gate.dims2()?.0,
             });
         }
         // Rotary tables for every position of the context.
@@ -142,21 +306,106 @@ impl Model {
                     .powf(2.0 * i as f32 / config.head_dim as f32)
             })
             .collect();
-        let inv = Tensor::new(inv.as_slice(), device)?.reshape((1, half))?;
-        let pos = Tensor::arange(0u32, config.context as u32, device)?
+        let inv = Tensor::new(inv.as_slice(), &Device::Cpu)?.reshape((1, half))?;
+        let pos = Tensor::arange(0u32, config.context as u32, &Device::Cpu)?
             .to_dtype(DType::F32)?
             .reshape((config.context, 1))?;
         let angles = pos.matmul(&inv)?;
         Ok(Model {
-            config,
+            config: Config { vocab, ..config },
             device: device.clone(),
-            embed,
+            dtype,
+            source: path.to_path_buf(),
+            embed: put(&w.embed)?,
             layers,
-            norm,
-            output_t,
-            cos: angles.cos()?,
-            sin: angles.sin()?,
+            norm: put(&w.norm)?,
+            output_t: put_t(output)?,
+            cos: put(&angles.cos()?)?,
+            sin: put(&angles.sin()?)?,
         })
+    }
+
+    /// Bytes held by the weights (the model's resident size, shared by every caller).
+    pub fn weight_bytes(&self) -> usize {
+        let n = |t: &Tensor| t.elem_count() * t.dtype().size_in_bytes();
+        n(&self.embed)
+            + n(&self.norm)
+            + n(&self.output_t)
+            + self
+                .layers
+                .iter()
+                .map(|l| n(&l.attn_norm) + n(&l.wqkv) + n(&l.wo) + n(&l.ffn_norm) + n(&l.w_gate_up))
+                .sum::<usize>()
+            + self.layers.iter().map(|l| n(&l.w_down)).sum::<usize>()
+    }
+
+    fn check_lengths(&self, texts: &[&[u32]]) -> Result<()> {
+        let n = texts.iter().map(|t| t.len()).max().unwrap_or(0);
+        if texts.is_empty() || texts.iter().any(|t| t.is_empty()) || n > self.config.context {
+            bail!(
+                "texts of 1 to {} tokens are scored; got lengths {:?}",
+                self.config.context,
+                texts.iter().map(|t| t.len()).collect::<Vec<_>>()
+            );
+        }
+        if let Some(&bad) = texts
+            .iter()
+            .flat_map(|t| t.iter())
+            .find(|&&id| id as usize >= self.config.vocab)
+        {
+            bail!(
+                "token id {bad} is outside the vocabulary ({})",
+                self.config.vocab
+            );
+        }
+        Ok(())
+    }
+
+    /// Final hidden states (after the output norm) of right-padded texts: shape (b·n, embedding),
+    /// row `i·n + j` for position `j` of text `i`. Under the causal mask a real position never
+    /// attends to padding after it, so padding does not change real rows.
+    fn hidden(&self, texts: &[&[u32]]) -> Result<(Tensor, usize)> {
+        let cfg = &self.config;
+        let b = texts.len();
+        let n = texts.iter().map(|t| t.len()).max().unwrap_or(0);
+        let mut padded = Vec::with_capacity(b * n);
+        for t in texts {
+            padded.extend_from_slice(t);
+            padded.extend(std::iter::repeat_n(0u32, n - t.len()));
+        }
+        let ids = Tensor::new(padded.as_slice(), &self.device)?;
+        let mut x = self.embed.index_select(&ids, 0)?; // (b·n, emb)
+        let cos = self.cos.narrow(0, 0, n)?;
+        let sin = self.sin.narrow(0, 0, n)?;
+        let (hd, kv, heads) = (cfg.head_dim, cfg.kv_heads, cfg.heads);
+        let eps = cfg.rms_eps as f32;
+        for l in &self.layers {
+            let h = candle_nn::ops::rms_norm(&x, &l.attn_norm, eps)?;
+            let qkv = h.matmul(&l.wqkv)?; // (b·n, (heads + 2kv)·hd)
+            let split = |start: usize, count: usize| -> Result<Tensor> {
+                Ok(qkv
+                    .narrow(1, start * hd, count * hd)?
+                    .reshape((b, n, count, hd))?
+                    .transpose(1, 2)?
+                    .contiguous()?)
+            };
+            let q = candle_nn::rotary_emb::rope_i(&split(0, heads)?, &cos, &sin)?;
+            let k = candle_nn::rotary_emb::rope_i(&split(heads, kv)?, &cos, &sin)?;
+            let v = split(heads + kv, kv)?;
+            let out = attention(&q, &k, &v, self.device.is_cpu())? // (b, heads, n, hd)
+                .transpose(1, 2)?
+                .reshape((b * n, cfg.embedding))?;
+            x = (x + out.matmul(&l.wo)?)?;
+            let h = candle_nn::ops::rms_norm(&x, &l.ffn_norm, eps)?;
+            let gu = h.matmul(&l.w_gate_up)?;
+            let ff = if self.device.is_cpu() {
+                gu.apply_op1_no_bwd(&SwiGlu)?
+            } else {
+                (candle_nn::ops::silu(&gu.narrow(1, 0, l.ffn)?)? * gu.narrow(1, l.ffn, l.ffn)?)?
+            };
+            x = (x + ff.matmul(&l.w_down)?)?;
+        }
+        Ok((candle_nn::ops::rms_norm(&x, &self.norm, eps)?, n))
     }
 
     /// Next-token log-probabilities at every position of `ids`: shape (len, vocab). Row `i` is the
@@ -165,80 +414,153 @@ impl Model {
         Ok(self.log_probs_batch(&[ids])?.remove(0))
     }
 
-    /// [`Model::log_probs`] for several texts in one forward pass. Texts are right-padded to the
-    /// longest: under the causal mask a real position never attends to padding after it, so each
-    /// result equals the unbatched one; padded rows are dropped.
+    /// [`Model::log_probs`] for several texts in one forward pass (right padding; padded rows are
+    /// dropped). Materializes (b·n, vocab) floats: the reference path, for tests and small inputs.
     pub fn log_probs_batch(&self, texts: &[&[u32]]) -> Result<Vec<Tensor>> {
-        let cfg = &self.config;
-        let b = texts.len();
-        let n = texts.iter().map(|t| t.len()).max().unwrap_or(0);
-        if b == 0 || texts.iter().any(|t| t.is_empty()) || n > cfg.context {
-            bail!(
-                "texts of 1 to {} tokens are scored; got lengths {:?}",
-                cfg.context,
-                texts.iter().map(|t| t.len()).collect::<Vec<_>>()
-            );
-        }
-        let mut padded = Vec::with_capacity(b * n);
-        for t in texts {
-            padded.extend_from_slice(t);
-            padded.extend(std::iter::repeat_n(0u32, n - t.len()));
-        }
-        let ids_t = Tensor::new(padded.as_slice(), &self.device)?;
-        let mut x = self
-            .embed
-            .index_select(&ids_t, 0)?
-            .reshape((b, n, cfg.embedding))?;
-        let cos = self.cos.narrow(0, 0, n)?;
-        let sin = self.sin.narrow(0, 0, n)?;
-        let mask: Vec<f32> = (0..n)
-            .flat_map(|i| (0..n).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
-            .collect();
-        let mask = Tensor::from_vec(mask, (n, n), &self.device)?;
-        let group = cfg.heads / cfg.kv_heads;
-        let scale = 1.0 / (cfg.head_dim as f64).sqrt();
-        for l in &self.layers {
-            let h = candle_nn::ops::rms_norm(&x, &l.attn_norm, cfg.rms_eps as f32)?;
-            let heads = |w: &Tensor, count: usize| -> Result<Tensor> {
-                Ok(h.broadcast_matmul(w)?
-                    .reshape((b, n, count, cfg.head_dim))?
-                    .transpose(1, 2)?
-                    .contiguous()?)
-            };
-            let q = candle_nn::rotary_emb::rope_i(&heads(&l.wq, cfg.heads)?, &cos, &sin)?;
-            let k = candle_nn::rotary_emb::rope_i(&heads(&l.wk, cfg.kv_heads)?, &cos, &sin)?;
-            let v = heads(&l.wv, cfg.kv_heads)?;
-            // Grouped-query attention: query head i reads key/value head i / group.
-            let repeat = |t: Tensor| -> Result<Tensor> {
-                Ok(t.unsqueeze(2)?
-                    .expand((b, cfg.kv_heads, group, n, cfg.head_dim))?
-                    .reshape((b, cfg.heads, n, cfg.head_dim))?)
-            };
-            let (k, v) = (repeat(k)?, repeat(v)?);
-            let att = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&mask)?;
-            let att = candle_nn::ops::softmax_last_dim(&att)?;
-            let out = att
-                .matmul(&v)?
-                .transpose(1, 2)?
-                .reshape((b, n, cfg.embedding))?;
-            x = (x + out.broadcast_matmul(&l.wo)?)?;
-            let h = candle_nn::ops::rms_norm(&x, &l.ffn_norm, cfg.rms_eps as f32)?;
-            let ff = (candle_nn::ops::silu(&h.broadcast_matmul(&l.w_gate)?)?
-                * h.broadcast_matmul(&l.w_up)?)?;
-            x = (x + ff.broadcast_matmul(&l.w_down)?)?;
-        }
-        let x = candle_nn::ops::rms_norm(&x, &self.norm, cfg.rms_eps as f32)?;
-        let lp = candle_nn::ops::log_softmax(&x.broadcast_matmul(&self.output_t)?, D::Minus1)?;
+        self.check_lengths(texts)?;
+        let (h, n) = self.hidden(texts)?;
+        let lp = candle_nn::ops::log_softmax(
+            &h.matmul(&self.output_t)?.to_dtype(DType::F32)?,
+            D::Minus1,
+        )?;
         texts
             .iter()
             .enumerate()
-            .map(|(i, t)| Ok(lp.get(i)?.narrow(0, 0, t.len())?))
+            .map(|(i, t)| Ok(lp.narrow(0, i * n, t.len())?))
             .collect()
+    }
+
+    /// Entropy, surprisal and rank at every position of every text: the fast path. Texts are
+    /// grouped into passes of at most [`PASS_TOKENS`] padded tokens (a longer text is a pass of its
+    /// own), sorted by length so padding is small; results come back in the input order.
+    pub fn score_batch(&self, texts: &[&[u32]]) -> Result<Vec<TokenScores>> {
+        self.check_lengths(texts)?;
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(texts[i].len()));
+        let mut out: Vec<Option<TokenScores>> = vec![None; texts.len()];
+        let mut i = 0;
+        while i < order.len() {
+            let n = texts[order[i]].len();
+            let take = (PASS_TOKENS / n).max(1).min(order.len() - i);
+            let pass: Vec<&[u32]> = order[i..i + take].iter().map(|&k| texts[k]).collect();
+            for (k, s) in order[i..i + take].iter().zip(self.score_pass(&pass)?) {
+                out[*k] = Some(s);
+            }
+            i += take;
+        }
+        Ok(out
+            .into_iter()
+            .map(|s| s.expect("every text scored"))
+            .collect())
+    }
+
+    /// [`Model::score_batch`] for one pass: one forward, then the vocabulary projection and the
+    /// reduction a block of real (non-padding) rows at a time.
+    fn score_pass(&self, texts: &[&[u32]]) -> Result<Vec<TokenScores>> {
+        let (h, n) = self.hidden(texts)?;
+        // Real rows only, and each row's actual next token (None at a text's last position).
+        let mut rows = Vec::new();
+        let mut next = Vec::new();
+        for (i, t) in texts.iter().enumerate() {
+            for j in 0..t.len() {
+                rows.push((i * n + j) as u32);
+                next.push(t.get(j + 1).copied());
+            }
+        }
+        let h = h.index_select(&Tensor::new(rows.as_slice(), &self.device)?, 0)?;
+        let mut scored: Vec<RowScore> = Vec::with_capacity(rows.len());
+        for start in (0..rows.len()).step_by(VOCAB_BLOCK_ROWS) {
+            let len = VOCAB_BLOCK_ROWS.min(rows.len() - start);
+            let logits = h.narrow(0, start, len)?.matmul(&self.output_t)?;
+            let targets = &next[start..start + len];
+            if self.device.is_cpu() {
+                scored.extend(score_rows_cpu(&logits, targets)?);
+            } else {
+                scored.extend(score_rows_tensor(&logits, targets)?);
+            }
+        }
+        let mut it = scored.into_iter();
+        Ok(texts
+            .iter()
+            .map(|t| {
+                let mut s = TokenScores::with_capacity(t.len());
+                for r in it.by_ref().take(t.len()) {
+                    s.entropy.push(r.entropy);
+                    if let Some((surprisal, rank)) = r.target {
+                        s.surprisal.push(surprisal);
+                        s.rank.push(rank);
+                    }
+                }
+                s
+            })
+            .collect())
     }
 }
 
+/// Causal grouped-query attention: q (b, heads, n, hd), k and v (b, kv_heads, n, hd) →
+/// (b, heads, n, hd). The `group` query heads sharing a key/value head are stacked into one
+/// matrix, so keys are never copied per head. On the CPU queries go in blocks of
+/// [`QUERY_BLOCK`] positions, each against only the keys it can see (about half the work of
+/// the full square at 512 tokens), with the fused [`CausalSoftmax`]; elsewhere one masked
+/// softmax over the full square.
+fn attention(q: &Tensor, k: &Tensor, v: &Tensor, blocked: bool) -> Result<Tensor> {
+    let (b, heads, n, hd) = q.dims4()?;
+    let device = q.device();
+    let kv = k.dim(1)?;
+    let group = heads / kv;
+    let scale = 1.0 / (hd as f64).sqrt();
+    if !blocked {
+        let mask: Vec<f32> = (0..group * n)
+            .flat_map(|r| (0..n).map(move |j| if j > r % n { f32::NEG_INFINITY } else { 0.0 }))
+            .collect();
+        let mask = Tensor::from_vec(mask, (group * n, n), device)?.to_dtype(q.dtype())?;
+        let q = q.reshape((b, kv, group * n, hd))?;
+        let att = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&mask)?;
+        let att = candle_nn::ops::softmax_last_dim(&att)?;
+        return Ok(att.matmul(v)?.reshape((b, heads, n, hd))?);
+    }
+    let q5 = q.reshape((b, kv, group, n, hd))?;
+    let mut blocks = Vec::with_capacity(n.div_ceil(QUERY_BLOCK));
+    for first in (0..n).step_by(QUERY_BLOCK) {
+        let len = QUERY_BLOCK.min(n - first);
+        let seen = first + len;
+        let qb = q5
+            .narrow(3, first, len)?
+            .contiguous()?
+            .reshape((b, kv, group * len, hd))?;
+        let kb = k.narrow(2, 0, seen)?;
+        let vb = v.narrow(2, 0, seen)?;
+        let att = qb.matmul(&kb.t()?)?.apply_op1_no_bwd(&CausalSoftmax {
+            scale: scale as f32,
+            first_position: first,
+            period: len,
+        })?;
+        blocks.push(att.matmul(&vb)?.reshape((b, kv, group, len, hd))?);
+    }
+    Ok(Tensor::cat(&blocks, 3)?.reshape((b, heads, n, hd))?)
+}
+
+/// Hugging Face q/k projection rows (per head: the first halves of each rotary pair, then the
+/// second halves) reordered into llama.cpp's interleaved pairs, as its converter does.
+fn interleave_rope_rows(w: &Tensor, heads: usize) -> Result<Tensor> {
+    let (out, inp) = w.dims2()?;
+    Ok(w.reshape((heads, 2, out / heads / 2, inp))?
+        .transpose(1, 2)?
+        .contiguous()?
+        .reshape((out, inp))?)
+}
+
+/// The inverse of [`interleave_rope_rows`]: llama.cpp's q/k row order back to Hugging Face's.
+pub fn rotate_half_rope_rows(w: &Tensor, heads: usize) -> Result<Tensor> {
+    let (out, inp) = w.dims2()?;
+    Ok(w.reshape((heads, out / heads / 2, 2, inp))?
+        .transpose(1, 2)?
+        .contiguous()?
+        .reshape((out, inp))?)
+}
+
 /// Per-position scores of one text.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct TokenScores {
     /// Entropy of the next-token distribution after each token, nats.
     pub entropy: Vec<f32>,
@@ -248,14 +570,21 @@ pub struct TokenScores {
     pub rank: Vec<u32>,
 }
 
-/// Entropy, surprisal and rank from log-probabilities of shape (len, vocab) for `ids`.
+impl TokenScores {
+    fn with_capacity(n: usize) -> TokenScores {
+        TokenScores {
+            entropy: Vec::with_capacity(n),
+            surprisal: Vec::with_capacity(n.saturating_sub(1)),
+            rank: Vec::with_capacity(n.saturating_sub(1)),
+        }
+    }
+}
+
+/// Entropy, surprisal and rank from log-probabilities of shape (len, vocab) for `ids` (the
+/// reference for [`Model::score_batch`]).
 pub fn scores(log_probs: &Tensor, ids: &[u32]) -> Result<TokenScores> {
-    let lp: Vec<Vec<f32>> = log_probs.to_vec2()?;
-    let mut out = TokenScores {
-        entropy: Vec::with_capacity(lp.len()),
-        surprisal: vec![],
-        rank: vec![],
-    };
+    let lp: Vec<Vec<f32>> = log_probs.to_dtype(DType::F32)?.to_vec2()?;
+    let mut out = TokenScores::with_capacity(lp.len());
     for (i, row) in lp.iter().enumerate() {
         out.entropy.push(
             -row.iter()
@@ -269,4 +598,32 @@ pub fn scores(log_probs: &Tensor, ids: &[u32]) -> Result<TokenScores> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocked_attention_equals_the_masked_square() {
+        let dev = Device::Cpu;
+        for n in [1usize, 5, 128, 129, 300] {
+            let q = Tensor::randn(0f32, 1.0, (2, 6, n, 8), &dev).unwrap();
+            let k = Tensor::randn(0f32, 1.0, (2, 2, n, 8), &dev).unwrap();
+            let v = Tensor::randn(0f32, 1.0, (2, 2, n, 8), &dev).unwrap();
+            let a = attention(&q, &k, &v, true).unwrap();
+            let b = attention(&q, &k, &v, false).unwrap();
+            let worst: f32 = (a - b)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar()
+                .unwrap();
+            assert!(worst < 1e-5, "n = {n}: {worst}");
+        }
+    }
 }
