@@ -7,7 +7,9 @@ use memaudit::index::build::{self, BuildOptions, SaAlgorithm};
 use memaudit::index::format::Normalization;
 use memaudit::index::verify::{self, VerifyOptions};
 use memaudit::index::{Index, SpanOptions, DEFAULT_MIN_LEN};
+use memaudit::probe::boundary::{self, BoundaryOptions, Calibration};
 use memaudit::probe::tokenizer::Tokenizer;
+use memaudit::probe::{self, ProbeOptions};
 use memaudit::units::parse_size;
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
@@ -30,6 +32,9 @@ enum Command {
     Index(IndexCommand),
     /// Find every verbatim span one text shares with the corpus (the daemon's query, on one text).
     Check(CheckArgs),
+    /// Score every token of a text with the probe model: entropy, surprisal, rank; with --index,
+    /// also the entropy at the edges of the verbatim spans.
+    Probe(ProbeArgs),
 }
 
 #[derive(Subcommand)]
@@ -131,6 +136,41 @@ struct CheckArgs {
     pretty: bool,
 }
 
+#[derive(Args)]
+struct ProbeArgs {
+    /// Text to score: a file, or - (the default) for standard input.
+    #[arg(default_value = "-")]
+    input: String,
+    /// A .gguf model, or a safetensors checkpoint directory (config.json, *.safetensors,
+    /// tokenizer.json). Default: the model scripts/fetch-model.sh installs.
+    #[arg(long, env = "MEMAUDIT_MODEL")]
+    model: Option<PathBuf>,
+    /// A tokenizer.json (default: the GGUF's own, or tokenizer.json beside a safetensors model).
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// cpu, cuda or cuda:N (cuda needs a build with --features cuda).
+    #[arg(long, default_value = "cpu", env = "MEMAUDIT_DEVICE")]
+    device: String,
+    /// Tokens per window for long texts.
+    #[arg(long, default_value_t = ProbeOptions::default().window)]
+    window: usize,
+    /// Tokens of context repeated between windows.
+    #[arg(long, default_value_t = ProbeOptions::default().overlap)]
+    overlap: usize,
+    /// Also find verbatim spans in this index and report the entropy at their edges.
+    #[arg(long, env = "MEMAUDIT_INDEX")]
+    index: Option<PathBuf>,
+    /// Minimum span length in characters (with --index).
+    #[arg(long, default_value_t = DEFAULT_MIN_LEN)]
+    min_len: usize,
+    /// The probe model's mean entropy on novel text, nats (calibrates the boundary score).
+    #[arg(long, default_value_t = Calibration::default().novel)]
+    novel_entropy: f32,
+    /// JSON output instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
 fn main() {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -151,6 +191,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Index(IndexCommand::Verify(a)) => index_verify(a),
         Command::Index(IndexCommand::Stats(a)) => index_stats(a),
         Command::Check(a) => check(a),
+        Command::Probe(a) => probe(a),
     }
 }
 
@@ -293,18 +334,77 @@ fn index_stats(a: StatsArgs) -> Result<()> {
     Ok(())
 }
 
-fn check(a: CheckArgs) -> Result<()> {
-    let index = Index::open(&a.index)?;
-    let text = if a.input == "-" {
+/// The text of `input`: a file, or standard input for `-`.
+fn read_input(input: &str) -> Result<String> {
+    if input == "-" {
         let mut s = String::new();
         std::io::stdin()
             .read_to_string(&mut s)
             .context("cannot read standard input as UTF-8 text")?;
-        s
+        Ok(s)
     } else {
-        std::fs::read_to_string(&a.input)
-            .with_context(|| format!("{}: cannot read as UTF-8 text", a.input))?
+        std::fs::read_to_string(input)
+            .with_context(|| format!("{input}: cannot read as UTF-8 text"))
+    }
+}
+
+fn probe(a: ProbeArgs) -> Result<()> {
+    let model = a.model.clone().unwrap_or_else(probe::default_model_path);
+    if !model.exists() {
+        bail!(
+            "{}: no such model; run scripts/fetch-model.sh for the default one, or pass --model",
+            model.display()
+        );
+    }
+    // Open the index before the model load so a bad index fails fast.
+    let index = a.index.as_deref().map(Index::open).transpose()?;
+    let text = read_input(&a.input)?;
+    let device = probe::device::select(&a.device)?;
+    let options = ProbeOptions {
+        window: a.window,
+        overlap: a.overlap,
     };
+    let p = probe::load(&model, a.tokenizer.as_deref(), &device, options)?;
+    let scored = p.score(&[&text])?.remove(0);
+    let spans = index.map(|index| {
+        let report = index.spans(
+            &text,
+            &SpanOptions {
+                min_len: a.min_len.max(1),
+                max_hits: 1,
+                tokens: None,
+            },
+        );
+        let ranges: Vec<_> = report.spans.iter().map(|s| s.start..s.end).collect();
+        let opts = BoundaryOptions {
+            calibration: Calibration {
+                novel: a.novel_entropy,
+                ..Calibration::default()
+            },
+            ..BoundaryOptions::default()
+        };
+        boundary::analyze(&scored.tokens, &ranges, &opts)
+    });
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        let v = serde_json::json!({
+            "model": model,
+            "device": probe::device::name(&device),
+            "summary": scored.summary,
+            "tokens": scored.tokens,
+            "boundary": spans,
+        });
+        serde_json::to_writer_pretty(&mut out, &v)?;
+        writeln!(out)?;
+    } else {
+        write!(out, "{}", probe::report::render(&scored, spans.as_ref()))?;
+    }
+    Ok(())
+}
+
+fn check(a: CheckArgs) -> Result<()> {
+    let index = Index::open(&a.index)?;
+    let text = read_input(&a.input)?;
     let tokenizer = a.tokenizer.as_deref().map(Tokenizer::load).transpose()?;
     let counter = tokenizer.as_ref().map(|t| move |s: &str| t.count(s));
     let opts = SpanOptions {

@@ -1,4 +1,4 @@
-//! The `memaudit` binary as a user runs it: index build / verify / stats and check.
+//! The `memaudit` binary as a user runs it: index build / verify / stats, check and probe.
 
 mod common;
 
@@ -328,6 +328,76 @@ fn tokens_when_a_tokenizer_is_given() {
     );
     assert!(
         !o.status.success() && stderr(&o).contains("tokenizer.json"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn probe_table_json_and_boundary() {
+    let model = common::default_model();
+    let m = model.to_str().unwrap();
+    let d = tempfile::tempdir().unwrap();
+    let c = corpus(d.path());
+    let idx = d.path().join("idx");
+    assert!(build_index(&idx, c.to_str().unwrap(), &[]).status.success());
+    let text = format!("A preface nobody indexed, then the quote: {PASSAGE} And a novel ending.");
+    // The table.
+    let o = run(&["probe", "--model", m], Some(&text));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = String::from_utf8(o.stdout).unwrap();
+    assert!(table.contains("entropy") && table.contains("surprisal") && table.contains("rank"));
+    assert!(table.contains("\" preface\""), "{table}");
+    // JSON, with the spans' boundary signals.
+    let o = run(
+        &[
+            "probe",
+            "--model",
+            m,
+            "--json",
+            "--index",
+            idx.to_str().unwrap(),
+        ],
+        Some(&text),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let tokens = r["tokens"].as_array().unwrap();
+    assert!(tokens.len() > 20);
+    assert_eq!(r["summary"]["tokens"], tokens.len());
+    for t in tokens {
+        assert!(t["entropy"].as_f64().unwrap() >= 0.0 && t["rank"].is_u64());
+    }
+    let spans = r["boundary"]["spans"].as_array().unwrap();
+    assert_eq!(spans.len(), 1, "{}", r["boundary"]);
+    assert!(spans[0]["entropy_inside"].as_f64().unwrap() > 0.0);
+    // Clear errors: no model, CUDA in a CPU build, a bad window, a missing file.
+    let o = run(&["probe", "--model", "/nonexistent/model.gguf"], Some("x"));
+    assert!(
+        !o.status.success() && stderr(&o).contains("fetch-model.sh"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&["probe", "--model", m, "--device", "cuda"], Some("x"));
+    assert!(
+        !o.status.success() && stderr(&o).contains("without CUDA support"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(
+        &["probe", "--model", m, "--window", "64", "--overlap", "63"],
+        Some("x"),
+    );
+    assert!(
+        !o.status.success() && stderr(&o).contains("overlap"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&["probe", "--model", m, "/nonexistent/input.txt"], None);
+    assert!(!o.status.success() && stderr(&o).contains("/nonexistent/input.txt"));
+    let o = run(&["probe", "--model", c.to_str().unwrap()], Some("x"));
+    assert!(
+        !o.status.success() && stderr(&o).contains("cannot load the model"),
         "{}",
         stderr(&o)
     );

@@ -1,10 +1,77 @@
-//! The probe: a small causal LM that scores every token of a text (entropy, surprisal, rank).
+//! The probe: a small causal LM that scores every token of a text (entropy, surprisal, rank),
+//! and the boundary signals that read recitation from those scores.
 //!
-//! - [`tokenizer`]: a `tokenizer.json`, or the tokenizer rebuilt from a GGUF model's metadata.
+//! - [`scoring`]: [`Probe`], texts in, per-token scores and summaries out (the entry point).
+//! - [`boundary`]: entropy at the edges of verbatim spans, unexplained low-entropy runs, score.
+//! - [`window`]: overlapping windows for texts longer than one pass.
 //! - [`model`]: GGUF or safetensors loading and the batched all-positions forward pass.
 //! - [`logits`]: vocabulary-sized logit rows reduced to entropy, surprisal and rank.
+//! - [`ops`]: fused CPU kernels (causal softmax, SwiGLU) used by the forward pass.
+//! - [`report`]: the readable table of `memaudit probe`.
+//! - [`tokenizer`]: a `tokenizer.json`, or the tokenizer rebuilt from a GGUF model's metadata.
+//! - [`device`]: CPU or CUDA, chosen once.
 
+pub mod boundary;
+pub mod device;
 pub mod logits;
 pub mod model;
 pub mod ops;
+pub mod report;
+pub mod scoring;
 pub mod tokenizer;
+pub mod window;
+
+pub use scoring::{Probe, ProbeOptions, TextScore, Token};
+
+use anyhow::Result;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Loads a model and its tokenizer on `device` and wraps them in a [`Probe`]. The tokenizer is
+/// `tokenizer` when given, else `tokenizer.json` beside a safetensors model, else the one in the
+/// GGUF's metadata.
+pub fn load(
+    model: &Path,
+    tokenizer: Option<&Path>,
+    device: &candle_core::Device,
+    options: ProbeOptions,
+) -> Result<Probe> {
+    let m = model::Model::load(model, device)?;
+    let tok_path = match tokenizer {
+        Some(t) => t.to_path_buf(),
+        None if model
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("gguf")) =>
+        {
+            model.to_path_buf()
+        }
+        None => {
+            let dir = if model.is_dir() {
+                model
+            } else {
+                model.parent().unwrap_or(Path::new("."))
+            };
+            dir.join("tokenizer.json")
+        }
+    };
+    let t = tokenizer::Tokenizer::load(&tok_path)?;
+    Probe::new(Arc::new(m), Arc::new(t), options)
+}
+
+/// File name of the default probe model (SmolLM2-135M-Instruct, Q4_1), installed by
+/// `scripts/fetch-model.sh`.
+pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// Where `scripts/fetch-model.sh` puts the default model: `$MEMAUDIT_MODEL_DIR`, else
+/// `~/.cache/memaudit/models`.
+pub fn default_model_path() -> std::path::PathBuf {
+    std::env::var_os("MEMAUDIT_MODEL_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("HOME")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_default()
+                .join(".cache/memaudit/models")
+        })
+        .join(DEFAULT_MODEL_FILE)
+}

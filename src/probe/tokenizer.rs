@@ -137,6 +137,38 @@ impl Tokenizer {
         Ok(e.get_ids().to_vec())
     }
 
+    /// Token ids of `text` with each token's character range in `text` (`start..end`, in chars).
+    /// Byte-level tokens that split one character both report that character.
+    pub fn encode_with_offsets(&self, text: &str) -> Result<Vec<(u32, usize, usize)>> {
+        let e = self
+            .inner
+            .encode_char_offsets(text, false)
+            .map_err(|e| anyhow::anyhow!("tokenizing: {e}"))?;
+        Ok(e.get_ids()
+            .iter()
+            .zip(e.get_offsets())
+            .map(|(&id, &(a, b))| (id, a, b))
+            .collect())
+    }
+
+    /// The token that starts a document, which the probe puts before every text so that the
+    /// first token is predicted too: `<|endoftext|>` (GPT-2 style and SmolLM vocabularies, where
+    /// it separates training documents), `<|begin_of_text|>` or `<s>`, whichever the vocabulary
+    /// has; id 0 otherwise.
+    pub fn document_start(&self) -> u32 {
+        ["<|endoftext|>", "<|begin_of_text|>", "<s>"]
+            .iter()
+            .find_map(|t| self.inner.token_to_id(t))
+            .unwrap_or(0)
+    }
+
+    /// Writes the tokenizer as a `tokenizer.json` (e.g. one rebuilt from a GGUF).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        self.inner
+            .save(path, false)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+
     /// Text of `ids`.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         self.inner

@@ -54,15 +54,7 @@ pub fn bin() -> PathBuf {
 pub fn default_model() -> PathBuf {
     let path = std::env::var_os("MEMAUDIT_MODEL")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let home = std::env::var_os("HOME")
-                .map(PathBuf::from)
-                .unwrap_or_default();
-            std::env::var_os("MEMAUDIT_MODEL_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| home.join(".cache/memaudit/models"))
-                .join("SmolLM2-135M-Instruct.Q4_1.gguf")
-        });
+        .unwrap_or_else(memaudit::probe::default_model_path);
     assert!(
         path.exists(),
         "{} missing: run scripts/fetch-model.sh (or set MEMAUDIT_MODEL)",
