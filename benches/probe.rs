@@ -13,6 +13,7 @@ use candle_core::Device;
 use memaudit::probe::model::Model;
 use memaudit::probe::tokenizer::Tokenizer;
 use std::path::{Path, PathBuf};
+use memaudit::index::build::{peak_rss_bytes, rss_bytes};
 use std::process::Command;
 use std::time::Instant;
 
@@ -77,9 +78,16 @@ fn main() {
     let peer = std::env::args().any(|a| a == "--peer");
     let path = model_path();
     let t = Instant::now();
-    let model = Model::load(&path, &Device::Cpu).unwrap();
+    let model = std::sync::Arc::new(Model::load(&path, &Device::Cpu).unwrap());
     let tok = Tokenizer::from_gguf(&path).unwrap();
-    println!("model loaded (f32) in {:.2} s", t.elapsed().as_secs_f64());
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    let rss_loaded = rss_bytes().unwrap_or(0);
+    println!(
+        "model loaded (f32) in {:.2} s: weights {:.0} MiB, process RSS {:.0} MiB",
+        t.elapsed().as_secs_f64(),
+        mib(model.weight_bytes() as u64),
+        mib(rss_loaded)
+    );
     let all = corpus_tokens(&tok);
     println!(
         "{:<8} {:>6} {:>12} {:>14}",
@@ -129,8 +137,25 @@ fn main() {
             }
         }
     }
+    // Two workers sharing the one loaded model (as the daemon's workers do): memory grows by
+    // activations only, not by another copy of the weights.
+    let windows: Vec<Vec<u32>> = all.chunks_exact(128).take(8).map(|w| w.to_vec()).collect();
+    let before = rss_bytes().unwrap_or(0);
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            let (model, windows) = (model.clone(), &windows);
+            s.spawn(move || {
+                let refs: Vec<&[u32]> = windows.iter().map(|w| w.as_slice()).collect();
+                std::hint::black_box(model.score_batch(&refs).unwrap());
+            });
+        }
+    });
     println!(
-        "peak RSS {:.0} MiB",
-        memaudit::index::build::peak_rss_bytes().unwrap_or(0) as f64 / (1 << 20) as f64
+        "2 workers sharing one model: {:.0} tokens/s together, RSS {:.0} MiB (was {:.0} before them)",
+        (2 * 8 * 128) as f64 / t.elapsed().as_secs_f64(),
+        mib(rss_bytes().unwrap_or(0)),
+        mib(before)
     );
+    println!("peak RSS {:.0} MiB", mib(peak_rss_bytes().unwrap_or(0)));
 }

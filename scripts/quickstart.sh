@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's "run it" command: builds memaudit, indexes text every machine of this kind has
 # (the licences under /usr/share/common-licenses and the Python standard library's .py files), then
-# checks two model outputs against it: one quoting the GPL-3 preamble, one novel.
+# checks two model outputs against it: one quoting the GPL-3 preamble, one novel; then scores the
+# quoting one with the entropy probe (default model installed by scripts/fetch-model.sh, cached).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --locked
@@ -44,3 +45,7 @@ TXT
 echo "== a novel model output"
 echo "The migrating cranes circled the reservoir twice before settling on the frozen sandbar at dusk." \
   | "$bin" check --index "$work/index" --pretty
+echo
+echo "== the entropy probe on the quoting output (last lines of the per-token table)"
+model=$(scripts/fetch-model.sh)
+"$bin" probe --model "$model" --index "$work/index" "$work/quoting.txt" | tail -n 6
