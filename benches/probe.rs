@@ -10,10 +10,10 @@
 //! standard library, scored in batches of 1, 8 and 32 (one forward pass per batch).
 
 use candle_core::Device;
+use memaudit::index::build::{peak_rss_bytes, rss_bytes};
 use memaudit::probe::model::Model;
 use memaudit::probe::tokenizer::Tokenizer;
 use std::path::{Path, PathBuf};
-use memaudit::index::build::{peak_rss_bytes, rss_bytes};
 use std::process::Command;
 use std::time::Instant;
 
