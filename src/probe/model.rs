@@ -613,16 +613,7 @@ mod tests {
             let v = Tensor::randn(0f32, 1.0, (2, 2, n, 8), &dev).unwrap();
             let a = attention(&q, &k, &v, true).unwrap();
             let b = attention(&q, &k, &v, false).unwrap();
-            let worst: f32 = (a - b)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar()
-                .unwrap();
+            let worst = crate::probe::ops::tests::max_abs_diff(&a, &b);
             assert!(worst < 1e-5, "n = {n}: {worst}");
         }
     }

@@ -86,9 +86,16 @@ impl CustomOp1 for SwiGlu {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use candle_core::{Device, Tensor, D};
+    use candle_core::{Device, Tensor};
+
+    /// Largest |a − b| over all elements of two same-shaped tensors.
+    pub(crate) fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .and_then(|d| d.abs()?.flatten_all()?.max(0)?.to_scalar())
+            .unwrap()
+    }
 
     #[test]
     fn causal_softmax_equals_mask_then_softmax() {
@@ -117,14 +124,7 @@ mod tests {
         let want =
             candle_nn::ops::softmax_last_dim(&(x * 0.5).unwrap().broadcast_add(&mask).unwrap())
                 .unwrap();
-        let diff = (got - want).unwrap().abs().unwrap().max(D::Minus1).unwrap();
-        let worst: f32 = diff
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar()
-            .unwrap();
+        let worst = max_abs_diff(&got, &want);
         assert!(worst < 1e-5, "{worst}");
     }
 
@@ -136,16 +136,7 @@ mod tests {
         let want = (candle_nn::ops::silu(&x.narrow(1, 0, 33).unwrap()).unwrap()
             * x.narrow(1, 33, 33).unwrap())
         .unwrap();
-        let worst: f32 = (got - want)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar()
-            .unwrap();
+        let worst = max_abs_diff(&got, &want);
         assert!(worst < 1e-4, "{worst}");
     }
 }
