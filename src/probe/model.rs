@@ -92,6 +92,44 @@ fn md_u32(c: &gguf_file::Content, key: &str) -> Result<usize> {
         .to_u32()? as usize)
 }
 
+/// Per-layer tensor names in GGUF (`blk.N.NAME.weight`) and Hugging Face
+/// (`model.layers.N.NAME.weight`) checkpoints, in the order of [`Weights::layers`].
+const GGUF_LAYER: [&str; 9] = [
+    "attn_norm",
+    "attn_q",
+    "attn_k",
+    "attn_v",
+    "attn_output",
+    "ffn_norm",
+    "ffn_gate",
+    "ffn_up",
+    "ffn_down",
+];
+const HF_LAYER: [&str; 9] = [
+    "input_layernorm",
+    "self_attn.q_proj",
+    "self_attn.k_proj",
+    "self_attn.v_proj",
+    "self_attn.o_proj",
+    "post_attention_layernorm",
+    "mlp.gate_proj",
+    "mlp.up_proj",
+    "mlp.down_proj",
+];
+
+/// The nine tensors of one layer, fetched by name: `{prefix}.{name}.weight`.
+fn layer_tensors(
+    prefix: &str,
+    names: &[&str; 9],
+    get: &mut impl FnMut(&str) -> Result<Tensor>,
+) -> Result<[Tensor; 9]> {
+    let mut out = Vec::with_capacity(9);
+    for n in names {
+        out.push(get(&format!("{prefix}.{n}.weight"))?);
+    }
+    Ok(out.try_into().expect("nine names, nine tensors"))
+}
+
 /// Raw tensors by role, (out, in) as stored; q/k rows in interleaved-RoPE order.
 struct Weights {
     embed: Tensor,
@@ -136,12 +174,7 @@ impl Model {
             heads,
             kv_heads: md_u32(&c, "llama.attention.head_count_kv")?,
             head_dim: embedding / heads,
-            vocab: c
-                .metadata
-                .get("tokenizer.ggml.tokens")
-                .map(|t| t.to_vec().map(|v| v.len()))
-                .transpose()?
-                .unwrap_or(0),
+            vocab: 0, // the output projection's rows, set in `assemble`
             rms_eps: c
                 .metadata
                 .get("llama.attention.layer_norm_rms_epsilon")
@@ -163,21 +196,9 @@ impl Model {
                 .map_err(|e| anyhow::anyhow!("tensor {name}: {e}"))?;
             Ok(q.dequantize(&Device::Cpu)?.to_dtype(DType::F32)?)
         };
-        let mut layers = Vec::with_capacity(config.layers);
-        for i in 0..config.layers {
-            let p = format!("blk.{i}");
-            layers.push([
-                get(&format!("{p}.attn_norm.weight"))?,
-                get(&format!("{p}.attn_q.weight"))?,
-                get(&format!("{p}.attn_k.weight"))?,
-                get(&format!("{p}.attn_v.weight"))?,
-                get(&format!("{p}.attn_output.weight"))?,
-                get(&format!("{p}.ffn_norm.weight"))?,
-                get(&format!("{p}.ffn_gate.weight"))?,
-                get(&format!("{p}.ffn_up.weight"))?,
-                get(&format!("{p}.ffn_down.weight"))?,
-            ]);
-        }
+        let layers = (0..config.layers)
+            .map(|i| layer_tensors(&format!("blk.{i}"), &GGUF_LAYER, &mut get))
+            .collect::<Result<Vec<_>>>()?;
         let w = Weights {
             embed: get("token_embd.weight")?,
             norm: get("output_norm.weight")?,
@@ -227,7 +248,7 @@ impl Model {
             heads,
             kv_heads: num("num_key_value_heads").unwrap_or(heads as f64) as usize,
             head_dim: embedding / heads,
-            vocab: num("vocab_size")? as usize,
+            vocab: 0, // the output projection's rows, set in `assemble`
             rms_eps: num("rms_norm_eps").unwrap_or(1e-5),
             rope_base: num("rope_theta").unwrap_or(10_000.0) as f32,
             context: num("max_position_embeddings")? as usize,
@@ -246,21 +267,10 @@ impl Model {
         };
         let mut layers = Vec::with_capacity(config.layers);
         for i in 0..config.layers {
-            let p = format!("model.layers.{i}");
-            layers.push([
-                get(&format!("{p}.input_layernorm.weight"))?,
-                interleave_rope_rows(&get(&format!("{p}.self_attn.q_proj.weight"))?, heads)?,
-                interleave_rope_rows(
-                    &get(&format!("{p}.self_attn.k_proj.weight"))?,
-                    config.kv_heads,
-                )?,
-                get(&format!("{p}.self_attn.v_proj.weight"))?,
-                get(&format!("{p}.self_attn.o_proj.weight"))?,
-                get(&format!("{p}.post_attention_layernorm.weight"))?,
-                get(&format!("{p}.mlp.gate_proj.weight"))?,
-                get(&format!("{p}.mlp.up_proj.weight"))?,
-                get(&format!("{p}.mlp.down_proj.weight"))?,
-            ]);
+            let mut t = layer_tensors(&format!("model.layers.{i}"), &HF_LAYER, &mut get)?;
+            t[1] = interleave_rope_rows(&t[1], heads)?;
+            t[2] = interleave_rope_rows(&t[2], config.kv_heads)?;
+            layers.push(t);
         }
         let w = Weights {
             embed: get("model.embed_tokens.weight")?,
@@ -328,15 +338,23 @@ impl Model {
     /// Bytes held by the weights (the model's resident size, shared by every caller).
     pub fn weight_bytes(&self) -> usize {
         let n = |t: &Tensor| t.elem_count() * t.dtype().size_in_bytes();
+        let layer = |l: &Layer| {
+            [
+                &l.attn_norm,
+                &l.wqkv,
+                &l.wo,
+                &l.ffn_norm,
+                &l.w_gate_up,
+                &l.w_down,
+            ]
+            .into_iter()
+            .map(n)
+            .sum::<usize>()
+        };
         n(&self.embed)
             + n(&self.norm)
             + n(&self.output_t)
-            + self
-                .layers
-                .iter()
-                .map(|l| n(&l.attn_norm) + n(&l.wqkv) + n(&l.wo) + n(&l.ffn_norm) + n(&l.w_gate_up))
-                .sum::<usize>()
-            + self.layers.iter().map(|l| n(&l.w_down)).sum::<usize>()
+            + self.layers.iter().map(layer).sum::<usize>()
     }
 
     fn check_lengths(&self, texts: &[&[u32]]) -> Result<()> {
@@ -379,6 +397,12 @@ impl Model {
         let sin = self.sin.narrow(0, 0, n)?;
         let (hd, kv, heads) = (cfg.head_dim, cfg.kv_heads, cfg.heads);
         let eps = cfg.rms_eps as f32;
+        // The CPU attention masks inside its fused softmax; other devices add this mask.
+        let mask = if self.device.is_cpu() {
+            None
+        } else {
+            Some(causal_mask(heads / kv, n, &self.device, self.dtype)?)
+        };
         for l in &self.layers {
             let h = candle_nn::ops::rms_norm(&x, &l.attn_norm, eps)?;
             let qkv = h.matmul(&l.wqkv)?; // (b·n, (heads + 2kv)·hd)
@@ -392,7 +416,7 @@ impl Model {
             let q = candle_nn::rotary_emb::rope_i(&split(0, heads)?, &cos, &sin)?;
             let k = candle_nn::rotary_emb::rope_i(&split(heads, kv)?, &cos, &sin)?;
             let v = split(heads + kv, kv)?;
-            let out = attention(&q, &k, &v, self.device.is_cpu())? // (b, heads, n, hd)
+            let out = attention(&q, &k, &v, mask.as_ref())? // (b, heads, n, hd)
                 .transpose(1, 2)?
                 .reshape((b * n, cfg.embedding))?;
             x = (x + out.matmul(&l.wo)?)?;
@@ -501,21 +525,16 @@ impl Model {
 /// (b, heads, n, hd). The `group` query heads sharing a key/value head are stacked into one
 /// matrix, so keys are never copied per head. On the CPU queries go in blocks of
 /// [`QUERY_BLOCK`] positions, each against only the keys it can see (about half the work of
-/// the full square at 512 tokens), with the fused [`CausalSoftmax`]; elsewhere one masked
-/// softmax over the full square.
-fn attention(q: &Tensor, k: &Tensor, v: &Tensor, blocked: bool) -> Result<Tensor> {
+/// the full square at 512 tokens), with the fused [`CausalSoftmax`] (`mask` = None); elsewhere
+/// one softmax over the full square with `mask` from [`causal_mask`], built once per pass.
+fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
     let (b, heads, n, hd) = q.dims4()?;
-    let device = q.device();
     let kv = k.dim(1)?;
     let group = heads / kv;
     let scale = 1.0 / (hd as f64).sqrt();
-    if !blocked {
-        let mask: Vec<f32> = (0..group * n)
-            .flat_map(|r| (0..n).map(move |j| if j > r % n { f32::NEG_INFINITY } else { 0.0 }))
-            .collect();
-        let mask = Tensor::from_vec(mask, (group * n, n), device)?.to_dtype(q.dtype())?;
+    if let Some(mask) = mask {
         let q = q.reshape((b, kv, group * n, hd))?;
-        let att = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&mask)?;
+        let att = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask)?;
         let att = candle_nn::ops::softmax_last_dim(&att)?;
         return Ok(att.matmul(v)?.reshape((b, heads, n, hd))?);
     }
@@ -538,6 +557,15 @@ fn attention(q: &Tensor, k: &Tensor, v: &Tensor, blocked: bool) -> Result<Tensor
         blocks.push(att.matmul(&vb)?.reshape((b, kv, group, len, hd))?);
     }
     Ok(Tensor::cat(&blocks, 3)?.reshape((b, heads, n, hd))?)
+}
+
+/// The additive causal mask for `group` stacked query heads over `n` positions: shape
+/// (group·n, n), row `r` is position `r % n` and sees keys `0..=r % n`.
+fn causal_mask(group: usize, n: usize, device: &Device, dtype: DType) -> Result<Tensor> {
+    let mask: Vec<f32> = (0..group * n)
+        .flat_map(|r| (0..n).map(move |j| if j > r % n { f32::NEG_INFINITY } else { 0.0 }))
+        .collect();
+    Ok(Tensor::from_vec(mask, (group * n, n), device)?.to_dtype(dtype)?)
 }
 
 /// Hugging Face q/k projection rows (per head: the first halves of each rotary pair, then the
@@ -611,8 +639,9 @@ mod tests {
             let q = Tensor::randn(0f32, 1.0, (2, 6, n, 8), &dev).unwrap();
             let k = Tensor::randn(0f32, 1.0, (2, 2, n, 8), &dev).unwrap();
             let v = Tensor::randn(0f32, 1.0, (2, 2, n, 8), &dev).unwrap();
-            let a = attention(&q, &k, &v, true).unwrap();
-            let b = attention(&q, &k, &v, false).unwrap();
+            let a = attention(&q, &k, &v, None).unwrap();
+            let mask = causal_mask(3, n, &dev, DType::F32).unwrap();
+            let b = attention(&q, &k, &v, Some(&mask)).unwrap();
             let worst = crate::probe::ops::tests::max_abs_diff(&a, &b);
             assert!(worst < 1e-5, "n = {n}: {worst}");
         }

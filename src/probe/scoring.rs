@@ -113,7 +113,7 @@ impl Probe {
             options.window,
             model.config.context
         );
-        window::plan(0, options.window, options.overlap)?;
+        window::check(options.window, options.overlap)?;
         ensure!(
             tokenizer.vocab_size() <= model.config.vocab,
             "the tokenizer's vocabulary ({}) is larger than the model's ({}): wrong tokenizer?",

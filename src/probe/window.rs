@@ -19,14 +19,20 @@ pub struct Window {
     pub own: Range<usize>,
 }
 
-/// Plans the windows of a `len`-token sequence. Needs `size ≥ 2` and `overlap ≤ size − 2`.
-pub fn plan(len: usize, size: usize, overlap: usize) -> Result<Vec<Window>> {
+/// Checks a window size and overlap: `size ≥ 2` and `overlap ≤ size − 2`.
+pub fn check(size: usize, overlap: usize) -> Result<()> {
     ensure!(size >= 2, "window size {size}: at least 2 tokens");
     ensure!(
         overlap + 2 <= size,
         "overlap {overlap} must be at most the window size minus 2 ({})",
         size.saturating_sub(2)
     );
+    Ok(())
+}
+
+/// Plans the windows of a `len`-token sequence (size and overlap as [`check`] requires).
+pub fn plan(len: usize, size: usize, overlap: usize) -> Result<Vec<Window>> {
+    check(size, overlap)?;
     let rows = len.saturating_sub(1);
     let mut out = Vec::new();
     let (mut start, mut own_start) = (0, 0);
