@@ -3,12 +3,22 @@
 //! The library holds every stage as a plain function; `src/main.rs` is only the command line.
 //! - [`corpus`]: reading corpus files and the text normalization shared by build and query.
 //! - [`index`]: the memory-mapped suffix-array index: build, open, query, verify.
-//! - [`probe`]: tokenization (tokenizer.json, or built from GGUF metadata); the entropy model next.
+//! - [`probe`]: the entropy probe: tokenizer, model, per-token scores, boundary signals.
 //! - [`check`]: rendering one text's span report for a person or as JSON.
+//! - [`verdict`]: the severity policy: spans and probe signals ⇒ severity and reasons.
+//! - [`config`]: `memaudit serve`'s configuration (TOML, environment, flags), validated.
+//! - [`metrics`]: every Prometheus metric, defined once.
+//! - [`serve`]: the daemon: Kafka or file source, pipeline, sinks, HTTP, shutdown.
+//! - [`demo`]: `memaudit demo`, the whole pipeline on a small local corpus, no broker.
 //! - [`units`]: parsing sizes such as `1GiB` on the command line.
 
 pub mod check;
+pub mod config;
 pub mod corpus;
+pub mod demo;
 pub mod index;
+pub mod metrics;
 pub mod probe;
+pub mod serve;
 pub mod units;
+pub mod verdict;

@@ -3,6 +3,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
+use memaudit::config::Config;
 use memaudit::index::build::{self, BuildOptions, SaAlgorithm};
 use memaudit::index::format::Normalization;
 use memaudit::index::verify::{self, VerifyOptions};
@@ -35,6 +36,63 @@ enum Command {
     /// Score every token of a text with the probe model: entropy, surprisal, rank; with --index,
     /// also the entropy at the edges of the verbatim spans.
     Probe(ProbeArgs),
+    /// Run the daemon: consume messages (Kafka, or JSON lines from a file), produce one verdict
+    /// per message, alerts and dead letters; serve /metrics, /healthz, /readyz.
+    Serve(ServeArgs),
+    /// The daemon's pipeline on a small local corpus, no broker: verdicts, alerts, dead letters
+    /// and the metrics it served.
+    Demo(DemoArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Configuration file (TOML; every key is in config/memaudit.toml). MEMAUDIT_<SECTION>__<KEY>
+    /// environment variables override it, and flags override both.
+    #[arg(long, env = "MEMAUDIT_CONFIG")]
+    config: Option<PathBuf>,
+    /// Set a key: `--set kafka.brokers=host:9092`, `--set kafka.options.sasl.mechanism=PLAIN`
+    /// (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Shorthand for --set kafka.brokers=...
+    #[arg(long)]
+    brokers: Option<String>,
+    /// Shorthand for --set index.dir=...
+    #[arg(long)]
+    index: Option<PathBuf>,
+    /// Shorthand for --set http.bind=... (empty turns the HTTP server off).
+    #[arg(long)]
+    http: Option<String>,
+    /// Read JSON lines from FILE (`-` for stdin) instead of Kafka; records go to stdout
+    /// (shorthand for --set source.kind=file --set file.input=FILE).
+    #[arg(long)]
+    input: Option<PathBuf>,
+    /// Validate the configuration, open the index and find the model, print the effective
+    /// configuration, and exit.
+    #[arg(long)]
+    check_config: bool,
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Scratch directory for the corpus copy, the index and the records written.
+    #[arg(long, default_value = "target/demo")]
+    workdir: PathBuf,
+    /// Address to serve /metrics on while the demo runs.
+    #[arg(long, default_value = "127.0.0.1:9898")]
+    http: std::net::SocketAddr,
+    /// Keep serving /metrics this many seconds after the last verdict.
+    #[arg(long, default_value_t = 0.0)]
+    hold: f64,
+    /// Probe model (default: the model installed by scripts/fetch-model.sh, when present).
+    #[arg(long, env = "MEMAUDIT_MODEL")]
+    model: Option<PathBuf>,
+    /// Run with the probe off even when a model is installed.
+    #[arg(long)]
+    no_probe: bool,
+    /// The demo data (corpus and sample outputs).
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/data/demo"))]
+    data: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -172,14 +230,20 @@ struct ProbeArgs {
 }
 
 fn main() {
+    let cli = Cli::parse();
+    // The daemon reports its life cycle at info; one-shot commands only warn.
+    let default_level = match cli.command {
+        Command::Serve(_) => "info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("MEMAUDIT_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .init();
-    if let Err(e) = run(Cli::parse()) {
+    if let Err(e) = run(cli) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
@@ -192,7 +256,84 @@ fn run(cli: Cli) -> Result<()> {
         Command::Index(IndexCommand::Stats(a)) => index_stats(a),
         Command::Check(a) => check(a),
         Command::Probe(a) => probe(a),
+        Command::Serve(a) => serve(a),
+        Command::Demo(a) => demo(a),
     }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn serve(a: ServeArgs) -> Result<()> {
+    let mut sets = Vec::new();
+    if let Some(b) = a.brokers {
+        sets.push(format!("kafka.brokers={b}"));
+    }
+    if let Some(i) = a.index {
+        sets.push(format!(
+            "index.dir={}",
+            toml_string(&i.display().to_string())
+        ));
+    }
+    if let Some(h) = a.http {
+        sets.push(format!("http.bind={}", toml_string(&h)));
+    }
+    if let Some(i) = a.input {
+        sets.push("source.kind=file".into());
+        sets.push(format!(
+            "file.input={}",
+            toml_string(&i.display().to_string())
+        ));
+    }
+    sets.extend(a.set);
+    let cfg = Config::load(a.config.as_deref(), std::env::vars(), &sets)?;
+    if a.check_config {
+        Index::open(&cfg.index.dir)
+            .with_context(|| format!("index.dir = {}", cfg.index.dir.display()))?;
+        if cfg.needs_model() {
+            let m = cfg.model.resolved_path();
+            if !m.exists() {
+                bail!(
+                    "model.path = {} does not exist (probe.policy = \"{}\"): run \
+                     scripts/fetch-model.sh, set model.path, or set probe.policy = \"off\"",
+                    m.display(),
+                    cfg.probe.policy.name()
+                );
+            }
+        }
+        print!(
+            "{}",
+            toml::to_string_pretty(&cfg).context("printing the configuration")?
+        );
+        eprintln!("configuration OK");
+        return Ok(());
+    }
+    runtime()?.block_on(memaudit::serve::run(cfg))
+}
+
+/// A value for `--set`, quoted so paths and addresses stay strings.
+fn toml_string(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+fn demo(a: DemoArgs) -> Result<()> {
+    let model = if a.no_probe {
+        None
+    } else {
+        let m = a.model.unwrap_or_else(probe::default_model_path);
+        m.exists().then_some(m)
+    };
+    runtime()?.block_on(memaudit::demo::run(memaudit::demo::DemoOptions {
+        data: a.data,
+        workdir: a.workdir,
+        http: a.http,
+        model,
+        hold: std::time::Duration::from_secs_f64(a.hold.max(0.0)),
+    }))
 }
 
 fn index_build(a: BuildArgs) -> Result<()> {

@@ -1,0 +1,770 @@
+//! `memaudit serve` configuration: one TOML file, overridden by `MEMAUDIT_<SECTION>__<KEY>`
+//! environment variables and then by `--set section.key=value` flags; validated up front.
+//!
+//! Every error names the key (`kafka.group_id`), and where the value came from when it was not the
+//! file. Unknown keys are refused, so a typo never silently falls back to a default. The example
+//! with every key and its default is `config/memaudit.toml`; it is parsed by a test.
+
+use crate::verdict::{Severity, SeverityRules};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Prefix of environment overrides; `__` separates the path (`MEMAUDIT_KAFKA__GROUP_ID`).
+pub const ENV_PREFIX: &str = "MEMAUDIT_";
+
+/// librdkafka properties memaudit sets itself; passing them through would break delivery.
+pub const MANAGED_KAFKA_OPTIONS: &[&str] = &[
+    "bootstrap.servers",
+    "group.id",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "statistics.interval.ms",
+];
+
+/// A configuration error: the key, what is wrong, and where the value came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+    pub origin: Option<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "configuration: {}", self.message)?;
+        } else {
+            write!(f, "configuration key `{}`: {}", self.key, self.message)?;
+        }
+        if let Some(o) = &self.origin {
+            write!(f, " (set by {o})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.to_string(),
+        message: message.into(),
+        origin: None,
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub source: SourceConfig,
+    #[serde(default)]
+    pub kafka: KafkaConfig,
+    #[serde(default)]
+    pub topics: Topics,
+    #[serde(default)]
+    pub file: FileConfig,
+    #[serde(default)]
+    pub input: InputConfig,
+    pub index: IndexConfig,
+    #[serde(default)]
+    pub model: ModelConfig,
+    #[serde(default)]
+    pub probe: ProbeConfig,
+    #[serde(default)]
+    pub spans: SpanConfig,
+    #[serde(default)]
+    pub severity: SeverityRules,
+    #[serde(default)]
+    pub alerts: AlertConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub shutdown: ShutdownConfig,
+}
+
+/// Where messages come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceKind {
+    /// A Kafka consumer group (`[kafka]`, `[topics]`).
+    #[default]
+    Kafka,
+    /// JSON lines from a file or stdin; records to files or stdout (`[file]`).
+    File,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    #[serde(default)]
+    pub kind: SourceKind,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// `host:port[,host:port]`.
+    pub brokers: String,
+    pub group_id: String,
+    /// Any librdkafka property (SASL, TLS, timeouts), given to the consumer and the producers.
+    pub options: BTreeMap<String, String>,
+    /// How often consumer statistics (lag) are collected.
+    pub statistics_interval_ms: u64,
+    /// How often finished offsets are committed (also on rebalance and shutdown).
+    pub commit_interval_ms: u64,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: "127.0.0.1:9092".into(),
+            group_id: "memaudit".into(),
+            options: BTreeMap::new(),
+            statistics_interval_ms: 5000,
+            commit_interval_ms: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Topics {
+    pub input: String,
+    pub verdicts: String,
+    pub alerts: String,
+    pub dead_letters: String,
+}
+
+impl Default for Topics {
+    fn default() -> Self {
+        Topics {
+            input: "llm-outputs".into(),
+            verdicts: "memaudit-verdicts".into(),
+            alerts: "memaudit-alerts".into(),
+            dead_letters: "memaudit-dead-letters".into(),
+        }
+    }
+}
+
+/// The file source: `-` is stdin for `input`, stdout for the others.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileConfig {
+    pub input: PathBuf,
+    pub verdicts: PathBuf,
+    pub alerts: PathBuf,
+    pub dead_letters: PathBuf,
+}
+
+impl Default for FileConfig {
+    fn default() -> Self {
+        FileConfig {
+            input: "-".into(),
+            verdicts: "-".into(),
+            alerts: "-".into(),
+            dead_letters: "-".into(),
+        }
+    }
+}
+
+/// How a message payload is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum InputFormat {
+    /// A JSON object with an id and a text field.
+    #[default]
+    Json,
+    /// The whole payload is the text; the id is `topic/partition/offset`.
+    Text,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InputConfig {
+    pub format: InputFormat,
+    pub id_field: String,
+    pub text_field: String,
+    /// Payloads larger than this go to the dead-letter topic.
+    pub max_bytes: usize,
+}
+
+impl Default for InputConfig {
+    fn default() -> Self {
+        InputConfig {
+            format: InputFormat::Json,
+            id_field: "id".into(),
+            text_field: "text".into(),
+            max_bytes: 1 << 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IndexConfig {
+    /// Index directory built by `memaudit index build`.
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    /// GGUF file or Hugging Face directory; empty means the default model installed by
+    /// `scripts/fetch-model.sh`.
+    pub path: Option<PathBuf>,
+    /// tokenizer.json; by default the model's own tokenizer.
+    pub tokenizer: Option<PathBuf>,
+    /// `cpu`, `cuda` or `cuda:N`.
+    pub device: String,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            path: None,
+            tokenizer: None,
+            device: "cpu".into(),
+        }
+    }
+}
+
+impl ModelConfig {
+    pub fn resolved_path(&self) -> PathBuf {
+        self.path
+            .clone()
+            .unwrap_or_else(crate::probe::default_model_path)
+    }
+}
+
+/// Which messages the entropy probe scores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProbePolicy {
+    /// Never: verdicts from the index alone.
+    Off,
+    /// Messages with at least one verbatim span.
+    #[default]
+    OnMatch,
+    /// A deterministic share (`sample_rate`) of messages, chosen by a hash of the id.
+    Sampled,
+    /// Every message.
+    Always,
+}
+
+impl ProbePolicy {
+    pub fn name(self) -> &'static str {
+        match self {
+            ProbePolicy::Off => "off",
+            ProbePolicy::OnMatch => "on-match",
+            ProbePolicy::Sampled => "sampled",
+            ProbePolicy::Always => "always",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProbeConfig {
+    pub policy: ProbePolicy,
+    /// Share of messages scored under `sampled`, in (0, 1].
+    pub sample_rate: f64,
+    /// Messages scored per forward pass.
+    pub batch_size: usize,
+    /// Tokens per window and tokens of context repeated between windows.
+    pub window: usize,
+    pub overlap: usize,
+    /// The model's mean entropy on novel text, nats (boundary-score calibration).
+    pub novel_entropy: f32,
+}
+
+impl Default for ProbeConfig {
+    fn default() -> Self {
+        ProbeConfig {
+            policy: ProbePolicy::OnMatch,
+            sample_rate: 0.01,
+            batch_size: 8,
+            window: 512,
+            overlap: 128,
+            novel_entropy: crate::probe::boundary::Calibration::default().novel,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpanConfig {
+    /// Minimum span length in characters (normalized text).
+    pub min_chars: usize,
+    /// Minimum span length in model tokens; 0 turns the token filter off. Counting tokens needs the
+    /// model's tokenizer, which is then loaded even with the probe off.
+    pub min_tokens: usize,
+    /// Provenance hits reported per span.
+    pub max_hits: usize,
+}
+
+impl Default for SpanConfig {
+    fn default() -> Self {
+        SpanConfig {
+            min_chars: crate::index::DEFAULT_MIN_LEN,
+            min_tokens: 0,
+            max_hits: 3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertConfig {
+    /// Verdicts at or above this severity are also produced to the alerts topic.
+    pub min_severity: Severity,
+}
+
+impl Default for AlertConfig {
+    fn default() -> Self {
+        AlertConfig {
+            min_severity: Severity::High,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address for /metrics, /healthz and /readyz; empty turns the server off.
+    pub bind: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            bind: "127.0.0.1:9898".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Messages received but not yet finished (verdict acknowledged); fetching pauses above it.
+    pub max_in_flight: usize,
+    /// Messages matched against the index per blocking task.
+    pub match_batch: usize,
+    /// Match batches running at once.
+    pub match_workers: usize,
+    /// Produce requests awaiting acknowledgement at once.
+    pub max_pending_produce: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_in_flight: 4096,
+            match_batch: 64,
+            match_workers: 2,
+            max_pending_produce: 8192,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShutdownConfig {
+    /// Time from SIGTERM to exit: finish in-flight work, flush, commit.
+    pub deadline_secs: f64,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        ShutdownConfig {
+            deadline_secs: 30.0,
+        }
+    }
+}
+
+/// Where an override came from, for error messages.
+#[derive(Debug, Clone)]
+struct Override {
+    path: Vec<String>,
+    raw: String,
+    origin: String,
+}
+
+impl Config {
+    /// Reads `file` (if any), applies the environment (`vars`, normally `std::env::vars()`) and
+    /// then the `--set key=value` flags, and validates.
+    pub fn load(
+        file: Option<&Path>,
+        vars: impl IntoIterator<Item = (String, String)>,
+        sets: &[String],
+    ) -> Result<Config, ConfigError> {
+        let mut table = match file {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| err("", format!("cannot read {}: {e}", p.display())))?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| err("", format!("{} is not valid TOML: {e}", p.display())))?
+            }
+            None => toml::Table::new(),
+        };
+        let mut overrides = Vec::new();
+        let mut env: Vec<(String, String)> = vars
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k.contains("__"))
+            .collect();
+        env.sort();
+        for (k, v) in env {
+            overrides.push(Override {
+                path: env_path(&k[ENV_PREFIX.len()..]),
+                raw: v,
+                origin: format!("environment variable {k}"),
+            });
+        }
+        for s in sets {
+            let (k, v) = s
+                .split_once('=')
+                .ok_or_else(|| err(s, "a --set flag is `section.key=value`"))?;
+            overrides.push(Override {
+                path: flag_path(k.trim()),
+                raw: v.to_string(),
+                origin: format!("--set {k}"),
+            });
+        }
+        let mut origins = BTreeMap::new();
+        for o in &overrides {
+            apply(&mut table, o)?;
+            origins.insert(o.path.join("."), o.origin.clone());
+        }
+        let config: Config =
+            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+                let key = e.path().to_string();
+                let key = if key == "." { String::new() } else { key };
+                // serde's message lists the accepted keys for an unknown one: keep it whole.
+                let message = e.inner().to_string();
+                let origin = origins
+                    .iter()
+                    .find(|(k, _)| **k == key || k.starts_with(&format!("{key}.")))
+                    .map(|(_, o)| o.clone());
+                ConfigError {
+                    origin,
+                    key,
+                    message,
+                }
+            })?;
+        config.validate().map_err(|mut e| {
+            e.origin = origins.get(&e.key).cloned();
+            e
+        })?;
+        Ok(config)
+    }
+
+    /// Checks values serde cannot: ranges, non-empty names, parseable addresses.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.source.kind == SourceKind::Kafka {
+            if self.kafka.brokers.trim().is_empty() {
+                return Err(err(
+                    "kafka.brokers",
+                    "must name at least one broker (host:port)",
+                ));
+            }
+            if self.kafka.group_id.trim().is_empty() {
+                return Err(err("kafka.group_id", "must not be empty"));
+            }
+            for (name, t) in [
+                ("topics.input", &self.topics.input),
+                ("topics.verdicts", &self.topics.verdicts),
+                ("topics.alerts", &self.topics.alerts),
+                ("topics.dead_letters", &self.topics.dead_letters),
+            ] {
+                if t.is_empty()
+                    || t.len() > 249
+                    || !t
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+                {
+                    return Err(err(
+                        name,
+                        format!("`{t}` is not a valid Kafka topic name (1-249 of [A-Za-z0-9._-])"),
+                    ));
+                }
+            }
+            if self.topics.input == self.topics.verdicts
+                || self.topics.input == self.topics.alerts
+                || self.topics.input == self.topics.dead_letters
+            {
+                return Err(err("topics.input", "must differ from the output topics"));
+            }
+            for k in self.kafka.options.keys() {
+                if MANAGED_KAFKA_OPTIONS.contains(&k.as_str()) {
+                    return Err(err(
+                        &format!("kafka.options.{k}"),
+                        "is managed by memaudit (use the [kafka] keys); remove it",
+                    ));
+                }
+            }
+            if self.kafka.statistics_interval_ms == 0 {
+                return Err(err("kafka.statistics_interval_ms", "must be > 0"));
+            }
+            if self.kafka.commit_interval_ms == 0 {
+                return Err(err("kafka.commit_interval_ms", "must be > 0"));
+            }
+        }
+        if self.input.id_field.is_empty() {
+            return Err(err("input.id_field", "must not be empty"));
+        }
+        if self.input.text_field.is_empty() {
+            return Err(err("input.text_field", "must not be empty"));
+        }
+        if self.input.max_bytes == 0 {
+            return Err(err("input.max_bytes", "must be > 0"));
+        }
+        if self.index.dir.as_os_str().is_empty() {
+            return Err(err("index.dir", "must name the index directory"));
+        }
+        if self.probe.policy == ProbePolicy::Sampled
+            && !(self.probe.sample_rate > 0.0 && self.probe.sample_rate <= 1.0)
+        {
+            return Err(err(
+                "probe.sample_rate",
+                "must be in (0, 1] when policy = \"sampled\"",
+            ));
+        }
+        if self.probe.batch_size == 0 {
+            return Err(err("probe.batch_size", "must be > 0"));
+        }
+        crate::probe::window::check(self.probe.window, self.probe.overlap)
+            .map_err(|e| err("probe.overlap", e.to_string()))?;
+        if !(self.probe.novel_entropy.is_finite() && self.probe.novel_entropy > 0.6) {
+            return Err(err(
+                "probe.novel_entropy",
+                "must be a number of nats above 0.6",
+            ));
+        }
+        if self.probe.policy != ProbePolicy::Off {
+            crate::probe::device::select(&self.model.device)
+                .map(|_| ())
+                .map_err(|e| err("model.device", e.to_string()))?;
+        }
+        if self.spans.min_chars == 0 {
+            return Err(err("spans.min_chars", "must be ≥ 1"));
+        }
+        self.severity.validate()?;
+        if !self.http.bind.is_empty() && self.http.bind.parse::<SocketAddr>().is_err() {
+            return Err(err(
+                "http.bind",
+                format!("`{}` is not an address like 127.0.0.1:9898", self.http.bind),
+            ));
+        }
+        for (k, v) in [
+            ("limits.max_in_flight", self.limits.max_in_flight),
+            ("limits.match_batch", self.limits.match_batch),
+            ("limits.match_workers", self.limits.match_workers),
+            (
+                "limits.max_pending_produce",
+                self.limits.max_pending_produce,
+            ),
+        ] {
+            if v == 0 {
+                return Err(err(k, "must be > 0"));
+            }
+        }
+        if !(self.shutdown.deadline_secs.is_finite() && self.shutdown.deadline_secs > 0.0) {
+            return Err(err("shutdown.deadline_secs", "must be > 0"));
+        }
+        Ok(())
+    }
+
+    /// Whether the model (and its tokenizer) must be loaded.
+    pub fn needs_model(&self) -> bool {
+        self.probe.policy != ProbePolicy::Off
+    }
+
+    /// Whether a tokenizer must be loaded (probe on, or spans filtered by tokens).
+    pub fn needs_tokenizer(&self) -> bool {
+        self.needs_model() || self.spans.min_tokens > 0
+    }
+}
+
+impl From<crate::verdict::RuleError> for ConfigError {
+    fn from(e: crate::verdict::RuleError) -> Self {
+        err(&format!("severity.{}", e.key), e.message)
+    }
+}
+
+/// `KAFKA__OPTIONS__SASL__MECHANISM` → `["kafka", "options", "sasl.mechanism"]`.
+fn env_path(rest: &str) -> Vec<String> {
+    let parts: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
+    join_options(parts)
+}
+
+/// `kafka.options.sasl.mechanism` → `["kafka", "options", "sasl.mechanism"]`.
+fn flag_path(key: &str) -> Vec<String> {
+    join_options(key.split('.').map(str::to_string).collect())
+}
+
+/// librdkafka property names contain dots: everything after `kafka.options` is one key.
+fn join_options(parts: Vec<String>) -> Vec<String> {
+    if parts.len() > 3 && parts[0] == "kafka" && parts[1] == "options" {
+        let mut head = parts[..2].to_vec();
+        head.push(parts[2..].join("."));
+        head
+    } else {
+        parts
+    }
+}
+
+fn apply(table: &mut toml::Table, o: &Override) -> Result<(), ConfigError> {
+    let key = o.path.join(".");
+    let fail = |m: &str| ConfigError {
+        key: key.clone(),
+        message: m.to_string(),
+        origin: Some(o.origin.clone()),
+    };
+    if o.path.iter().any(|p| p.is_empty()) {
+        return Err(fail("is not a key path like section.key"));
+    }
+    // Strings stay strings under kafka.options; elsewhere the value is read as TOML (numbers,
+    // booleans, quoted strings) and falls back to a bare string.
+    let value = if o.path.len() == 3 && o.path[0] == "kafka" && o.path[1] == "options" {
+        toml::Value::String(o.raw.clone())
+    } else {
+        match format!("v = {}", o.raw).parse::<toml::Table>() {
+            Ok(mut t) => t.remove("v").unwrap_or(toml::Value::String(o.raw.clone())),
+            Err(_) => toml::Value::String(o.raw.clone()),
+        }
+    };
+    let mut cur = table;
+    for p in &o.path[..o.path.len() - 1] {
+        let next = cur
+            .entry(p.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cur = match next {
+            toml::Value::Table(t) => t,
+            _ => return Err(fail(&format!("`{p}` is a value, not a section"))),
+        };
+    }
+    cur.insert(o.path[o.path.len() - 1].clone(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(toml: &str, env: &[(&str, &str)], sets: &[&str]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, toml).unwrap();
+        Config::load(
+            Some(&p),
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+            &sets.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        )
+    }
+
+    const MINIMAL: &str = "[index]\ndir = \"/tmp/idx\"\n";
+
+    #[test]
+    fn defaults_fill_a_minimal_file() {
+        let c = load(MINIMAL, &[], &[]).unwrap();
+        assert_eq!(c.kafka.group_id, "memaudit");
+        assert_eq!(c.probe.policy, ProbePolicy::OnMatch);
+        assert_eq!(c.alerts.min_severity, Severity::High);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e = load(&format!("{MINIMAL}[kafka]\ngroup = \"x\"\n"), &[], &[]).unwrap_err();
+        assert_eq!(e.key, "kafka.group");
+        assert!(e.message.contains("unknown field `group`"), "{e}");
+        let e = load(&format!("{MINIMAL}[kafak]\n"), &[], &[]).unwrap_err();
+        assert!(e.to_string().contains("unknown field `kafak`"), "{e}");
+        let e = load(MINIMAL, &[("MEMAUDIT_PROBE__POLICYY", "off")], &[]).unwrap_err();
+        assert!(e.to_string().contains("unknown field `policyy`"), "{e}");
+        assert!(e.to_string().contains("MEMAUDIT_PROBE__POLICYY"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_named_with_their_origin() {
+        let e = load(
+            &format!("{MINIMAL}[probe]\npolicy = \"sometimes\"\n"),
+            &[],
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "probe.policy");
+        let e = load(MINIMAL, &[], &["limits.max_in_flight=-3"]).unwrap_err();
+        assert_eq!(e.key, "limits.max_in_flight");
+        assert!(e.to_string().contains("--set limits.max_in_flight"), "{e}");
+        let e = load(MINIMAL, &[], &["http.bind=localhost"]).unwrap_err();
+        assert_eq!(e.key, "http.bind");
+        let e = load(
+            MINIMAL,
+            &[],
+            &["probe.policy=sampled", "probe.sample_rate=0"],
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "probe.sample_rate");
+        let e = load(MINIMAL, &[], &["topics.input=memaudit-verdicts"]).unwrap_err();
+        assert_eq!(e.key, "topics.input");
+        let e = load(MINIMAL, &[], &["kafka.options.enable.auto.commit=true"]).unwrap_err();
+        assert_eq!(e.key, "kafka.options.enable.auto.commit");
+        let e = load("", &[], &[]).unwrap_err();
+        assert!(e.to_string().contains("missing field `index`"), "{e}");
+    }
+
+    #[test]
+    fn env_then_flags_override_the_file() {
+        let c = load(
+            &format!("{MINIMAL}[kafka]\nbrokers = \"a:1\"\ngroup_id = \"g\"\n"),
+            &[
+                ("MEMAUDIT_KAFKA__BROKERS", "b:2"),
+                ("MEMAUDIT_KAFKA__GROUP_ID", "from-env"),
+                ("MEMAUDIT_KAFKA__OPTIONS__SASL__MECHANISM", "PLAIN"),
+                ("MEMAUDIT_LIMITS__MAX_IN_FLIGHT", "77"),
+                ("MEMAUDIT_MODEL", "ignored: no double underscore"),
+            ],
+            &[
+                "kafka.group_id=from-flag",
+                "kafka.options.security.protocol=SASL_SSL",
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.kafka.brokers, "b:2");
+        assert_eq!(c.kafka.group_id, "from-flag");
+        assert_eq!(c.limits.max_in_flight, 77);
+        assert_eq!(c.kafka.options["sasl.mechanism"], "PLAIN");
+        assert_eq!(c.kafka.options["security.protocol"], "SASL_SSL");
+    }
+
+    #[test]
+    fn the_shipped_example_is_valid_and_complete() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/memaudit.toml");
+        let c = Config::load(Some(&p), std::iter::empty(), &[]).unwrap();
+        // Every key is written out in the example, with the default value.
+        let example: toml::Table = std::fs::read_to_string(&p).unwrap().parse().unwrap();
+        let defaults = toml::Table::try_from(&c).unwrap();
+        fn keys(t: &toml::Table, prefix: &str, out: &mut Vec<String>) {
+            for (k, v) in t {
+                let path = format!("{prefix}{k}");
+                match v {
+                    toml::Value::Table(s) if !path.ends_with("options") => {
+                        keys(s, &format!("{path}."), out)
+                    }
+                    _ => out.push(path),
+                }
+            }
+        }
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        keys(&example, "", &mut a);
+        keys(&defaults, "", &mut b);
+        a.sort();
+        b.sort();
+        assert_eq!(a, b, "config/memaudit.toml must list every key");
+    }
+}

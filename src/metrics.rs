@@ -1,0 +1,251 @@
+//! Every Prometheus metric the daemon exports, defined once, with its name, help, unit and labels.
+//!
+//! Names are `memaudit_<noun>_<unit>`; labels have low cardinality only (outcome, severity,
+//! reason, stage, topic/partition of the input): never a message id. Internal events map one to
+//! one onto these (a verdict produced ⇒ `messages_total{outcome="verdict"}` and
+//! `verdicts_total{severity}`), so the dashboard in `config/grafana/` and the rules in
+//! `config/prometheus/` read them directly.
+
+use prometheus::{
+    exponential_buckets, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter,
+    IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Pipeline stages timed by `memaudit_stage_seconds{stage}`.
+pub const STAGES: [&str; 5] = ["decode", "match", "probe", "produce", "end_to_end"];
+
+/// All metrics, registered in their own registry.
+pub struct Metrics {
+    pub registry: Registry,
+    /// Messages finished, by outcome: `verdict` or `dead_letter`.
+    pub messages: IntCounterVec,
+    /// Verdicts by severity.
+    pub verdicts: IntCounterVec,
+    /// Alerts produced, by severity.
+    pub alerts: IntCounterVec,
+    /// Dead letters by reason.
+    pub dead_letters: IntCounterVec,
+    /// Per-stage latency (per message for decode/match/produce/end_to_end; per batch for probe).
+    pub stage_seconds: HistogramVec,
+    /// Length of each verbatim span, characters.
+    pub span_chars: Histogram,
+    /// Share of each message inside spans.
+    pub coverage: Histogram,
+    /// Mean per-token entropy of each probed message, nats.
+    pub entropy: Histogram,
+    /// Messages received and not yet finished.
+    pub in_flight: IntGauge,
+    /// 1 while fetching is paused because `limits.max_in_flight` is reached.
+    pub paused: IntGauge,
+    /// Consumer lag by input partition (librdkafka statistics).
+    pub lag: IntGaugeVec,
+    /// Produce attempts that failed (retried until acknowledged or shutdown).
+    pub produce_errors: IntCounter,
+    /// Offset commits by result.
+    pub commits: IntCounterVec,
+    /// Partitions assigned to this consumer.
+    pub assigned_partitions: IntGauge,
+    /// Rebalances by kind (assign, revoke).
+    pub rebalances: IntCounterVec,
+    /// Index identity and size (value 1 / bytes).
+    pub index_info: IntGaugeVec,
+    pub index_bytes: IntGauge,
+    /// Model identity (value 1).
+    pub model_info: IntGaugeVec,
+    /// Build identity (value 1).
+    pub build_info: IntGaugeVec,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry.register(Box::new(c.clone())).expect("unique");
+            c
+        };
+        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry.register(Box::new(g.clone())).expect("unique");
+            g
+        };
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("valid metric");
+            registry.register(Box::new(g.clone())).expect("unique");
+            g
+        };
+        let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
+            let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+                .expect("valid metric");
+            registry.register(Box::new(h.clone())).expect("unique");
+            h
+        };
+        let stage_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "memaudit_stage_seconds",
+                "Time spent per pipeline stage (probe: per batch; others: per message).",
+            )
+            .buckets(exponential_buckets(0.000_05, 2.5, 14).expect("buckets")),
+            &["stage"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(stage_seconds.clone()))
+            .expect("unique");
+        let m = Metrics {
+            messages: counter_vec(
+                "memaudit_messages_total",
+                "Input messages finished, by outcome (verdict, dead_letter).",
+                &["outcome"],
+            ),
+            verdicts: counter_vec(
+                "memaudit_verdicts_total",
+                "Verdicts produced, by severity.",
+                &["severity"],
+            ),
+            alerts: counter_vec(
+                "memaudit_alerts_total",
+                "Alerts produced, by severity.",
+                &["severity"],
+            ),
+            dead_letters: counter_vec(
+                "memaudit_dead_letters_total",
+                "Messages sent to the dead-letter topic, by reason.",
+                &["reason"],
+            ),
+            stage_seconds,
+            span_chars: histogram(
+                "memaudit_span_length_chars",
+                "Length of each verbatim span found, characters.",
+                exponential_buckets(32.0, 2.0, 10).expect("buckets"),
+            ),
+            coverage: histogram(
+                "memaudit_coverage_ratio",
+                "Share of each message's characters inside verbatim spans.",
+                vec![0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0],
+            ),
+            entropy: histogram(
+                "memaudit_entropy_nats",
+                "Mean per-token entropy of each probed message, nats.",
+                vec![0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0],
+            ),
+            in_flight: gauge(
+                "memaudit_in_flight_messages",
+                "Messages received and not yet finished (verdict acknowledged or dead-lettered).",
+            ),
+            paused: gauge(
+                "memaudit_fetch_paused",
+                "1 while fetching is paused because the in-flight limit is reached.",
+            ),
+            lag: gauge_vec(
+                "memaudit_consumer_lag_messages",
+                "Consumer lag per input partition, from librdkafka statistics.",
+                &["topic", "partition"],
+            ),
+            produce_errors: {
+                let c = IntCounter::new(
+                    "memaudit_produce_errors_total",
+                    "Produce attempts that failed; the record is retried until acknowledged.",
+                )
+                .expect("valid metric");
+                registry.register(Box::new(c.clone())).expect("unique");
+                c
+            },
+            commits: counter_vec(
+                "memaudit_offset_commits_total",
+                "Offset commits, by result (ok, error).",
+                &["result"],
+            ),
+            assigned_partitions: gauge(
+                "memaudit_assigned_partitions",
+                "Input partitions assigned to this consumer.",
+            ),
+            rebalances: counter_vec(
+                "memaudit_rebalances_total",
+                "Consumer-group rebalances, by kind (assign, revoke).",
+                &["kind"],
+            ),
+            index_info: gauge_vec(
+                "memaudit_index_info",
+                "The open index (value 1).",
+                &["index_id", "shards"],
+            ),
+            index_bytes: gauge(
+                "memaudit_index_bytes",
+                "Size of the open index's files, bytes.",
+            ),
+            model_info: gauge_vec(
+                "memaudit_model_info",
+                "The loaded probe model (value 1); policy off loads none.",
+                &["model", "device", "policy"],
+            ),
+            build_info: gauge_vec(
+                "memaudit_build_info",
+                "memaudit build (value 1).",
+                &["version"],
+            ),
+            registry,
+        };
+        m.build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        // Pre-create the label values a dashboard expects, so they read 0 rather than absent.
+        for o in ["verdict", "dead_letter"] {
+            m.messages.with_label_values(&[o]);
+        }
+        for s in crate::verdict::Severity::ALL {
+            m.verdicts.with_label_values(&[s.name()]);
+            if s > crate::verdict::Severity::None {
+                m.alerts.with_label_values(&[s.name()]);
+            }
+        }
+        for s in STAGES {
+            m.stage_seconds.with_label_values(&[s]);
+        }
+        #[cfg(target_os = "linux")]
+        {
+            let p = prometheus::process_collector::ProcessCollector::for_self();
+            let _ = m.registry.register(Box::new(p));
+        }
+        m
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding cannot fail on gathered metrics");
+        String::from_utf8(buf).expect("the text format is UTF-8")
+    }
+
+    pub fn stage(&self, stage: &str) -> Histogram {
+        self.stage_seconds.with_label_values(&[stage])
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_units_and_presence() {
+        let m = Metrics::new();
+        let text = m.render();
+        for line in text.lines().filter(|l| l.starts_with("# TYPE")) {
+            let name = line.split_whitespace().nth(2).unwrap();
+            assert!(
+                name.starts_with("memaudit_") || name.starts_with("process_"),
+                "{name}"
+            );
+        }
+        assert!(text.contains("memaudit_messages_total{outcome=\"dead_letter\"} 0"));
+        assert!(text.contains("memaudit_build_info{version="));
+    }
+}

@@ -1,0 +1,162 @@
+//! The embedded source and sink: JSON lines from a file or stdin in, verdicts, alerts and dead
+//! letters out to files or stdout. Same pipeline as Kafka; a line's "offset" is its line number
+//! (partition 0), so verdicts point back at the input line. Blank lines are skipped.
+
+use super::message::{Envelope, Origin};
+use super::offsets::OffsetTracker;
+use super::pipeline::{DeadLetterRecord, Record, Sink, Stream};
+use crate::config::FileConfig;
+use anyhow::{Context, Result};
+use futures::future::BoxFuture;
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::io::AsyncBufReadExt;
+use tokio::sync::mpsc;
+
+/// Reads `path` (`-` = stdin) line by line into the pipeline until end of input or shutdown.
+/// Returns the number of lines sent.
+pub async fn read_lines(
+    path: &Path,
+    tx: mpsc::Sender<Envelope>,
+    tracker: Arc<Mutex<OffsetTracker>>,
+    shutdown: super::shutdown::Shutdown,
+) -> Result<u64> {
+    let (topic, reader): (String, Box<dyn tokio::io::AsyncRead + Unpin + Send>) =
+        if path == Path::new("-") {
+            ("stdin".into(), Box::new(tokio::io::stdin()))
+        } else {
+            let f = tokio::fs::File::open(path)
+                .await
+                .with_context(|| format!("opening file.input {}", path.display()))?;
+            (format!("file:{}", path.display()), Box::new(f))
+        };
+    let mut reader = tokio::io::BufReader::new(reader);
+    let mut line = Vec::new();
+    let mut n = 0u64;
+    let mut sent = 0u64;
+    loop {
+        line.clear();
+        let read = tokio::select! {
+            r = reader.read_until(b'\n', &mut line) => r.with_context(|| format!("reading {}", path.display()))?,
+            _ = shutdown.triggered() => break,
+        };
+        if read == 0 {
+            break;
+        }
+        let offset = n as i64;
+        n += 1;
+        let payload = line.strip_suffix(b"\n").unwrap_or(&line);
+        let payload = payload.strip_suffix(b"\r").unwrap_or(payload);
+        if payload.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let origin = Origin {
+            topic: topic.clone(),
+            partition: 0,
+            offset,
+        };
+        tracker
+            .lock()
+            .expect("tracker lock")
+            .received(&(origin.topic.clone(), 0), offset);
+        let env = Envelope {
+            origin,
+            key: None,
+            payload: payload.to_vec(),
+            received: Instant::now(),
+        };
+        if tx.send(env).await.is_err() {
+            break;
+        }
+        sent += 1;
+    }
+    Ok(sent)
+}
+
+/// Writes records as JSON lines: verdicts, alerts and dead letters each to their own file, or
+/// to stdout for `-` (every record carries a `kind`, so a shared stream stays readable).
+pub struct FileSink {
+    outs: [Arc<Mutex<Box<dyn Write + Send>>>; 3],
+}
+
+impl FileSink {
+    pub fn open(cfg: &FileConfig) -> Result<FileSink> {
+        let stdout: Arc<Mutex<Box<dyn Write + Send>>> =
+            Arc::new(Mutex::new(Box::new(std::io::stdout())));
+        let mut opened: Vec<(std::path::PathBuf, Arc<Mutex<Box<dyn Write + Send>>>)> = Vec::new();
+        let mut open = |p: &Path, key: &str| -> Result<Arc<Mutex<Box<dyn Write + Send>>>> {
+            if p == Path::new("-") {
+                return Ok(stdout.clone());
+            }
+            if let Some((_, w)) = opened.iter().find(|(q, _)| q == p) {
+                return Ok(w.clone());
+            }
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .with_context(|| format!("opening file.{key} {}", p.display()))?;
+            let w: Arc<Mutex<Box<dyn Write + Send>>> = Arc::new(Mutex::new(Box::new(f)));
+            opened.push((p.to_path_buf(), w.clone()));
+            Ok(w)
+        };
+        Ok(FileSink {
+            outs: [
+                open(&cfg.verdicts, "verdicts")?,
+                open(&cfg.alerts, "alerts")?,
+                open(&cfg.dead_letters, "dead_letters")?,
+            ],
+        })
+    }
+
+    fn write(&self, r: &Record) -> Result<()> {
+        let i = match r.stream {
+            Stream::Verdicts => 0,
+            Stream::Alerts => 1,
+            Stream::DeadLetters => 2,
+        };
+        let mut w = self.outs[i].lock().expect("sink lock");
+        if r.stream == Stream::DeadLetters {
+            let h = |k: &str| {
+                r.headers
+                    .iter()
+                    .find(|(n, _)| n == k)
+                    .map(|(_, v)| v.as_str())
+                    .unwrap_or("")
+            };
+            let origin = Origin {
+                topic: h("memaudit-source-topic").to_string(),
+                partition: h("memaudit-source-partition").parse().unwrap_or(0),
+                offset: h("memaudit-source-offset").parse().unwrap_or(0),
+            };
+            let reason = super::message::Reason::ALL
+                .into_iter()
+                .find(|x| x.code() == h("memaudit-reason"))
+                .map_or("unknown", |x| x.code());
+            serde_json::to_writer(
+                &mut *w,
+                &DeadLetterRecord {
+                    kind: "dead_letter",
+                    reason,
+                    detail: h("memaudit-detail"),
+                    source: &origin,
+                    payload: String::from_utf8_lossy(&r.payload).into_owned(),
+                },
+            )?;
+        } else {
+            w.write_all(&r.payload)?;
+        }
+        w.write_all(b"\n")?;
+        w.flush()?;
+        Ok(())
+    }
+}
+
+impl Sink for FileSink {
+    fn send(&self, record: Record) -> BoxFuture<'static, Result<()>> {
+        let r = self.write(&record).context("writing a record");
+        Box::pin(async move { r })
+    }
+}

@@ -1,0 +1,416 @@
+//! The Kafka source and sink: a consumer-group member that feeds the pipeline, pauses fetching
+//! when `limits.max_in_flight` messages are unfinished, commits only finished offsets (every
+//! `kafka.commit_interval_ms`, before giving partitions up in a rebalance, and at shutdown), and
+//! a producer that writes verdicts, alerts and dead letters and reports success only on the
+//! broker's acknowledgement.
+//!
+//! librdkafka is configured with `enable.auto.commit=false`: the committed offset is always the
+//! [`OffsetTracker`]'s contiguous finished offset, never the consumer's position.
+
+use super::http::Readiness;
+use super::message::{Envelope, Origin};
+use super::offsets::{OffsetTracker, Partition};
+use super::pipeline::{Record, Sink, Stream};
+use super::shutdown::Shutdown;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use anyhow::{Context, Result};
+use futures::future::BoxFuture;
+use rdkafka::client::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// The base librdkafka configuration shared by the consumer and the producer: brokers, then the
+/// user's passthrough options (SASL, TLS, timeouts).
+pub fn client_config(cfg: &Config) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.kafka.brokers);
+    c.set_log_level(RDKafkaLogLevel::Warning);
+    for (k, v) in &cfg.kafka.options {
+        c.set(k, v);
+    }
+    c
+}
+
+/// Consumer callbacks: rebalance drains, lag statistics.
+pub struct GroupContext {
+    tracker: Arc<Mutex<OffsetTracker>>,
+    metrics: Arc<Metrics>,
+    ready: Arc<Readiness>,
+    input: String,
+    drain: Duration,
+}
+
+impl ClientContext for GroupContext {
+    fn stats(&self, s: Statistics) {
+        if let Some(t) = s.topics.get(&self.input) {
+            for (p, part) in &t.partitions {
+                if *p >= 0 && part.consumer_lag >= 0 {
+                    self.metrics
+                        .lag
+                        .with_label_values(&[&self.input, &p.to_string()])
+                        .set(part.consumer_lag);
+                }
+            }
+        }
+        let up = s.brokers.values().any(|b| b.state == "UP");
+        self.ready.broker_reachable.store(up, Ordering::Relaxed);
+    }
+}
+
+impl ConsumerContext for GroupContext {
+    /// Before partitions are taken away: wait (up to the shutdown deadline) until their received
+    /// messages are finished, commit, and forget them. Unfinished ones are re-delivered to the
+    /// next owner, so nothing is lost either way.
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(tpl) = rebalance else {
+            return;
+        };
+        self.metrics.rebalances.with_label_values(&["revoke"]).inc();
+        let parts: Vec<Partition> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect();
+        let until = Instant::now() + self.drain;
+        let wait = || loop {
+            let left: usize = {
+                let t = self.tracker.lock().expect("tracker lock");
+                parts.iter().map(|p| t.pending_in(p)).sum()
+            };
+            if left == 0 || Instant::now() >= until {
+                return left;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        // This runs inside the consumer's poll on a runtime worker: let the runtime move other
+        // tasks (the pipeline finishing these messages) off this thread while it waits.
+        let left = match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(wait)
+            }
+            _ => wait(),
+        };
+        commit(
+            consumer,
+            &self.tracker,
+            &self.metrics,
+            Some(&parts),
+            CommitMode::Sync,
+        );
+        let mut t = self.tracker.lock().expect("tracker lock");
+        for p in &parts {
+            t.forget(p);
+            let _ = self
+                .metrics
+                .lag
+                .remove_label_values(&[&p.0, &p.1.to_string()]);
+        }
+        self.metrics.in_flight.set(t.in_flight() as i64);
+        tracing::info!(
+            partitions = parts.len(),
+            unfinished = left,
+            "partitions revoked after draining"
+        );
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            self.metrics.rebalances.with_label_values(&["assign"]).inc();
+            tracing::info!(partitions = tpl.count(), "partitions assigned");
+        }
+        let n = consumer.assignment().map(|a| a.count()).unwrap_or(0);
+        self.metrics.assigned_partitions.set(n as i64);
+        self.ready
+            .partitions_assigned
+            .store(n > 0, Ordering::Relaxed);
+    }
+}
+
+/// Commits each partition's finished offset that is ahead of its last commit (`only`: just
+/// these partitions).
+fn commit<C: ConsumerContext, K: Consumer<C>>(
+    consumer: &K,
+    tracker: &Mutex<OffsetTracker>,
+    metrics: &Metrics,
+    only: Option<&[Partition]>,
+    mode: CommitMode,
+) {
+    let todo: Vec<(Partition, i64)> = tracker
+        .lock()
+        .expect("tracker lock")
+        .to_commit()
+        .into_iter()
+        .filter(|(p, _)| only.is_none_or(|o| o.contains(p)))
+        .collect();
+    if todo.is_empty() {
+        return;
+    }
+    let mut tpl = TopicPartitionList::new();
+    for ((topic, partition), offset) in &todo {
+        if tpl
+            .add_partition_offset(topic, *partition, Offset::Offset(*offset))
+            .is_err()
+        {
+            return;
+        }
+    }
+    match consumer.commit(&tpl, mode) {
+        Ok(()) => {
+            metrics.commits.with_label_values(&["ok"]).inc();
+            let mut t = tracker.lock().expect("tracker lock");
+            for (p, o) in &todo {
+                t.committed(p, *o);
+            }
+        }
+        Err(e) => {
+            metrics.commits.with_label_values(&["error"]).inc();
+            tracing::warn!(error = %e, "offset commit failed; retried at the next interval");
+        }
+    }
+}
+
+/// The producer side: one record per `send`, resolved on the broker's acknowledgement.
+pub struct KafkaSink {
+    producer: FutureProducer,
+    topics: [String; 3],
+    metrics: Arc<Metrics>,
+    shutdown: Shutdown,
+}
+
+impl KafkaSink {
+    pub fn new(cfg: &Config, metrics: Arc<Metrics>, shutdown: Shutdown) -> Result<KafkaSink> {
+        let producer: FutureProducer = client_config(cfg)
+            // Never give up on a record inside librdkafka: a broker restart must not lose
+            // verdicts. Shutdown bounds the wait instead.
+            .set("message.timeout.ms", "0")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .create()
+            .context("creating the Kafka producer (check kafka.brokers and kafka.options)")?;
+        Ok(KafkaSink {
+            producer,
+            topics: [
+                cfg.topics.verdicts.clone(),
+                cfg.topics.alerts.clone(),
+                cfg.topics.dead_letters.clone(),
+            ],
+            metrics,
+            shutdown,
+        })
+    }
+
+    /// Waits up to `timeout` for every queued record to be acknowledged.
+    pub fn flush(&self, timeout: Duration) -> Result<()> {
+        self.producer
+            .flush(timeout)
+            .context("flushing the producer before exit")
+    }
+}
+
+impl Sink for KafkaSink {
+    fn send(&self, r: Record) -> BoxFuture<'static, Result<()>> {
+        let producer = self.producer.clone();
+        let topic = self.topics[match r.stream {
+            Stream::Verdicts => 0,
+            Stream::Alerts => 1,
+            Stream::DeadLetters => 2,
+        }]
+        .clone();
+        let metrics = self.metrics.clone();
+        let shutdown = self.shutdown.clone();
+        Box::pin(async move {
+            let mut backoff = Duration::from_millis(50);
+            loop {
+                let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
+                for (k, v) in &r.headers {
+                    headers = headers.insert(Header {
+                        key: k,
+                        value: Some(v.as_bytes()),
+                    });
+                }
+                let mut rec = FutureRecord::<[u8], [u8]>::to(&topic)
+                    .payload(&r.payload)
+                    .headers(headers);
+                if let Some(k) = &r.key {
+                    rec = rec.key(k.as_slice());
+                }
+                let err = match producer.send(rec, Duration::from_secs(1)).await {
+                    Ok(_) => return Ok(()),
+                    Err((e, _)) => e,
+                };
+                metrics.produce_errors.inc();
+                if shutdown.is_triggered() && Instant::now() >= shutdown.deadline() {
+                    anyhow::bail!("producing to {topic} failed at the shutdown deadline: {err}");
+                }
+                tracing::warn!(topic = %topic, error = %err, "produce failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        })
+    }
+}
+
+/// Runs the consumer loop until shutdown; then drains the pipeline, flushes and commits.
+pub async fn run(
+    cfg: &Config,
+    pipeline: Arc<super::pipeline::Pipeline>,
+    sink: Arc<KafkaSink>,
+    tracker: Arc<Mutex<OffsetTracker>>,
+    metrics: Arc<Metrics>,
+    ready: Arc<Readiness>,
+    shutdown: Shutdown,
+) -> Result<()> {
+    let context = GroupContext {
+        tracker: tracker.clone(),
+        metrics: metrics.clone(),
+        ready: ready.clone(),
+        input: cfg.topics.input.clone(),
+        drain: Duration::from_secs_f64(cfg.shutdown.deadline_secs),
+    };
+    let consumer: Arc<StreamConsumer<GroupContext>> = Arc::new(
+        client_config(cfg)
+            .set("group.id", &cfg.kafka.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set(
+                "statistics.interval.ms",
+                cfg.kafka.statistics_interval_ms.to_string(),
+            )
+            .create_with_context(context)
+            .context("creating the Kafka consumer (check kafka.brokers and kafka.options)")?,
+    );
+    consumer
+        .subscribe(&[&cfg.topics.input])
+        .with_context(|| format!("subscribing to topics.input = {}", cfg.topics.input))?;
+    tracing::info!(brokers = %cfg.kafka.brokers, topic = %cfg.topics.input, group = %cfg.kafka.group_id, "consuming");
+
+    let (tx, rx) = mpsc::channel::<Envelope>(cfg.limits.max_in_flight + 1024);
+    let pipe = tokio::spawn(pipeline.run(rx));
+
+    // Periodic commits of finished offsets.
+    let committer = {
+        let (consumer, tracker, metrics, shutdown) = (
+            consumer.clone(),
+            tracker.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        );
+        let every = Duration::from_millis(cfg.kafka.commit_interval_ms);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            while !shutdown.is_triggered() {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = shutdown.triggered() => break,
+                }
+                let (c, t, m) = (consumer.clone(), tracker.clone(), metrics.clone());
+                let _ = tokio::task::spawn_blocking(move || {
+                    commit(c.as_ref(), &t, &m, None, CommitMode::Sync)
+                })
+                .await;
+            }
+        })
+    };
+
+    let max = cfg.limits.max_in_flight;
+    let mut paused = false;
+    loop {
+        let in_flight = tracker.lock().expect("tracker lock").in_flight();
+        metrics.in_flight.set(in_flight as i64);
+        if !paused && in_flight >= max {
+            set_paused(consumer.as_ref(), true);
+            paused = true;
+            metrics.paused.set(1);
+        } else if paused && in_flight <= max / 2 {
+            set_paused(consumer.as_ref(), false);
+            paused = false;
+            metrics.paused.set(0);
+        }
+        tokio::select! {
+            _ = shutdown.triggered() => break,
+            m = consumer.recv() => match m {
+                Ok(m) => {
+                    let origin = Origin {
+                        topic: m.topic().to_string(),
+                        partition: m.partition(),
+                        offset: m.offset(),
+                    };
+                    tracker
+                        .lock()
+                        .expect("tracker lock")
+                        .received(&(origin.topic.clone(), origin.partition), origin.offset);
+                    let env = Envelope {
+                        origin,
+                        key: m.key().map(<[u8]>::to_vec),
+                        payload: m.payload().unwrap_or_default().to_vec(),
+                        received: Instant::now(),
+                    };
+                    if tx.send(env).await.is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "consumer error");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            // Wake up to re-check the pause state while nothing arrives.
+            _ = tokio::time::sleep(Duration::from_millis(50)), if paused => {
+                // A rebalance while paused assigns partitions unpaused: pause them too.
+                set_paused(consumer.as_ref(), true);
+            }
+        }
+    }
+
+    // Drain: stop taking messages, finish what was taken, flush, commit.
+    ready.shutting_down.store(true, Ordering::Relaxed);
+    drop(tx);
+    let deadline = shutdown.deadline();
+    let drained = super::pipeline::within(deadline, pipe).await.is_some();
+    let left = deadline.saturating_duration_since(Instant::now());
+    if let Err(e) = sink.flush(left.max(Duration::from_millis(100))) {
+        tracing::warn!(error = %format!("{e:#}"), "flush incomplete");
+    }
+    let _ = committer.await;
+    let (c, t, m) = (consumer.clone(), tracker.clone(), metrics.clone());
+    tokio::task::spawn_blocking(move || commit(c.as_ref(), &t, &m, None, CommitMode::Sync))
+        .await
+        .ok();
+    let unfinished = tracker.lock().expect("tracker lock").in_flight();
+    if drained && unfinished == 0 {
+        tracing::info!("drained: every received message finished and committed");
+    } else {
+        tracing::warn!(
+            unfinished,
+            "shutdown deadline reached: unfinished messages stay uncommitted and will be delivered again"
+        );
+    }
+    consumer.unsubscribe();
+    Ok(())
+}
+
+fn set_paused<C: ConsumerContext + 'static>(consumer: &StreamConsumer<C>, pause: bool) {
+    let Ok(a) = consumer.assignment() else {
+        return;
+    };
+    let r = if pause {
+        consumer.pause(&a)
+    } else {
+        consumer.resume(&a)
+    };
+    if let Err(e) = r {
+        tracing::warn!(error = %e, pause, "pausing/resuming fetch failed");
+    }
+}

@@ -1,0 +1,243 @@
+//! Input messages: the envelope a source hands the pipeline, decoding it into an id and a text,
+//! and the reasons a payload is a dead letter instead.
+//!
+//! Decoding never panics and never drops: every payload is either a [`Decoded`] message or a
+//! [`DeadLetter`] with a reason code (the `memaudit-reason` header and the
+//! `memaudit_dead_letters_total{reason}` label) and a human-readable detail.
+
+use crate::config::{InputConfig, InputFormat};
+use serde_json::Value;
+
+/// Where a message came from: its topic, partition and offset (the file source uses partition 0
+/// and the line number).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct Origin {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// One received message, before decoding.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    pub origin: Origin,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    /// When the source received it (for the end-to-end latency).
+    pub received: std::time::Instant,
+}
+
+/// A decoded message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded {
+    pub id: String,
+    pub text: String,
+    /// The generating model, when the message names it (passed through to the verdict).
+    pub model: Option<String>,
+}
+
+/// Why a payload could not be decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    Oversize,
+    InvalidUtf8,
+    InvalidJson,
+    NotAnObject,
+    MissingText,
+    TextNotString,
+    BadId,
+    EmptyPayload,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 8] = [
+        Reason::Oversize,
+        Reason::InvalidUtf8,
+        Reason::InvalidJson,
+        Reason::NotAnObject,
+        Reason::MissingText,
+        Reason::TextNotString,
+        Reason::BadId,
+        Reason::EmptyPayload,
+    ];
+
+    /// The code in headers and metric labels.
+    pub fn code(self) -> &'static str {
+        match self {
+            Reason::Oversize => "oversize",
+            Reason::InvalidUtf8 => "invalid_utf8",
+            Reason::InvalidJson => "invalid_json",
+            Reason::NotAnObject => "not_an_object",
+            Reason::MissingText => "missing_text",
+            Reason::TextNotString => "text_not_string",
+            Reason::BadId => "bad_id",
+            Reason::EmptyPayload => "empty_payload",
+        }
+    }
+}
+
+/// A payload that goes to the dead-letter topic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    pub reason: Reason,
+    pub detail: String,
+}
+
+fn dead(reason: Reason, detail: impl Into<String>) -> DeadLetter {
+    DeadLetter {
+        reason,
+        detail: detail.into(),
+    }
+}
+
+/// Decodes one payload according to `[input]`.
+pub fn decode(payload: &[u8], origin: &Origin, cfg: &InputConfig) -> Result<Decoded, DeadLetter> {
+    if payload.len() > cfg.max_bytes {
+        return Err(dead(
+            Reason::Oversize,
+            format!(
+                "payload is {} bytes, above input.max_bytes = {}",
+                payload.len(),
+                cfg.max_bytes
+            ),
+        ));
+    }
+    if payload.is_empty() {
+        return Err(dead(Reason::EmptyPayload, "payload is empty"));
+    }
+    let s = std::str::from_utf8(payload)
+        .map_err(|e| dead(Reason::InvalidUtf8, format!("payload is not UTF-8: {e}")))?;
+    let fallback_id = || format!("{}/{}/{}", origin.topic, origin.partition, origin.offset);
+    match cfg.format {
+        InputFormat::Text => Ok(Decoded {
+            id: fallback_id(),
+            text: s.to_string(),
+            model: None,
+        }),
+        InputFormat::Json => {
+            let v: Value = serde_json::from_str(s)
+                .map_err(|e| dead(Reason::InvalidJson, format!("payload is not JSON: {e}")))?;
+            let Value::Object(mut obj) = v else {
+                return Err(dead(
+                    Reason::NotAnObject,
+                    format!(
+                        "payload is JSON but not an object with `{}`",
+                        cfg.text_field
+                    ),
+                ));
+            };
+            let text = match obj.remove(&cfg.text_field) {
+                Some(Value::String(t)) => t,
+                Some(other) => {
+                    return Err(dead(
+                        Reason::TextNotString,
+                        format!("`{}` is {}, not a string", cfg.text_field, kind(&other)),
+                    ))
+                }
+                None => {
+                    return Err(dead(
+                        Reason::MissingText,
+                        format!("no `{}` field", cfg.text_field),
+                    ))
+                }
+            };
+            let id = match obj.remove(&cfg.id_field) {
+                Some(Value::String(i)) if !i.is_empty() => i,
+                Some(Value::Number(n)) => n.to_string(),
+                None | Some(Value::Null) => fallback_id(),
+                Some(other) => {
+                    return Err(dead(
+                        Reason::BadId,
+                        format!(
+                            "`{}` is {}, not a non-empty string or a number",
+                            cfg.id_field,
+                            kind(&other)
+                        ),
+                    ))
+                }
+            };
+            let model = match obj.remove("model") {
+                Some(Value::String(m)) => Some(m),
+                _ => None,
+            };
+            Ok(Decoded { id, text, model })
+        }
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn origin() -> Origin {
+        Origin {
+            topic: "in".into(),
+            partition: 2,
+            offset: 7,
+        }
+    }
+
+    fn cfg() -> InputConfig {
+        InputConfig {
+            max_bytes: 64,
+            ..InputConfig::default()
+        }
+    }
+
+    #[test]
+    fn good_messages() {
+        let d = decode(
+            br#"{"id":"m1","text":"hello","model":"x"}"#,
+            &origin(),
+            &cfg(),
+        )
+        .unwrap();
+        assert_eq!((d.id.as_str(), d.text.as_str()), ("m1", "hello"));
+        assert_eq!(d.model.as_deref(), Some("x"));
+        let d = decode(br#"{"id":12,"text":""}"#, &origin(), &cfg()).unwrap();
+        assert_eq!(d.id, "12");
+        let d = decode(br#"{"text":"t"}"#, &origin(), &cfg()).unwrap();
+        assert_eq!(d.id, "in/2/7");
+        let text = InputConfig {
+            format: InputFormat::Text,
+            ..cfg()
+        };
+        let d = decode(b"{not json}", &origin(), &text).unwrap();
+        assert_eq!((d.id.as_str(), d.text.as_str()), ("in/2/7", "{not json}"));
+    }
+
+    #[test]
+    fn every_reason() {
+        let r = |p: &[u8]| decode(p, &origin(), &cfg()).unwrap_err().reason;
+        assert_eq!(r(&[b'a'; 65]), Reason::Oversize);
+        assert_eq!(r(b""), Reason::EmptyPayload);
+        assert_eq!(r(b"\xff\xfe"), Reason::InvalidUtf8);
+        assert_eq!(r(b"{\"id\":"), Reason::InvalidJson);
+        assert_eq!(r(b"[1,2]"), Reason::NotAnObject);
+        assert_eq!(r(br#"{"id":"a"}"#), Reason::MissingText);
+        assert_eq!(r(br#"{"id":"a","text":5}"#), Reason::TextNotString);
+        assert_eq!(r(br#"{"id":["a"],"text":"t"}"#), Reason::BadId);
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_decode_or_dead_letter(p in proptest::collection::vec(any::<u8>(), 0..200)) {
+            match decode(&p, &origin(), &InputConfig::default()) {
+                Ok(d) => prop_assert!(!d.id.is_empty()),
+                Err(e) => prop_assert!(!e.detail.is_empty()),
+            }
+        }
+    }
+}

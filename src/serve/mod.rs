@@ -1,0 +1,177 @@
+//! `memaudit serve`: the daemon. Wires a source (Kafka, or JSON lines from a file/stdin) through
+//! the [`pipeline`] to a sink, with the HTTP endpoints, signals and systemd notifications.
+//!
+//! - [`message`]: envelopes, decoding, dead-letter reasons.
+//! - [`analyze`]: index lookup, probe policy, probe, verdict (synchronous, shared).
+//! - [`pipeline`]: the stages, batching, backpressure, finishing offsets after acknowledgement.
+//! - [`offsets`]: per-partition contiguous commit tracking.
+//! - [`kafka`]: consumer group (pause/resume, rebalance drain, commits, lag) and producer.
+//! - [`file`]: the embedded source and sink (no broker).
+//! - [`http`]: `/metrics`, `/healthz`, `/readyz`.
+//! - [`shutdown`]: the shutdown object, signals, systemd notify and watchdog.
+
+pub mod analyze;
+pub mod file;
+pub mod http;
+pub mod kafka;
+pub mod message;
+pub mod offsets;
+pub mod pipeline;
+pub mod shutdown;
+
+use crate::config::{Config, SourceKind};
+use crate::metrics::Metrics;
+use analyze::Analyzer;
+use anyhow::{Context, Result};
+use http::Readiness;
+use offsets::OffsetTracker;
+use pipeline::{Pipeline, Sink};
+use shutdown::Shutdown;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Everything loaded before the first message: the analyzer and the shared observability state.
+pub struct Loaded {
+    pub analyzer: Arc<Analyzer>,
+    pub metrics: Arc<Metrics>,
+    pub ready: Arc<Readiness>,
+}
+
+/// Opens the index and loads the model the policy needs; sets the info metrics and readiness.
+pub async fn load(cfg: &Config) -> Result<Loaded> {
+    let metrics = Arc::new(Metrics::new());
+    let ready = Arc::new(Readiness::default());
+    let c = cfg.clone();
+    let analyzer = tokio::task::spawn_blocking(move || Analyzer::load(&c))
+        .await
+        .context("loading the analyzer")??;
+    let idx = &analyzer.index;
+    metrics
+        .index_info
+        .with_label_values(&[idx.id(), &idx.shards.len().to_string()])
+        .set(1);
+    metrics.index_bytes.set(index_bytes(idx) as i64);
+    ready.index_open.store(true, Ordering::Relaxed);
+    let model = if analyzer.probe.is_some() {
+        cfg.model.resolved_path().display().to_string()
+    } else {
+        "none".to_string()
+    };
+    metrics
+        .model_info
+        .with_label_values(&[&model, &cfg.model.device, cfg.probe.policy.name()])
+        .set(1);
+    ready.model_ready.store(true, Ordering::Relaxed);
+    Ok(Loaded {
+        analyzer: Arc::new(analyzer),
+        metrics,
+        ready,
+    })
+}
+
+fn index_bytes(idx: &crate::index::Index) -> u64 {
+    use crate::index::format::FileKind;
+    idx.shards
+        .iter()
+        .flat_map(|s| FileKind::ALL.map(|k| s.entry.file(k).bytes))
+        .sum()
+}
+
+/// Runs the daemon until the input ends (file source) or a signal (both), then drains.
+pub async fn run(cfg: Config) -> Result<()> {
+    let shutdown = Shutdown::new(Duration::from_secs_f64(cfg.shutdown.deadline_secs));
+    shutdown
+        .listen_for_signals()
+        .context("installing signal handlers")?;
+    let loaded = load(&cfg).await?;
+    let Loaded {
+        analyzer,
+        metrics,
+        ready,
+    } = loaded;
+    let http = if cfg.http.bind.is_empty() {
+        None
+    } else {
+        let s = shutdown.clone();
+        let (_, h) = http::serve(
+            cfg.http.bind.parse().expect("validated"),
+            metrics.clone(),
+            ready.clone(),
+            async move { s.triggered().await },
+        )
+        .await?;
+        Some(h)
+    };
+    let tracker = Arc::new(Mutex::new(OffsetTracker::new()));
+    spawn_health_watchdog(&shutdown, &metrics, &tracker);
+
+    match cfg.source.kind {
+        SourceKind::Kafka => {
+            let sink = Arc::new(kafka::KafkaSink::new(
+                &cfg,
+                metrics.clone(),
+                shutdown.clone(),
+            )?);
+            let pipeline = Pipeline::new(
+                &cfg,
+                analyzer,
+                sink.clone() as Arc<dyn Sink>,
+                tracker.clone(),
+                metrics.clone(),
+            );
+            shutdown::notify(&[sd_notify::NotifyState::Ready]);
+            kafka::run(
+                &cfg,
+                pipeline,
+                sink,
+                tracker,
+                metrics,
+                ready,
+                shutdown.clone(),
+            )
+            .await?;
+        }
+        SourceKind::File => {
+            ready.partitions_assigned.store(true, Ordering::Relaxed);
+            ready.broker_reachable.store(true, Ordering::Relaxed);
+            let sink: Arc<dyn Sink> = Arc::new(file::FileSink::open(&cfg.file)?);
+            let pipeline = Pipeline::new(&cfg, analyzer, sink, tracker.clone(), metrics.clone());
+            let (tx, rx) = tokio::sync::mpsc::channel(cfg.limits.max_in_flight);
+            let pipe = tokio::spawn(pipeline.run(rx));
+            shutdown::notify(&[sd_notify::NotifyState::Ready]);
+            let sent =
+                file::read_lines(&cfg.file.input, tx, tracker.clone(), shutdown.clone()).await?;
+            let finished = if shutdown.is_triggered() {
+                pipeline::within(shutdown.deadline(), pipe).await.is_some()
+            } else {
+                pipe.await.is_ok()
+            };
+            let left = tracker.lock().expect("tracker lock").in_flight();
+            tracing::info!(messages = sent, unfinished = left, finished, "input done");
+            shutdown.trigger();
+        }
+    }
+    if let Some(h) = http {
+        let _ = h.await;
+    }
+    Ok(())
+}
+
+/// Withholds systemd watchdog pings when messages are in flight but none finished since the
+/// last ping (a stuck pipeline).
+fn spawn_health_watchdog(
+    shutdown: &Shutdown,
+    metrics: &Arc<Metrics>,
+    tracker: &Arc<Mutex<OffsetTracker>>,
+) {
+    let (m, t) = (metrics.clone(), tracker.clone());
+    let last = AtomicU64::new(u64::MAX);
+    shutdown::spawn_watchdog(shutdown.clone(), move || {
+        let done = m.messages.with_label_values(&["verdict"]).get()
+            + m.messages.with_label_values(&["dead_letter"]).get();
+        let before = last.swap(done, Ordering::Relaxed);
+        let idle = t.lock().map(|t| t.in_flight() == 0).unwrap_or(false);
+        idle || done != before
+    });
+}

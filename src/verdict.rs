@@ -1,0 +1,579 @@
+//! The verdict policy, in one place: a message's verbatim spans (and, when the probe ran, its
+//! entropy signals) ⇒ a severity (`none | low | high | critical`) and the reasons for it.
+//!
+//! Rules, all thresholds from `[severity]` in the configuration:
+//! - Each level (`low`, `high`, `critical`) fires when the longest span is at least
+//!   `longest_span_chars` **or** the coverage (share of the message's characters inside spans) is at
+//!   least `coverage` (with at least one span). The verdict takes the highest level that fires.
+//! - When the probe scored the message and a span's boundary score (0..1, see
+//!   [`crate::probe::boundary`]) is at least `probe_raise_score`, the severity is raised one level
+//!   (never above critical, never from none: the index decides whether there is a copy at all).
+//! - A low-entropy run the index does not explain gives `unexplained_run` (default `low`): the
+//!   model recites something the corpus index does not hold.
+//!
+//! Spans shorter than `spans.min_tokens` model tokens are dropped first (when token counts exist).
+
+use crate::index::SpanReport;
+use crate::probe::boundary::Boundary;
+use crate::probe::scoring::Summary;
+use serde::{Deserialize, Serialize};
+
+/// How bad a verdict is; ordered.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    #[default]
+    None,
+    Low,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub const ALL: [Severity; 4] = [
+        Severity::None,
+        Severity::Low,
+        Severity::High,
+        Severity::Critical,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::None => "none",
+            Severity::Low => "low",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+
+    fn raised(self) -> Severity {
+        match self {
+            Severity::None => Severity::None,
+            Severity::Low => Severity::High,
+            Severity::High | Severity::Critical => Severity::Critical,
+        }
+    }
+}
+
+/// When one level fires.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Level {
+    /// Longest verbatim span, characters.
+    pub longest_span_chars: usize,
+    /// Share of the message inside spans, 0..1.
+    pub coverage: f64,
+}
+
+/// The `[severity]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SeverityRules {
+    pub low: Level,
+    pub high: Level,
+    pub critical: Level,
+    /// Boundary score (0..1) at which the probe raises the severity one level; above 1 disables.
+    pub probe_raise_score: f32,
+    /// Severity of a low-entropy run the index does not explain; `none` disables.
+    pub unexplained_run: Severity,
+}
+
+impl Default for SeverityRules {
+    fn default() -> Self {
+        SeverityRules {
+            low: Level {
+                longest_span_chars: 50,
+                coverage: 0.05,
+            },
+            high: Level {
+                longest_span_chars: 150,
+                coverage: 0.25,
+            },
+            critical: Level {
+                longest_span_chars: 400,
+                coverage: 0.6,
+            },
+            probe_raise_score: 0.8,
+            unexplained_run: Severity::Low,
+        }
+    }
+}
+
+/// A rule that makes no sense; `key` is relative to `[severity]`.
+#[derive(Debug)]
+pub struct RuleError {
+    pub key: String,
+    pub message: String,
+}
+
+impl SeverityRules {
+    pub fn validate(&self) -> Result<(), RuleError> {
+        let levels = [
+            ("low", self.low),
+            ("high", self.high),
+            ("critical", self.critical),
+        ];
+        for (name, l) in levels {
+            if !(l.coverage > 0.0 && l.coverage <= 1.0) {
+                return Err(RuleError {
+                    key: format!("{name}.coverage"),
+                    message: "must be in (0, 1]".into(),
+                });
+            }
+            if l.longest_span_chars == 0 {
+                return Err(RuleError {
+                    key: format!("{name}.longest_span_chars"),
+                    message: "must be ≥ 1".into(),
+                });
+            }
+        }
+        for w in levels.windows(2) {
+            let ((a, la), (b, lb)) = (w[0], w[1]);
+            if lb.longest_span_chars < la.longest_span_chars {
+                return Err(RuleError {
+                    key: format!("{b}.longest_span_chars"),
+                    message: format!("must be ≥ {a}.longest_span_chars"),
+                });
+            }
+            if lb.coverage < la.coverage {
+                return Err(RuleError {
+                    key: format!("{b}.coverage"),
+                    message: format!("must be ≥ {a}.coverage"),
+                });
+            }
+        }
+        if !(self.probe_raise_score.is_finite() && self.probe_raise_score >= 0.0) {
+            return Err(RuleError {
+                key: "probe_raise_score".into(),
+                message: "must be ≥ 0 (above 1 disables)".into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn level(&self, s: Severity) -> Option<&Level> {
+        match s {
+            Severity::None => None,
+            Severity::Low => Some(&self.low),
+            Severity::High => Some(&self.high),
+            Severity::Critical => Some(&self.critical),
+        }
+    }
+}
+
+/// Why a verdict has its severity.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Reason {
+    /// `longest_span`, `coverage`, `boundary` or `unexplained_run`.
+    pub code: &'static str,
+    /// The severity this reason alone gives.
+    pub severity: Severity,
+    pub detail: String,
+}
+
+/// Where a span occurs in the corpus (the first few occurrences).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Provenance {
+    pub doc: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    pub offset: u64,
+}
+
+/// One verbatim span as the verdict reports it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VerdictSpan {
+    /// Character range in the message text.
+    pub start: usize,
+    pub end: usize,
+    pub chars: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<usize>,
+    /// Occurrences in the corpus.
+    pub count: u64,
+    pub provenance: Vec<Provenance>,
+    /// Boundary score (0..1) when the probe ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub boundary_score: Option<f32>,
+}
+
+/// The probe's findings on one message.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Entropy {
+    pub tokens: usize,
+    pub mean_entropy: Option<f32>,
+    pub mean_surprisal: Option<f32>,
+    pub low_entropy_share: Option<f32>,
+    /// Highest span boundary score.
+    pub boundary_score: f32,
+    /// Low-entropy runs outside every span: `(start char, end char, tokens)`.
+    pub unexplained_runs: Vec<(usize, usize, usize)>,
+}
+
+/// One verdict per message.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Verdict {
+    pub id: String,
+    pub severity: Severity,
+    pub reasons: Vec<Reason>,
+    pub text_chars: usize,
+    /// Share of the text inside verbatim spans.
+    pub coverage: f64,
+    pub longest_span_chars: usize,
+    pub spans: Vec<VerdictSpan>,
+    /// Present when the probe scored this message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entropy: Option<Entropy>,
+    pub index_id: String,
+}
+
+/// The probe's output for one message, as the verdict needs it.
+pub struct ProbeFindings<'a> {
+    pub summary: &'a Summary,
+    pub boundary: &'a Boundary,
+}
+
+/// Spans kept after the token filter (indices into `report.spans`).
+pub fn kept_spans(report: &SpanReport, min_tokens: usize) -> Vec<usize> {
+    (0..report.spans.len())
+        .filter(|&i| min_tokens == 0 || report.spans[i].len_tokens.is_none_or(|t| t >= min_tokens))
+        .collect()
+}
+
+/// The verdict for one message. `probe` is `Some` when the probe scored it; its boundary spans
+/// must be those of `kept_spans(report, min_tokens)`, in order.
+pub fn judge(
+    id: &str,
+    report: &SpanReport,
+    min_tokens: usize,
+    probe: Option<ProbeFindings<'_>>,
+    rules: &SeverityRules,
+) -> Verdict {
+    let kept = kept_spans(report, min_tokens);
+    let (coverage, longest) = if kept.len() == report.spans.len() {
+        (report.coverage, report.longest)
+    } else {
+        let ranges: Vec<_> = kept
+            .iter()
+            .map(|&i| (report.spans[i].start, report.spans[i].end))
+            .collect();
+        let covered = union_len(&ranges);
+        let cov = if report.text_chars == 0 {
+            0.0
+        } else {
+            covered as f64 / report.text_chars as f64
+        };
+        let longest = kept
+            .iter()
+            .map(|&i| report.spans[i].len_chars)
+            .max()
+            .unwrap_or(0);
+        (cov, longest)
+    };
+
+    let mut reasons = Vec::new();
+    if !kept.is_empty() {
+        for s in [Severity::Critical, Severity::High, Severity::Low] {
+            let l = rules.level(s).expect("levels above none have rules");
+            if longest >= l.longest_span_chars {
+                reasons.push(Reason {
+                    code: "longest_span",
+                    severity: s,
+                    detail: format!(
+                        "longest verbatim span {longest} chars ≥ {} ({})",
+                        l.longest_span_chars,
+                        s.name()
+                    ),
+                });
+                break;
+            }
+        }
+        for s in [Severity::Critical, Severity::High, Severity::Low] {
+            let l = rules.level(s).expect("levels above none have rules");
+            if coverage >= l.coverage {
+                reasons.push(Reason {
+                    code: "coverage",
+                    severity: s,
+                    detail: format!(
+                        "{:.1}% of the text is verbatim corpus ≥ {:.1}% ({})",
+                        coverage * 100.0,
+                        l.coverage * 100.0,
+                        s.name()
+                    ),
+                });
+                break;
+            }
+        }
+    }
+    let mut severity = reasons.iter().map(|r| r.severity).max().unwrap_or_default();
+
+    let mut spans: Vec<VerdictSpan> = kept
+        .iter()
+        .map(|&i| {
+            let s = &report.spans[i];
+            VerdictSpan {
+                start: s.start,
+                end: s.end,
+                chars: s.len_chars,
+                tokens: s.len_tokens,
+                count: s.count,
+                provenance: s
+                    .hits
+                    .iter()
+                    .map(|h| Provenance {
+                        doc: h.doc,
+                        source: h
+                            .meta
+                            .get("source")
+                            .and_then(|v| v.as_str())
+                            .map(str::to_string),
+                        offset: h.offset,
+                    })
+                    .collect(),
+                boundary_score: None,
+            }
+        })
+        .collect();
+
+    let entropy = probe.map(|p| {
+        for sig in &p.boundary.spans {
+            if let Some(v) = spans
+                .iter_mut()
+                .find(|v| v.start == sig.start && v.end == sig.end)
+            {
+                v.boundary_score = Some(sig.score);
+            }
+        }
+        if severity > Severity::None && p.boundary.score >= rules.probe_raise_score {
+            let raised = severity.raised();
+            reasons.push(Reason {
+                code: "boundary",
+                severity: raised,
+                detail: format!(
+                    "entropy boundary score {:.2} ≥ {:.2}: the model reproduces the span ({} → {})",
+                    p.boundary.score,
+                    rules.probe_raise_score,
+                    severity.name(),
+                    raised.name()
+                ),
+            });
+            severity = raised;
+        }
+        if rules.unexplained_run > Severity::None {
+            if let Some(r) = p.boundary.unexplained_runs.iter().max_by_key(|r| r.tokens) {
+                reasons.push(Reason {
+                    code: "unexplained_run",
+                    severity: rules.unexplained_run,
+                    detail: format!(
+                        "{} tokens at mean entropy {:.2} nats (chars {}..{}) without an index match",
+                        r.tokens, r.mean_entropy, r.start, r.end
+                    ),
+                });
+                severity = severity.max(rules.unexplained_run);
+            }
+        }
+        Entropy {
+            tokens: p.summary.tokens,
+            mean_entropy: p.summary.mean_entropy,
+            mean_surprisal: p.summary.mean_surprisal,
+            low_entropy_share: p.summary.low_entropy_share,
+            boundary_score: p.boundary.score,
+            unexplained_runs: p
+                .boundary
+                .unexplained_runs
+                .iter()
+                .map(|r| (r.start, r.end, r.tokens))
+                .collect(),
+        }
+    });
+
+    Verdict {
+        id: id.to_string(),
+        severity,
+        reasons,
+        text_chars: report.text_chars,
+        coverage,
+        longest_span_chars: longest,
+        spans,
+        entropy,
+        index_id: report.index_id.clone(),
+    }
+}
+
+/// Characters covered by a set of `[start, end)` ranges sorted by start.
+fn union_len(ranges: &[(usize, usize)]) -> usize {
+    let mut covered = 0;
+    let mut reach = 0;
+    for &(a, b) in ranges {
+        let from = a.max(reach);
+        if b > from {
+            covered += b - from;
+        }
+        reach = reach.max(b);
+    }
+    covered
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::Span;
+    use crate::probe::boundary::{Run, SpanSignal};
+
+    fn report(text_chars: usize, spans: &[(usize, usize, Option<usize>)]) -> SpanReport {
+        let spans: Vec<Span> = spans
+            .iter()
+            .map(|&(a, b, t)| Span {
+                start: a,
+                end: b,
+                len_chars: b - a,
+                len_tokens: t,
+                count: 1,
+                hits: vec![],
+                text: String::new(),
+            })
+            .collect();
+        let covered = union_len(&spans.iter().map(|s| (s.start, s.end)).collect::<Vec<_>>());
+        SpanReport {
+            index_id: "idx".into(),
+            min_len: 50,
+            text_chars,
+            covered_chars: covered,
+            coverage: covered as f64 / text_chars as f64,
+            longest: spans.iter().map(|s| s.len_chars).max().unwrap_or(0),
+            spans,
+        }
+    }
+
+    fn summary() -> Summary {
+        Summary {
+            tokens: 10,
+            mean_entropy: Some(1.0),
+            mean_surprisal: Some(1.0),
+            top1_share: Some(0.5),
+            low_entropy_share: Some(0.5),
+        }
+    }
+
+    fn signal(start: usize, end: usize, score: f32) -> SpanSignal {
+        SpanSignal {
+            start,
+            end,
+            first_token: 0,
+            end_token: 1,
+            entropy_before: None,
+            entropy_head: 0.0,
+            entropy_inside: 0.0,
+            entropy_tail: 0.0,
+            entropy_after: None,
+            drop_at_start: None,
+            jump_at_end: None,
+            score,
+        }
+    }
+
+    #[test]
+    fn levels_by_span_length_and_coverage() {
+        let r = SeverityRules::default();
+        assert_eq!(
+            judge("a", &report(10_000, &[]), 0, None, &r).severity,
+            Severity::None
+        );
+        // 60-char span in a long text: low by length, coverage 0.6% below every level.
+        let v = judge("a", &report(10_000, &[(0, 60, None)]), 0, None, &r);
+        assert_eq!(v.severity, Severity::Low);
+        assert_eq!(v.reasons.len(), 1);
+        assert_eq!(v.reasons[0].code, "longest_span");
+        // 160 chars: high.
+        let v = judge("a", &report(10_000, &[(0, 160, None)]), 0, None, &r);
+        assert_eq!(v.severity, Severity::High);
+        // A short text that is mostly a copy: coverage makes it critical.
+        let v = judge("a", &report(100, &[(0, 70, None)]), 0, None, &r);
+        assert_eq!(v.severity, Severity::Critical);
+        assert!(v
+            .reasons
+            .iter()
+            .any(|x| x.code == "coverage" && x.severity == Severity::Critical));
+        // 400 chars: critical by length.
+        let v = judge("a", &report(100_000, &[(0, 400, None)]), 0, None, &r);
+        assert_eq!(v.severity, Severity::Critical);
+    }
+
+    #[test]
+    fn token_filter_drops_short_spans_and_recomputes_coverage() {
+        let r = SeverityRules::default();
+        let rep = report(200, &[(0, 60, Some(8)), (100, 160, Some(20))]);
+        let v = judge("a", &rep, 12, None, &r);
+        assert_eq!(v.spans.len(), 1);
+        assert_eq!(v.spans[0].start, 100);
+        assert!((v.coverage - 0.3).abs() < 1e-9);
+        let v = judge("a", &rep, 30, None, &r);
+        assert_eq!(v.severity, Severity::None);
+        assert_eq!(v.coverage, 0.0);
+    }
+
+    #[test]
+    fn probe_raises_one_level_and_reports_unexplained_runs() {
+        let r = SeverityRules::default();
+        let rep = report(10_000, &[(0, 60, None)]);
+        let s = summary();
+        let b = Boundary {
+            spans: vec![signal(0, 60, 0.9)],
+            unexplained_runs: vec![],
+            score: 0.9,
+        };
+        let v = judge(
+            "a",
+            &rep,
+            0,
+            Some(ProbeFindings {
+                summary: &s,
+                boundary: &b,
+            }),
+            &r,
+        );
+        assert_eq!(v.severity, Severity::High);
+        assert_eq!(v.spans[0].boundary_score, Some(0.9));
+        // Below the raise score: unchanged.
+        let b2 = Boundary {
+            score: 0.5,
+            spans: vec![signal(0, 60, 0.5)],
+            unexplained_runs: vec![],
+        };
+        let p = ProbeFindings {
+            summary: &s,
+            boundary: &b2,
+        };
+        assert_eq!(judge("a", &rep, 0, Some(p), &r).severity, Severity::Low);
+        // No span: the probe alone cannot raise, but an unexplained run gives low.
+        let b3 = Boundary {
+            spans: vec![],
+            unexplained_runs: vec![Run {
+                start: 5,
+                end: 200,
+                tokens: 40,
+                mean_entropy: 0.3,
+            }],
+            score: 0.0,
+        };
+        let p = ProbeFindings {
+            summary: &s,
+            boundary: &b3,
+        };
+        let v = judge("a", &report(1000, &[]), 0, Some(p), &r);
+        assert_eq!(v.severity, Severity::Low);
+        assert_eq!(v.reasons[0].code, "unexplained_run");
+    }
+
+    #[test]
+    fn rules_are_validated() {
+        let mut r = SeverityRules::default();
+        r.high.longest_span_chars = 10;
+        assert_eq!(r.validate().unwrap_err().key, "high.longest_span_chars");
+        let mut r = SeverityRules::default();
+        r.critical.coverage = 1.5;
+        assert_eq!(r.validate().unwrap_err().key, "critical.coverage");
+    }
+}
