@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# System packages the build needs (Debian): the OpenSSL headers and pkg-config for librdkafka's
+# TLS support. Does nothing when they are present.
+set -euo pipefail
+missing=()
+command -v pkg-config >/dev/null || missing+=(pkg-config)
+[ -f /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
+command -v make >/dev/null || missing+=(make)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing ${missing[*]}" >&2
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -qq && $sudo apt-get install -y -qq "${missing[@]}" >&2
+fi
