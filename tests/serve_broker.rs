@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
+/// An input record: partition, key (the message id), payload.
+type Input = (i32, String, Vec<u8>);
+
 const INPUT: &str = "llm-outputs";
 const VERDICTS: &str = "memaudit-verdicts";
 const ALERTS: &str = "memaudit-alerts";
@@ -58,8 +61,8 @@ fn gettysburg() -> String {
 fn novel(i: usize) -> String {
     const W: &[&str] = &[
         "amber", "harbor", "quietly", "lantern", "orchard", "ferry", "granite", "whistle",
-        "meadow", "copper", "tangent", "velvet", "signal", "thimble", "canyon", "drizzle",
-        "pylon", "saffron", "lattice", "ember",
+        "meadow", "copper", "tangent", "velvet", "signal", "thimble", "canyon", "drizzle", "pylon",
+        "saffron", "lattice", "ember",
     ];
     let mut x = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     (0..40)
@@ -75,7 +78,7 @@ fn novel(i: usize) -> String {
 
 /// `n` good messages (every `quote_every`-th quotes 200 characters of the Gettysburg Address),
 /// spread over the partitions; returns the records and the ids that quote.
-fn messages(n: usize, quote_every: usize, tag: &str) -> (Vec<(i32, String, Vec<u8>)>, BTreeSet<String>) {
+fn messages(n: usize, quote_every: usize, tag: &str) -> (Vec<Input>, BTreeSet<String>) {
     let g = gettysburg();
     let mut quoting = BTreeSet::new();
     let recs = (0..n)
@@ -140,7 +143,8 @@ fn start_broker(dir: &Path) -> Broker {
 fn verdict_ids(out: &[Output]) -> BTreeMap<String, usize> {
     let mut m = BTreeMap::new();
     for o in out {
-        *m.entry(o.json()["id"].as_str().unwrap().to_string()).or_default() += 1;
+        *m.entry(o.json()["id"].as_str().unwrap().to_string())
+            .or_default() += 1;
     }
     m
 }
@@ -169,28 +173,56 @@ fn verdicts_alerts_dead_letters_and_commits() {
     // Malformed inputs: every dead-letter reason the daemon can meet on a topic.
     let bad: Vec<(&str, Vec<u8>)> = vec![
         ("invalid_json", b"{\"id\": \"x\", \"text\": ".to_vec()),
-        ("invalid_utf8", b"{\"id\":\"y\",\"text\":\"\xff\xfe\"}".to_vec()),
+        (
+            "invalid_utf8",
+            b"{\"id\":\"y\",\"text\":\"\xff\xfe\"}".to_vec(),
+        ),
         ("missing_text", br#"{"id":"z"}"#.to_vec()),
         ("text_not_string", br#"{"id":"w","text":42}"#.to_vec()),
         ("not_an_object", b"[1,2,3]".to_vec()),
-        ("oversize", serde_json::json!({"id":"big","text":"a".repeat(5000)}).to_string().into_bytes()),
+        (
+            "oversize",
+            serde_json::json!({"id":"big","text":"a".repeat(5000)})
+                .to_string()
+                .into_bytes(),
+        ),
         ("empty_payload", Vec::new()),
     ];
     for (i, (reason, payload)) in bad.iter().enumerate() {
-        recs.insert(i * 13, ((i as i32) % PARTITIONS, format!("bad-{reason}"), payload.clone()));
+        recs.insert(
+            i * 13,
+            (
+                (i as i32) % PARTITIONS,
+                format!("bad-{reason}"),
+                payload.clone(),
+            ),
+        );
     }
     broker.produce(INPUT, &recs);
 
     let mut d = Daemon::start(
         dir.path(),
-        &config(&broker, &index, "g-e2e", "[probe]\npolicy = \"on-match\"\nbatch_size = 8\n"),
+        &config(
+            &broker,
+            &index,
+            "g-e2e",
+            "[probe]\npolicy = \"on-match\"\nbatch_size = 8\n",
+        ),
         "daemon",
     );
     d.wait_ready(Duration::from_secs(60));
     let verdicts = wait_for_verdicts(&broker, &good, Duration::from_secs(180));
     let seen = verdict_ids(&verdicts);
-    assert_eq!(seen.keys().cloned().collect::<BTreeSet<_>>(), good, "one verdict per good message\n{}", d.log_text());
-    assert!(seen.values().all(|&n| n == 1), "no duplicates without faults");
+    assert_eq!(
+        seen.keys().cloned().collect::<BTreeSet<_>>(),
+        good,
+        "one verdict per good message\n{}",
+        d.log_text()
+    );
+    assert!(
+        seen.values().all(|&n| n == 1),
+        "no duplicates without faults"
+    );
     for v in &verdicts {
         let j = v.json();
         let id = j["id"].as_str().unwrap();
@@ -200,7 +232,10 @@ fn verdicts_alerts_dead_letters_and_commits() {
         if quoting.contains(id) {
             assert!(j["longest_span_chars"].as_u64().unwrap() >= 150, "{j}");
             assert_eq!(j["severity"], "critical", "200 of ~257 chars copied: {j}");
-            assert!(j["entropy"]["mean_entropy"].as_f64().is_some(), "probe on-match scored {id}");
+            assert!(
+                j["entropy"]["mean_entropy"].as_f64().is_some(),
+                "probe on-match scored {id}"
+            );
             assert!(j["spans"][0]["provenance"][0]["source"]
                 .as_str()
                 .unwrap()
@@ -210,7 +245,9 @@ fn verdicts_alerts_dead_letters_and_commits() {
             assert!(j.get("entropy").is_none(), "no probe without a match");
         }
     }
-    let alerts = broker.read(ALERTS, Duration::from_secs(30), |o| o.len() >= quoting.len());
+    let alerts = broker.read(ALERTS, Duration::from_secs(30), |o| {
+        o.len() >= quoting.len()
+    });
     let alerted: BTreeSet<String> = alerts.iter().map(|a| a.key.clone()).collect();
     assert_eq!(alerted, quoting, "an alert for every copy, keyed by id");
     let dead = broker.read(DLQ, Duration::from_secs(30), |o| o.len() >= bad.len());
@@ -223,7 +260,11 @@ fn verdicts_alerts_dead_letters_and_commits() {
         assert_eq!(d.header("memaudit-reason"), Some(*reason));
         assert_eq!(&d.payload, payload, "the original payload");
         assert_eq!(d.header("memaudit-source-topic"), Some(INPUT));
-        assert!(d.header("memaudit-source-offset").unwrap().parse::<i64>().is_ok());
+        assert!(d
+            .header("memaudit-source-offset")
+            .unwrap()
+            .parse::<i64>()
+            .is_ok());
     }
     // Offsets: every partition committed to its end.
     let mut per_partition = vec![0i64; PARTITIONS as usize];
@@ -236,15 +277,30 @@ fn verdicts_alerts_dead_letters_and_commits() {
         if c == per_partition {
             break;
         }
-        assert!(Instant::now() < until, "committed {c:?}, expected {per_partition:?}");
+        assert!(
+            Instant::now() < until,
+            "committed {c:?}, expected {per_partition:?}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     let (_, metrics) = d.get("/metrics").unwrap();
-    assert!(metrics.contains("memaudit_messages_total{outcome=\"verdict\"} 120"), "{metrics}");
-    assert!(metrics.contains(&format!("memaudit_messages_total{{outcome=\"dead_letter\"}} {}", bad.len())));
+    assert!(
+        metrics.contains("memaudit_messages_total{outcome=\"verdict\"} 120"),
+        "{metrics}"
+    );
+    assert!(metrics.contains(&format!(
+        "memaudit_messages_total{{outcome=\"dead_letter\"}} {}",
+        bad.len()
+    )));
     assert!(metrics.contains("memaudit_dead_letters_total{reason=\"oversize\"} 1"));
-    assert!(metrics.contains(&format!("memaudit_alerts_total{{severity=\"critical\"}} {}", quoting.len())));
-    assert!(metrics.contains("memaudit_consumer_lag_messages{"), "lag from librdkafka statistics");
+    assert!(metrics.contains(&format!(
+        "memaudit_alerts_total{{severity=\"critical\"}} {}",
+        quoting.len()
+    )));
+    assert!(
+        metrics.contains("memaudit_consumer_lag_messages{"),
+        "lag from librdkafka statistics"
+    );
     d.signal("TERM");
     assert_eq!(d.wait(Duration::from_secs(30)), Some(0), "{}", d.log_text());
 }
@@ -269,9 +325,19 @@ fn kill_9_mid_stream_then_restart_loses_nothing() {
     let partial = broker.read(VERDICTS, Duration::from_secs(180), |o| o.len() >= 40);
     assert!(partial.len() >= 40, "{}", d.log_text());
     d.signal("KILL");
-    assert_eq!(d.wait(Duration::from_secs(10)), None, "killed by the signal");
-    let before = broker.read(VERDICTS, Duration::from_secs(5), |_| false).len();
-    assert!(before < ids.len(), "killed mid-stream ({before} verdicts of {})", ids.len());
+    assert_eq!(
+        d.wait(Duration::from_secs(10)),
+        None,
+        "killed by the signal"
+    );
+    let before = broker
+        .read(VERDICTS, Duration::from_secs(5), |_| false)
+        .len();
+    assert!(
+        before < ids.len(),
+        "killed mid-stream ({before} verdicts of {})",
+        ids.len()
+    );
     wait_out_the_session();
     // The restart runs with the probe off, to be quick.
     let cfg = config(&broker, &index, "g-k9", "[probe]\npolicy = \"off\"\n");
@@ -285,7 +351,14 @@ fn kill_9_mid_stream_then_restart_loses_nothing() {
         missing.len(),
         &missing[..5.min(missing.len())],
         verdicts.len(),
-        d2.get("/metrics").map(|m| m.1.lines().filter(|l| l.starts_with("memaudit_messages_total") || l.starts_with("memaudit_in_flight") || l.starts_with("memaudit_consumer_lag")).collect::<Vec<_>>().join("; ")),
+        d2.get("/metrics").map(|m| m
+            .1
+            .lines()
+            .filter(|l| l.starts_with("memaudit_messages_total")
+                || l.starts_with("memaudit_in_flight")
+                || l.starts_with("memaudit_consumer_lag"))
+            .collect::<Vec<_>>()
+            .join("; ")),
         d2.log_text()
     );
     let dups = seen.values().filter(|&&n| n > 1).count();
@@ -309,7 +382,11 @@ fn broker_restart_then_the_daemon_reconnects_and_continues() {
     broker.produce(INPUT, &a);
     let cfg = config(&broker, &index, "g-restart", "[probe]\npolicy = \"off\"\n");
     let mut d = Daemon::start(dir.path(), &cfg, "daemon");
-    let seen = verdict_ids(&wait_for_verdicts(&broker, &ids_a, Duration::from_secs(120)));
+    let seen = verdict_ids(&wait_for_verdicts(
+        &broker,
+        &ids_a,
+        Duration::from_secs(120),
+    ));
     assert!(ids_a.iter().all(|i| seen.contains_key(i)));
     // The broker goes away (memory storage: topics and group state go with it) and comes back.
     broker.restart(Duration::from_secs(3));
@@ -317,9 +394,21 @@ fn broker_restart_then_the_daemon_reconnects_and_continues() {
     let (b, _) = messages(300, 10, "after");
     let ids_b: BTreeSet<String> = b.iter().map(|r| r.1.clone()).collect();
     broker.produce(INPUT, &b);
-    let seen = verdict_ids(&wait_for_verdicts(&broker, &ids_b, Duration::from_secs(180)));
-    let missing: Vec<_> = ids_b.iter().filter(|i| !seen.contains_key(*i)).take(5).collect();
-    assert!(missing.is_empty(), "after the broker restart, no verdict for {missing:?}\n{}", d.log_text());
+    let seen = verdict_ids(&wait_for_verdicts(
+        &broker,
+        &ids_b,
+        Duration::from_secs(180),
+    ));
+    let missing: Vec<_> = ids_b
+        .iter()
+        .filter(|i| !seen.contains_key(*i))
+        .take(5)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "after the broker restart, no verdict for {missing:?}\n{}",
+        d.log_text()
+    );
     d.signal("TERM");
     assert_eq!(d.wait(Duration::from_secs(30)), Some(0), "{}", d.log_text());
 }
@@ -345,10 +434,18 @@ fn sigterm_under_load_drains_and_loses_nothing() {
     broker.read(VERDICTS, Duration::from_secs(180), |o| o.len() >= 40);
     d.signal("TERM");
     let t = Instant::now();
-    assert_eq!(d.wait(Duration::from_secs(30)), Some(0), "exit 0 after draining\n{}", d.log_text());
+    assert_eq!(
+        d.wait(Duration::from_secs(30)),
+        Some(0),
+        "exit 0 after draining\n{}",
+        d.log_text()
+    );
     let drain = t.elapsed();
     let log = d.log_text();
-    assert!(log.contains("drained: every received message finished and committed"), "{log}");
+    assert!(
+        log.contains("drained: every received message finished and committed"),
+        "{log}"
+    );
     // Everything below the committed offsets has its verdict: nothing in flight was lost.
     let committed = broker.committed("g-term", INPUT, PARTITIONS);
     let verdicts = broker.read(VERDICTS, Duration::from_secs(5), |_| false);
@@ -358,7 +455,11 @@ fn sigterm_under_load_drains_and_loses_nothing() {
         let offset = (i / PARTITIONS as usize) as i64; // round-robin over partitions, in order
         if offset < committed[r.0 as usize] {
             covered += 1;
-            assert!(seen.contains_key(&r.1), "{} committed without a verdict", r.1);
+            assert!(
+                seen.contains_key(&r.1),
+                "{} committed without a verdict",
+                r.1
+            );
         }
     }
     assert!(covered >= 40, "committed {committed:?}");

@@ -75,18 +75,20 @@ pub async fn read_lines(
     Ok(sent)
 }
 
+/// One output stream, shared when several records go to the same file or stdout.
+type Out = Arc<Mutex<Box<dyn Write + Send>>>;
+
 /// Writes records as JSON lines: verdicts, alerts and dead letters each to their own file, or
 /// to stdout for `-` (every record carries a `kind`, so a shared stream stays readable).
 pub struct FileSink {
-    outs: [Arc<Mutex<Box<dyn Write + Send>>>; 3],
+    outs: [Out; 3],
 }
 
 impl FileSink {
     pub fn open(cfg: &FileConfig) -> Result<FileSink> {
-        let stdout: Arc<Mutex<Box<dyn Write + Send>>> =
-            Arc::new(Mutex::new(Box::new(std::io::stdout())));
-        let mut opened: Vec<(std::path::PathBuf, Arc<Mutex<Box<dyn Write + Send>>>)> = Vec::new();
-        let mut open = |p: &Path, key: &str| -> Result<Arc<Mutex<Box<dyn Write + Send>>>> {
+        let stdout: Out = Arc::new(Mutex::new(Box::new(std::io::stdout())));
+        let mut opened: Vec<(std::path::PathBuf, Out)> = Vec::new();
+        let mut open = |p: &Path, key: &str| -> Result<Out> {
             if p == Path::new("-") {
                 return Ok(stdout.clone());
             }
@@ -98,7 +100,7 @@ impl FileSink {
                 .append(true)
                 .open(p)
                 .with_context(|| format!("opening file.{key} {}", p.display()))?;
-            let w: Arc<Mutex<Box<dyn Write + Send>>> = Arc::new(Mutex::new(Box::new(f)));
+            let w: Out = Arc::new(Mutex::new(Box::new(f)));
             opened.push((p.to_path_buf(), w.clone()));
             Ok(w)
         };

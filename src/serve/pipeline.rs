@@ -156,7 +156,10 @@ impl Pipeline {
                             }
                         }
                         Ok((m, _)) => this.finish(m, None),
-                        Err((env, dl)) => this.dead_letter(env, dl),
+                        Err(b) => {
+                            let (env, dl) = *b;
+                            this.dead_letter(env, dl)
+                        }
                     }
                 }
             });
@@ -175,7 +178,7 @@ impl Pipeline {
     fn match_batch(
         &self,
         batch: Vec<Envelope>,
-    ) -> Vec<Result<(Matched, bool), (Envelope, DeadLetter)>> {
+    ) -> Vec<Result<(Matched, bool), Box<(Envelope, DeadLetter)>>> {
         let decode_h = self.metrics.stage("decode");
         let match_h = self.metrics.stage("match");
         batch
@@ -184,7 +187,7 @@ impl Pipeline {
                 let t = Instant::now();
                 let msg = match decode(&env.payload, &env.origin, &self.input) {
                     Ok(m) => m,
-                    Err(dl) => return Err((env, dl)),
+                    Err(dl) => return Err(Box::new((env, dl))),
                 };
                 decode_h.observe(t.elapsed().as_secs_f64());
                 let t = Instant::now();

@@ -91,7 +91,11 @@ impl Broker {
         self.child = Some(child);
         let until = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < until, "tansu did not listen on {}", self.port);
+            assert!(
+                Instant::now() < until,
+                "tansu did not listen on {}",
+                self.port
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
