@@ -244,13 +244,7 @@ impl PrintSink {
     }
 
     fn line(r: &Record) -> String {
-        let header = |k: &str| {
-            r.headers
-                .iter()
-                .find(|(n, _)| n == k)
-                .map(|(_, v)| v.clone())
-                .unwrap_or_default()
-        };
+        let header = |k: &str| r.header(k);
         if r.stream == Stream::DeadLetters {
             return format!(
                 "  DEAD LETTER line {:<3} {}: {}",

@@ -13,6 +13,7 @@
 //!
 //! Spans shorter than `spans.min_tokens` model tokens are dropped first (when token counts exist).
 
+use crate::index::search::covered_chars;
 use crate::index::SpanReport;
 use crate::probe::boundary::Boundary;
 use crate::probe::scoring::Summary;
@@ -255,11 +256,10 @@ pub fn judge(
     let (coverage, longest) = if kept.len() == report.spans.len() {
         (report.coverage, report.longest)
     } else {
-        let ranges: Vec<_> = kept
-            .iter()
-            .map(|&i| (report.spans[i].start, report.spans[i].end))
-            .collect();
-        let covered = union_len(&ranges);
+        let covered = covered_chars(
+            kept.iter()
+                .map(|&i| (report.spans[i].start, report.spans[i].end)),
+        );
         let cov = if report.text_chars == 0 {
             0.0
         } else {
@@ -402,20 +402,6 @@ pub fn judge(
     }
 }
 
-/// Characters covered by a set of `[start, end)` ranges sorted by start.
-fn union_len(ranges: &[(usize, usize)]) -> usize {
-    let mut covered = 0;
-    let mut reach = 0;
-    for &(a, b) in ranges {
-        let from = a.max(reach);
-        if b > from {
-            covered += b - from;
-        }
-        reach = reach.max(b);
-    }
-    covered
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -435,7 +421,7 @@ mod tests {
                 text: String::new(),
             })
             .collect();
-        let covered = union_len(&spans.iter().map(|s| (s.start, s.end)).collect::<Vec<_>>());
+        let covered = covered_chars(spans.iter().map(|s| (s.start, s.end)));
         SpanReport {
             index_id: "idx".into(),
             min_len: 50,

@@ -183,6 +183,20 @@ fn next_char_start(t: &[u8], mut i: usize) -> usize {
     i
 }
 
+/// Characters covered by `[start, end)` ranges sorted by start (ranges may overlap).
+pub fn covered_chars(ranges: impl IntoIterator<Item = (usize, usize)>) -> usize {
+    let mut covered = 0;
+    let mut reach = 0;
+    for (a, b) in ranges {
+        let from = a.max(reach);
+        if b > from {
+            covered += b - from;
+        }
+        reach = reach.max(b);
+    }
+    covered
+}
+
 impl Index {
     /// Longest prefix of `pat` occurring in any shard, in bytes.
     fn longest(&self, pat: &[u8]) -> usize {
@@ -371,15 +385,7 @@ impl Index {
             });
         }
         // Union of spans in original characters (spans may overlap).
-        let mut covered = 0usize;
-        let mut reach = 0usize;
-        for s in &spans {
-            let from = s.start.max(reach);
-            if s.end > from {
-                covered += s.end - from;
-            }
-            reach = reach.max(s.end);
-        }
+        let covered = covered_chars(spans.iter().map(|s| (s.start, s.end)));
         let text_chars = mapped.input_chars;
         SpanReport {
             index_id: self.id().to_string(),

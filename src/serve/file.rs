@@ -121,13 +121,7 @@ impl FileSink {
         };
         let mut w = self.outs[i].lock().expect("sink lock");
         if r.stream == Stream::DeadLetters {
-            let h = |k: &str| {
-                r.headers
-                    .iter()
-                    .find(|(n, _)| n == k)
-                    .map(|(_, v)| v.as_str())
-                    .unwrap_or("")
-            };
+            let h = |k: &str| r.header(k);
             let origin = Origin {
                 topic: h("memaudit-source-topic").to_string(),
                 partition: h("memaudit-source-partition").parse().unwrap_or(0),

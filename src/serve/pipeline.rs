@@ -40,6 +40,16 @@ pub struct Record {
     pub headers: Vec<(String, String)>,
 }
 
+impl Record {
+    /// A header's value, `""` when absent.
+    pub fn header(&self, key: &str) -> &str {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == key)
+            .map_or("", |(_, v)| v.as_str())
+    }
+}
+
 /// Where records go. `send` resolves once the record is durably accepted (the broker's
 /// acknowledgement, or the write to a file); it retries transient failures itself.
 pub trait Sink: Send + Sync + 'static {
