@@ -25,7 +25,7 @@ use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -49,13 +49,21 @@ pub struct GroupContext {
     ready: Arc<Readiness>,
     input: String,
     drain: Duration,
+    /// Whether fetching is paused for backpressure: the consumer loop decides, a rebalance
+    /// applies it to the partitions it assigns.
+    paused: Arc<AtomicBool>,
 }
 
 impl ClientContext for GroupContext {
     fn stats(&self, s: Statistics) {
         if let Some(t) = s.topics.get(&self.input) {
             for (p, part) in &t.partitions {
-                if *p >= 0 && part.consumer_lag >= 0 {
+                // Only partitions this member fetches ("none": not assigned here, e.g. moved to
+                // another member, whose lag is that member's to report).
+                if *p < 0 || part.fetch_state == "none" {
+                    continue;
+                }
+                if part.consumer_lag >= 0 {
                     self.metrics
                         .lag
                         .with_label_values(&[&self.input, &p.to_string()])
@@ -127,7 +135,19 @@ impl ConsumerContext for GroupContext {
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
             self.metrics.rebalances.with_label_values(&["assign"]).inc();
-            tracing::info!(partitions = tpl.count(), "partitions assigned");
+            // librdkafka keeps an application pause on a partition across revoke and re-assign:
+            // give the new partitions the loop's current state, or a partition paused before
+            // the rebalance would never be fetched again.
+            let paused = self.paused.load(Ordering::Relaxed);
+            let r = if paused {
+                consumer.pause(tpl)
+            } else {
+                consumer.resume(tpl)
+            };
+            if let Err(e) = r {
+                tracing::warn!(error = %e, paused, "setting the fetch state of assigned partitions failed");
+            }
+            tracing::info!(partitions = tpl.count(), paused, "partitions assigned");
         }
         let n = consumer.assignment().map(|a| a.count()).unwrap_or(0);
         self.metrics.assigned_partitions.set(n as i64);
@@ -271,15 +291,28 @@ pub async fn run(
     ready: Arc<Readiness>,
     shutdown: Shutdown,
 ) -> Result<()> {
+    let paused_flag = Arc::new(AtomicBool::new(false));
     let context = GroupContext {
         tracker: tracker.clone(),
         metrics: metrics.clone(),
         ready: ready.clone(),
         input: cfg.topics.input.clone(),
         drain: Duration::from_secs_f64(cfg.shutdown.deadline_secs),
+        paused: paused_flag.clone(),
     };
+    let mut consumer_config = client_config(cfg);
+    // Incremental rebalancing: when a member joins or leaves, only the partitions that move are
+    // revoked (and drained); the others keep flowing. It also commits the drained offsets in a
+    // settled generation. A user may choose another assignor in kafka.options.
+    if !cfg
+        .kafka
+        .options
+        .contains_key("partition.assignment.strategy")
+    {
+        consumer_config.set("partition.assignment.strategy", "cooperative-sticky");
+    }
     let consumer: Arc<StreamConsumer<GroupContext>> = Arc::new(
-        client_config(cfg)
+        consumer_config
             .set("group.id", &cfg.kafka.group_id)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
@@ -330,12 +363,14 @@ pub async fn run(
         let in_flight = tracker.lock().expect("tracker lock").in_flight();
         metrics.in_flight.set(in_flight as i64);
         if !paused && in_flight >= max {
-            set_paused(consumer.as_ref(), true);
             paused = true;
+            paused_flag.store(true, Ordering::Relaxed);
+            set_paused(consumer.as_ref(), true);
             metrics.paused.set(1);
         } else if paused && in_flight <= max / 2 {
-            set_paused(consumer.as_ref(), false);
             paused = false;
+            paused_flag.store(false, Ordering::Relaxed);
+            set_paused(consumer.as_ref(), false);
             metrics.paused.set(0);
         }
         tokio::select! {
@@ -366,11 +401,8 @@ pub async fn run(
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
-            // Wake up to re-check the pause state while nothing arrives.
-            _ = tokio::time::sleep(Duration::from_millis(50)), if paused => {
-                // A rebalance while paused assigns partitions unpaused: pause them too.
-                set_paused(consumer.as_ref(), true);
-            }
+            // While paused nothing arrives: wake up to re-check the in-flight count.
+            _ = tokio::time::sleep(Duration::from_millis(50)), if paused => {}
         }
     }
 
