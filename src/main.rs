@@ -236,8 +236,10 @@ fn main() {
         Command::Serve(_) => "info",
         _ => "warn",
     };
+    // Colour only on a terminal: journald and log files get plain `key=value` lines.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("MEMAUDIT_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
