@@ -6,21 +6,18 @@
 
 mod broker;
 
-use broker::{Broker, Daemon, Output};
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use broker::workload::{
+    build_index, config as workload_config, create_topics, messages as workload_messages,
+    verdict_ids, wait_for_verdicts, Input, ALERTS, DLQ, INPUT, VERDICTS,
+};
+use broker::{Broker, Daemon};
+use std::collections::BTreeSet;
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
-/// An input record: partition, key (the message id), payload.
-type Input = (i32, String, Vec<u8>);
-
-const INPUT: &str = "llm-outputs";
-const VERDICTS: &str = "memaudit-verdicts";
-const ALERTS: &str = "memaudit-alerts";
-const DLQ: &str = "memaudit-dead-letters";
 const PARTITIONS: i32 = 3;
 const SESSION_MS: u64 = 10_000;
 
@@ -32,134 +29,18 @@ fn wait_out_the_session() {
     std::thread::sleep(Duration::from_millis(SESSION_MS + 1_000));
 }
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The index of the demo corpus shipped in the repository (built once per test).
-fn build_index(dir: &Path) -> PathBuf {
-    let out = dir.join("index");
-    let st = std::process::Command::new(env!("CARGO_BIN_EXE_memaudit"))
-        .args(["index", "build", "--quiet", "--out"])
-        .arg(&out)
-        .arg(repo().join("data/demo/corpus"))
-        .status()
-        .unwrap();
-    assert!(st.success());
-    out
-}
-
-fn gettysburg() -> String {
-    std::fs::read_to_string(repo().join("data/demo/corpus/gettysburg-address.txt"))
-        .unwrap()
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// Deterministic novel prose.
-fn novel(i: usize) -> String {
-    const W: &[&str] = &[
-        "amber", "harbor", "quietly", "lantern", "orchard", "ferry", "granite", "whistle",
-        "meadow", "copper", "tangent", "velvet", "signal", "thimble", "canyon", "drizzle", "pylon",
-        "saffron", "lattice", "ember",
-    ];
-    let mut x = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    (0..40)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            W[(x % W.len() as u64) as usize]
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// `n` good messages (every `quote_every`-th quotes 200 characters of the Gettysburg Address),
-/// spread over the partitions; returns the records and the ids that quote.
 fn messages(n: usize, quote_every: usize, tag: &str) -> (Vec<Input>, BTreeSet<String>) {
-    let g = gettysburg();
-    let mut quoting = BTreeSet::new();
-    let recs = (0..n)
-        .map(|i| {
-            let id = format!("{tag}-{i}");
-            let text = if quote_every > 0 && i % quote_every == 0 {
-                quoting.insert(id.clone());
-                let start = (i * 7) % 600;
-                let quote: String = g.chars().skip(start).take(200).collect();
-                format!("As requested, the passage: {quote} Let me know if you need more.")
-            } else {
-                novel(i)
-            };
-            let payload = serde_json::json!({"id": id, "text": text, "model": "m1"}).to_string();
-            ((i % PARTITIONS as usize) as i32, id, payload.into_bytes())
-        })
-        .collect();
-    (recs, quoting)
+    workload_messages(n, quote_every, tag, PARTITIONS)
 }
 
 fn config(broker: &Broker, index: &Path, group: &str, extra: &str) -> String {
-    format!(
-        r#"
-[kafka]
-brokers = "{}"
-group_id = "{group}"
-commit_interval_ms = 200
-statistics_interval_ms = 1000
-
-[topics]
-input = "{INPUT}"
-verdicts = "{VERDICTS}"
-alerts = "{ALERTS}"
-dead_letters = "{DLQ}"
-
-[index]
-dir = {:?}
-
-[input]
-max_bytes = 4096
-
-[shutdown]
-deadline_secs = 20
-
-# A killed member's partitions move after this long (librdkafka's default is 45 s).
-[kafka.options]
-"session.timeout.ms" = "{SESSION_MS}"
-"heartbeat.interval.ms" = "1000"
-{extra}
-"#,
-        broker.brokers(),
-        index.display().to_string()
-    )
+    workload_config(broker, index, group, SESSION_MS, extra)
 }
 
 fn start_broker(dir: &Path) -> Broker {
     let b = Broker::start(dir);
-    b.create_topics(&[(INPUT, PARTITIONS), (VERDICTS, 1), (ALERTS, 1), (DLQ, 1)]);
+    create_topics(&b, PARTITIONS);
     b
-}
-
-fn verdict_ids(out: &[Output]) -> BTreeMap<String, usize> {
-    let mut m = BTreeMap::new();
-    for o in out {
-        *m.entry(o.json()["id"].as_str().unwrap().to_string())
-            .or_default() += 1;
-    }
-    m
-}
-
-fn wait_for_verdicts(broker: &Broker, ids: &BTreeSet<String>, timeout: Duration) -> Vec<Output> {
-    // Incremental: parse each record once, count the ids still missing.
-    let mut missing = ids.clone();
-    let mut parsed = 0;
-    broker.read(VERDICTS, timeout, |out| {
-        for o in &out[parsed..] {
-            missing.remove(o.json()["id"].as_str().unwrap());
-        }
-        parsed = out.len();
-        missing.is_empty()
-    })
 }
 
 #[test]
@@ -390,7 +271,7 @@ fn broker_restart_then_the_daemon_reconnects_and_continues() {
     assert!(ids_a.iter().all(|i| seen.contains_key(i)));
     // The broker goes away (memory storage: topics and group state go with it) and comes back.
     broker.restart(Duration::from_secs(3));
-    broker.create_topics(&[(INPUT, PARTITIONS), (VERDICTS, 1), (ALERTS, 1), (DLQ, 1)]);
+    create_topics(&broker, PARTITIONS);
     let (b, _) = messages(300, 10, "after");
     let ids_b: BTreeSet<String> = b.iter().map(|r| r.1.clone()).collect();
     broker.produce(INPUT, &b);

@@ -1,17 +1,24 @@
-//! A real Kafka-protocol broker (tansu, memory storage) on 127.0.0.1 for the end-to-end tests,
-//! with helpers to create topics, produce inputs, read outputs and committed offsets, and run
-//! `memaudit serve` as a child process.
+//! A Kafka-protocol broker on 127.0.0.1 for the end-to-end tests, with helpers to create topics,
+//! produce inputs, read outputs and committed offsets, and run `memaudit serve` as a child
+//! process. Two kinds:
 //!
-//! The tansu binary: `$MEMAUDIT_TANSU`, else `~/.cache/memaudit/tansu/bin/tansu` (where
-//! `scripts/install-tansu.sh` puts it), else `tansu` on the PATH.
+//! - [`Broker::start`]: a real broker, tansu (memory storage), as a child process. The binary:
+//!   `$MEMAUDIT_TANSU`, else `~/.cache/memaudit/tansu/bin/tansu` (where
+//!   `scripts/install-tansu.sh` puts it), else `tansu` on the PATH.
+//! - [`Broker::mock`]: librdkafka's mock cluster, in this process but on real TCP listeners, so
+//!   the daemon child connects to it like to any broker. It keeps its data while a broker is
+//!   down and can fail chosen requests (fault injection); fast, no install.
 
 #![allow(dead_code)]
+
+pub mod workload;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
+use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use std::net::TcpListener;
@@ -54,17 +61,42 @@ pub struct Broker {
     pub port: u16,
     child: Option<Child>,
     log: PathBuf,
+    mock: Option<MockCluster<'static, rdkafka::producer::DefaultProducerContext>>,
 }
 
 impl Broker {
+    /// tansu on a free port.
     pub fn start(log_dir: &Path) -> Broker {
         let mut b = Broker {
             port: free_port(),
             child: None,
             log: log_dir.join("tansu.log"),
+            mock: None,
         };
         b.launch();
         b
+    }
+
+    /// A one-broker librdkafka mock cluster (broker id 1).
+    pub fn mock() -> Broker {
+        let m = MockCluster::new(1).expect("librdkafka mock cluster");
+        let port = m
+            .bootstrap_servers()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("mock bootstrap port");
+        Broker {
+            port,
+            child: None,
+            log: PathBuf::new(),
+            mock: Some(m),
+        }
+    }
+
+    /// The mock cluster (fault injection); panics for tansu.
+    pub fn mock_cluster(&self) -> &MockCluster<'static, rdkafka::producer::DefaultProducerContext> {
+        self.mock.as_ref().expect("a mock cluster")
     }
 
     fn launch(&mut self) {
@@ -101,7 +133,10 @@ impl Broker {
     }
 
     pub fn brokers(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        match &self.mock {
+            Some(m) => m.bootstrap_servers(),
+            None => format!("127.0.0.1:{}", self.port),
+        }
     }
 
     /// Kills the broker (its memory storage goes with it) and starts a new one on the same port.
@@ -125,6 +160,13 @@ impl Broker {
     }
 
     pub fn create_topics(&self, topics: &[(&str, i32)]) {
+        if let Some(m) = &self.mock {
+            // The mock cluster has no CreateTopics API.
+            for (t, p) in topics {
+                m.create_topic(t, *p, 1).expect("mock create_topic");
+            }
+            return;
+        }
         let admin: AdminClient<DefaultClientContext> = self.config().create().unwrap();
         let new: Vec<NewTopic> = topics
             .iter()

@@ -1,0 +1,313 @@
+//! `memaudit serve` (the real binary) against librdkafka's mock cluster: the Kafka faults a
+//! single tansu broker cannot stage. A consumer-group rebalance between two daemons, a broker
+//! outage that keeps the log and the committed offsets, failed produce requests, failed offset
+//! commits. The mock cluster runs in this test process on real TCP listeners; it needs no
+//! install, so these run everywhere the crate builds.
+//!
+//! The tests share the machine's two cores, so they run one at a time (a lock).
+
+mod broker;
+
+use broker::workload::{
+    build_index, config, create_topics, messages, metric, verdict_ids, wait_for_verdicts, INPUT,
+};
+use broker::{Broker, Daemon};
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const PARTITIONS: i32 = 4;
+const SESSION_MS: u64 = 6_000;
+
+/// The probe scores every message and at most 16 are in flight: slow enough that faults land
+/// mid-stream with batches in flight, small enough to drain well inside the deadline.
+const BUSY: &str = "[probe]\npolicy = \"always\"\nbatch_size = 8\n[limits]\nmax_in_flight = 16\n";
+const QUICK: &str = "[probe]\npolicy = \"off\"\n";
+
+fn start() -> Broker {
+    let b = Broker::mock();
+    create_topics(&b, PARTITIONS);
+    b
+}
+
+/// Polls the daemon's /metrics until `ok(page)`.
+fn wait_metrics(d: &Daemon, what: &str, timeout: Duration, ok: impl Fn(&str) -> bool) -> String {
+    let until = Instant::now() + timeout;
+    loop {
+        if let Some((200, page)) = d.get("/metrics") {
+            if ok(&page) {
+                return page;
+            }
+        }
+        assert!(
+            Instant::now() < until,
+            "{what}: not within {timeout:?}\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits until the group's committed offsets equal the end of every input partition.
+fn wait_committed_to_end(broker: &Broker, group: &str, recs: &[broker::workload::Input]) {
+    let mut end = vec![0i64; PARTITIONS as usize];
+    for r in recs {
+        end[r.0 as usize] += 1;
+    }
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let c = broker.committed(group, INPUT, PARTITIONS);
+        if c == end {
+            return;
+        }
+        assert!(Instant::now() < until, "committed {c:?}, expected {end:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The daemon's consumer-side metrics, for failure messages.
+fn kafka_metrics(d: &Daemon) -> String {
+    let page = d.get("/metrics").map(|p| p.1).unwrap_or_default();
+    page.lines()
+        .filter(|l| {
+            [
+                "messages_total",
+                "in_flight",
+                "fetch_paused",
+                "consumer_lag",
+                "assigned",
+                "commits",
+            ]
+            .iter()
+            .any(|k| l.starts_with(&format!("memaudit_{k}")))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Daemon A (busy: probe on every message, fetch paused at 16 in flight) owns every partition;
+/// daemon B joins the group mid-stream. Every message must get its verdict, both members must
+/// have worked, the group must end committed. `strategy`: the assignor given to both (None: the
+/// daemon's default, cooperative-sticky). Returns how many messages got two verdicts.
+fn second_member_joins(strategy: Option<&str>, tag: &str) -> usize {
+    let dir = tempfile::tempdir().unwrap();
+    let index = build_index(dir.path());
+    let broker = start();
+    let (recs, _) = messages(240, 10, tag, PARTITIONS);
+    let ids: BTreeSet<String> = recs.iter().map(|r| r.1.clone()).collect();
+    broker.produce(INPUT, &recs);
+    let group = format!("g-{tag}");
+    let assignor = strategy
+        .map(|s| format!("\"partition.assignment.strategy\" = \"{s}\"\n"))
+        .unwrap_or_default();
+    let cfg = |policy: &str| {
+        config(
+            &broker,
+            &index,
+            &group,
+            SESSION_MS,
+            &(assignor.clone() + policy),
+        )
+    };
+
+    let mut a = Daemon::start(dir.path(), &cfg(BUSY), "a");
+    broker.read(broker::workload::VERDICTS, Duration::from_secs(120), |o| {
+        o.len() >= 24
+    });
+    let mut b = Daemon::start(dir.path(), &cfg(QUICK), "b");
+    wait_metrics(&b, "B assigned partitions", Duration::from_secs(60), |m| {
+        metric(m, "memaudit_assigned_partitions") > 0.0
+    });
+    let seen = verdict_ids(&wait_for_verdicts(&broker, &ids, Duration::from_secs(180)));
+    assert_eq!(
+        seen.keys().cloned().collect::<BTreeSet<_>>(),
+        ids,
+        "every message has a verdict\nA:\n{}\n{}\nB:\n{}\n{}",
+        a.log_text(),
+        kafka_metrics(&a),
+        b.log_text(),
+        kafka_metrics(&b)
+    );
+    let dups = seen.values().filter(|&&n| n > 1).count();
+    let pa = a.get("/metrics").unwrap().1;
+    let pb = b.get("/metrics").unwrap().1;
+    let (va, vb) = (
+        metric(&pa, "memaudit_messages_total{outcome=\"verdict\"}"),
+        metric(&pb, "memaudit_messages_total{outcome=\"verdict\"}"),
+    );
+    assert!(va > 0.0 && vb > 0.0, "both members worked: A {va}, B {vb}");
+    assert_eq!(va + vb, (ids.len() + dups) as f64);
+    assert!(metric(&pa, "memaudit_rebalances_total{kind=\"revoke\"}") >= 1.0);
+    let log = a.log_text();
+    let revokes: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("partitions revoked after draining"))
+        .collect();
+    assert!(
+        !revokes.is_empty() && revokes.iter().all(|l| l.contains("unfinished=0")),
+        "A drained every revoked partition before giving it up:\n{log}"
+    );
+    wait_committed_to_end(&broker, &group, &recs);
+    eprintln!(
+        "{}: A finished {va}, B {vb} of {} messages; {dups} duplicated",
+        strategy.unwrap_or("cooperative-sticky (default)"),
+        ids.len()
+    );
+    // A leaves (its partitions move to B), then B stops.
+    a.signal("TERM");
+    assert_eq!(a.wait(Duration::from_secs(30)), Some(0), "{}", a.log_text());
+    b.signal("TERM");
+    assert_eq!(b.wait(Duration::from_secs(30)), Some(0), "{}", b.log_text());
+    dups
+}
+
+#[test]
+fn a_second_daemon_joins_and_the_rebalance_drains_without_duplicates() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // Incremental rebalance: A's revoked partitions are drained and committed in a settled
+    // generation, so B starts exactly where A stopped.
+    let dups = second_member_joins(None, "coop");
+    assert_eq!(dups, 0, "a graceful rebalance re-delivers nothing");
+}
+
+#[test]
+fn an_eager_rebalance_while_paused_keeps_every_partition_flowing() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // Eager: A gives up every partition and gets some back. librdkafka keeps a partition's
+    // application pause across that, so a daemon paused for backpressure must re-apply its
+    // fetch state to what it is assigned (it once did not: the partitions A got back were
+    // never fetched again). Duplicates are allowed here: the mock refuses offset commits while
+    // the group is joining (Kafka accepts them), so A's drain commit can fail; at-least-once.
+    second_member_joins(Some("range"), "eager");
+}
+
+#[test]
+fn a_broker_outage_keeps_offsets_and_every_message_gets_its_verdict() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let index = build_index(dir.path());
+    let broker = start();
+    let (recs, _) = messages(240, 10, "out", PARTITIONS);
+    let ids: BTreeSet<String> = recs.iter().map(|r| r.1.clone()).collect();
+    broker.produce(INPUT, &recs);
+    let mut d = Daemon::start(
+        dir.path(),
+        &config(&broker, &index, "g-out", SESSION_MS, BUSY),
+        "daemon",
+    );
+    d.wait_ready(Duration::from_secs(60));
+    broker.read(broker::workload::VERDICTS, Duration::from_secs(120), |o| {
+        o.len() >= 24
+    });
+    // The broker goes down with work in flight; the log and the group's offsets stay (unlike
+    // tansu's memory storage). /readyz must say so while it is down.
+    broker.mock_cluster().broker_down(1).unwrap();
+    let down = Instant::now();
+    let mut unready = None;
+    while down.elapsed() < Duration::from_secs(4) {
+        if let Some((503, body)) = d.get("/readyz") {
+            unready = Some(body);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    while down.elapsed() < Duration::from_secs(4) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    broker.mock_cluster().broker_up(1).unwrap();
+    let body = unready.expect("/readyz answered 503 while the broker was down");
+    assert!(body.contains("broker"), "{body}");
+    let seen = verdict_ids(&wait_for_verdicts(&broker, &ids, Duration::from_secs(180)));
+    let missing: Vec<_> = ids.iter().filter(|i| !seen.contains_key(*i)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} without a verdict after the outage\n{}",
+        missing.len(),
+        d.log_text()
+    );
+    wait_committed_to_end(&broker, "g-out", &recs);
+    d.wait_ready(Duration::from_secs(30));
+    eprintln!(
+        "outage of 4 s: all {} verdicts, {} duplicated",
+        ids.len(),
+        seen.values().filter(|&&n| n > 1).count()
+    );
+    d.signal("TERM");
+    assert_eq!(d.wait(Duration::from_secs(30)), Some(0), "{}", d.log_text());
+}
+
+#[test]
+fn failed_produce_requests_are_retried_and_nothing_is_lost() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let index = build_index(dir.path());
+    let broker = start();
+    let (recs, _) = messages(120, 4, "pe", PARTITIONS);
+    let ids: BTreeSet<String> = recs.iter().map(|r| r.1.clone()).collect();
+    broker.produce(INPUT, &recs);
+    // The next three produce requests (the daemon's) fail. librdkafka retries transient errors
+    // itself; a permanent one fails the records back to the daemon, whose sink must retry them.
+    broker.mock_cluster().request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 3],
+    );
+    let mut d = Daemon::start(
+        dir.path(),
+        &config(&broker, &index, "g-pe", SESSION_MS, QUICK),
+        "daemon",
+    );
+    let seen = verdict_ids(&wait_for_verdicts(&broker, &ids, Duration::from_secs(120)));
+    assert_eq!(seen.keys().cloned().collect::<BTreeSet<_>>(), ids);
+    assert!(
+        seen.values().all(|&n| n == 1),
+        "a failed produce wrote nothing, so its retry is no duplicate"
+    );
+    let page = wait_metrics(&d, "all finished", Duration::from_secs(30), |m| {
+        metric(m, "memaudit_messages_total{outcome=\"verdict\"}") >= ids.len() as f64
+    });
+    let errors = metric(&page, "memaudit_produce_errors_total");
+    assert!(errors >= 3.0, "three failed requests counted: {errors}");
+    wait_committed_to_end(&broker, "g-pe", &recs);
+    eprintln!(
+        "produce: {errors} failed records retried; all {} verdicts once",
+        ids.len()
+    );
+    d.signal("TERM");
+    assert_eq!(d.wait(Duration::from_secs(30)), Some(0), "{}", d.log_text());
+}
+
+#[test]
+fn failed_offset_commits_are_counted_and_retried() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let index = build_index(dir.path());
+    let broker = start();
+    let (recs, _) = messages(120, 4, "ce", PARTITIONS);
+    let ids: BTreeSet<String> = recs.iter().map(|r| r.1.clone()).collect();
+    broker.produce(INPUT, &recs);
+    // The daemon's first four commits fail, with a permanent error that leaves the group
+    // membership alone.
+    broker.mock_cluster().request_errors(
+        RDKafkaApiKey::OffsetCommit,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_OFFSET_METADATA_TOO_LARGE; 4],
+    );
+    let mut d = Daemon::start(
+        dir.path(),
+        &config(&broker, &index, "g-ce", SESSION_MS, QUICK),
+        "daemon",
+    );
+    let seen = verdict_ids(&wait_for_verdicts(&broker, &ids, Duration::from_secs(120)));
+    assert_eq!(seen.len(), ids.len());
+    wait_committed_to_end(&broker, "g-ce", &recs);
+    let page = d.get("/metrics").unwrap().1;
+    let failed = metric(&page, "memaudit_offset_commits_total{result=\"error\"}");
+    let ok = metric(&page, "memaudit_offset_commits_total{result=\"ok\"}");
+    assert!(failed >= 1.0, "failed commits counted: {failed}");
+    assert!(ok >= 1.0, "a later commit succeeded");
+    assert!(d.log_text().contains("offset commit failed"));
+    d.signal("TERM");
+    assert_eq!(d.wait(Duration::from_secs(30)), Some(0), "{}", d.log_text());
+}
