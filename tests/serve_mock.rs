@@ -13,7 +13,7 @@ use broker::workload::{
 };
 use broker::{Broker, Daemon};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -239,41 +239,83 @@ fn a_broker_outage_keeps_offsets_and_every_message_gets_its_verdict() {
     assert_eq!(d.wait(Duration::from_secs(30)), Some(0), "{}", d.log_text());
 }
 
-#[test]
-fn failed_produce_requests_are_retried_and_nothing_is_lost() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+/// A daemon still running after [`run_with_failing_requests`], with what it ran against.
+struct Finished {
+    daemon: Daemon,
+    /// Verdicts per message id.
+    seen: BTreeMap<String, usize>,
+    _broker: Broker,
+    _dir: tempfile::TempDir,
+}
+
+/// 120 messages (every fourth quoting), then the next `count` requests of kind `api` fail with
+/// `error`, then a daemon (probe off) runs until every message has a verdict and the group is
+/// committed to the end.
+fn run_with_failing_requests(
+    tag: &str,
+    api: RDKafkaApiKey,
+    error: RDKafkaRespErr,
+    count: usize,
+) -> Finished {
     let dir = tempfile::tempdir().unwrap();
     let index = build_index(dir.path());
     let broker = start();
-    let (recs, _) = messages(120, 4, "pe", PARTITIONS);
+    let (recs, _) = messages(120, 4, tag, PARTITIONS);
     let ids: BTreeSet<String> = recs.iter().map(|r| r.1.clone()).collect();
     broker.produce(INPUT, &recs);
-    // The next three produce requests (the daemon's) fail. librdkafka retries transient errors
-    // itself; a permanent one fails the records back to the daemon, whose sink must retry them.
-    broker.mock_cluster().request_errors(
-        RDKafkaApiKey::Produce,
-        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 3],
-    );
-    let mut d = Daemon::start(
+    broker
+        .mock_cluster()
+        .request_errors(api, &vec![error; count]);
+    let group = format!("g-{tag}");
+    let d = Daemon::start(
         dir.path(),
-        &config(&broker, &index, "g-pe", SESSION_MS, QUICK),
+        &config(&broker, &index, &group, SESSION_MS, QUICK),
         "daemon",
     );
     let seen = verdict_ids(&wait_for_verdicts(&broker, &ids, Duration::from_secs(120)));
-    assert_eq!(seen.keys().cloned().collect::<BTreeSet<_>>(), ids);
+    assert_eq!(
+        seen.keys().cloned().collect::<BTreeSet<_>>(),
+        ids,
+        "every message has a verdict\n{}",
+        d.log_text()
+    );
+    wait_committed_to_end(&broker, &group, &recs);
+    Finished {
+        daemon: d,
+        seen,
+        _broker: broker,
+        _dir: dir,
+    }
+}
+
+#[test]
+fn failed_produce_requests_are_retried_and_nothing_is_lost() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // The daemon's first three produce requests fail. librdkafka retries transient errors
+    // itself; a permanent one fails the records back to the daemon, whose sink must retry them.
+    let Finished {
+        daemon: mut d,
+        seen,
+        _broker,
+        _dir,
+    } = run_with_failing_requests(
+        "pe",
+        RDKafkaApiKey::Produce,
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+        3,
+    );
     assert!(
         seen.values().all(|&n| n == 1),
         "a failed produce wrote nothing, so its retry is no duplicate"
     );
     let page = wait_metrics(&d, "all finished", Duration::from_secs(30), |m| {
-        metric(m, "memaudit_messages_total{outcome=\"verdict\"}") >= ids.len() as f64
+        metric(m, "memaudit_messages_total{outcome=\"verdict\"}") >= seen.len() as f64
     });
     let errors = metric(&page, "memaudit_produce_errors_total");
     assert!(errors >= 3.0, "three failed requests counted: {errors}");
-    wait_committed_to_end(&broker, "g-pe", &recs);
     eprintln!(
         "produce: {errors} failed records retried; all {} verdicts once",
-        ids.len()
+        seen.len()
     );
     d.signal("TERM");
     assert_eq!(d.wait(Duration::from_secs(30)), Some(0), "{}", d.log_text());
@@ -282,26 +324,19 @@ fn failed_produce_requests_are_retried_and_nothing_is_lost() {
 #[test]
 fn failed_offset_commits_are_counted_and_retried() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = tempfile::tempdir().unwrap();
-    let index = build_index(dir.path());
-    let broker = start();
-    let (recs, _) = messages(120, 4, "ce", PARTITIONS);
-    let ids: BTreeSet<String> = recs.iter().map(|r| r.1.clone()).collect();
-    broker.produce(INPUT, &recs);
     // The daemon's first four commits fail, with a permanent error that leaves the group
-    // membership alone.
-    broker.mock_cluster().request_errors(
+    // membership alone; the end offsets are still committed (checked by the helper).
+    let Finished {
+        daemon: mut d,
+        _broker,
+        _dir,
+        ..
+    } = run_with_failing_requests(
+        "ce",
         RDKafkaApiKey::OffsetCommit,
-        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_OFFSET_METADATA_TOO_LARGE; 4],
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR_OFFSET_METADATA_TOO_LARGE,
+        4,
     );
-    let mut d = Daemon::start(
-        dir.path(),
-        &config(&broker, &index, "g-ce", SESSION_MS, QUICK),
-        "daemon",
-    );
-    let seen = verdict_ids(&wait_for_verdicts(&broker, &ids, Duration::from_secs(120)));
-    assert_eq!(seen.len(), ids.len());
-    wait_committed_to_end(&broker, "g-ce", &recs);
     let page = d.get("/metrics").unwrap().1;
     let failed = metric(&page, "memaudit_offset_commits_total{result=\"error\"}");
     let ok = metric(&page, "memaudit_offset_commits_total{result=\"ok\"}");
