@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the tansu Kafka-protocol broker used by the end-to-end tests (tests/serve_broker.rs)
 # and the serve benchmark, from crates.io, into ~/.cache/memaudit/tansu (MEMAUDIT_TANSU_DIR).
-# The build takes about 13-20 minutes on 2 cores; the binary is cached, so a re-run is instant.
+# The build takes 10-20 minutes on 2 cores; the binary is cached, so a re-run is instant.
 # Prints the binary's path.
 set -euo pipefail
 version=0.6.0
@@ -11,7 +11,7 @@ if [ -x "$bin" ] && [ "$(cat "$root/version" 2>/dev/null)" = "$version" ]; then
   echo "$bin"
   exit 0
 fi
-echo "building tansu $version (cached in $root; about 15 minutes on 2 cores)" >&2
+echo "building tansu $version (cached in $root; 10-20 minutes on 2 cores)" >&2
 CARGO_TARGET_DIR=${CARGO_TARGET_DIR_TANSU:-$root/build} \
   cargo install --locked --quiet tansu --version "$version" --features dynostore --root "$root" >&2
 echo "$version" > "$root/version"
