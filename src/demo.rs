@@ -16,7 +16,6 @@ use crate::serve::shutdown::Shutdown;
 use crate::serve::{file, http};
 use anyhow::{Context, Result};
 use futures::future::BoxFuture;
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -225,21 +224,28 @@ pub fn expand_outputs(template: &Path, corpus: &Path) -> Result<String> {
     Ok(out)
 }
 
-/// Prints one line per record and appends it to the JSON-lines file of its stream.
+/// Prints one line per record and writes it as the daemon's file sink does (JSON lines; dead
+/// letters with their reason and the original payload).
 struct PrintSink {
-    files: Mutex<[std::fs::File; 3]>,
+    files: crate::serve::file::FileSink,
 }
 
 impl PrintSink {
     fn new(dir: &Path) -> Result<PrintSink> {
-        let open =
-            |n: &str| std::fs::File::create(dir.join(n)).with_context(|| format!("creating {n}"));
+        let path = |n: &str| -> Result<std::path::PathBuf> {
+            let p = dir.join(n);
+            if p.exists() {
+                std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
+            }
+            Ok(p)
+        };
         Ok(PrintSink {
-            files: Mutex::new([
-                open("verdicts.jsonl")?,
-                open("alerts.jsonl")?,
-                open("dead-letters.jsonl")?,
-            ]),
+            files: crate::serve::file::FileSink::open(&crate::config::FileConfig {
+                input: "-".into(),
+                verdicts: path("verdicts.jsonl")?,
+                alerts: path("alerts.jsonl")?,
+                dead_letters: path("dead-letters.jsonl")?,
+            })?,
         })
     }
 
@@ -298,18 +304,7 @@ impl PrintSink {
 
 impl Sink for PrintSink {
     fn send(&self, r: Record) -> BoxFuture<'static, Result<()>> {
-        let i = match r.stream {
-            Stream::Verdicts => 0,
-            Stream::Alerts => 1,
-            Stream::DeadLetters => 2,
-        };
-        let res = (|| {
-            let mut files = self.files.lock().expect("sink lock");
-            files[i].write_all(&r.payload)?;
-            files[i].write_all(b"\n")?;
-            println!("{}", Self::line(&r));
-            Ok(())
-        })();
-        Box::pin(async move { res })
+        println!("{}", Self::line(&r));
+        self.files.send(r)
     }
 }

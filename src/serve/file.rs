@@ -133,13 +133,7 @@ impl FileSink {
                 .map_or("unknown", |x| x.code());
             serde_json::to_writer(
                 &mut *w,
-                &DeadLetterRecord {
-                    kind: "dead_letter",
-                    reason,
-                    detail: h("memaudit-detail"),
-                    source: &origin,
-                    payload: String::from_utf8_lossy(&r.payload).into_owned(),
-                },
+                &DeadLetterRecord::new(reason, h("memaudit-detail"), &origin, &r.payload),
             )?;
         } else {
             w.write_all(&r.payload)?;

@@ -68,13 +68,34 @@ struct VerdictRecord<'a> {
 }
 
 /// A dead letter as the file sink writes it (Kafka carries the raw payload and headers instead).
+/// The original line is kept exactly: as `payload` when it is UTF-8, else as `payload_hex`.
 #[derive(Serialize)]
 pub struct DeadLetterRecord<'a> {
     pub kind: &'static str,
     pub reason: &'static str,
     pub detail: &'a str,
     pub source: &'a Origin,
-    pub payload: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload_hex: Option<String>,
+}
+
+impl<'a> DeadLetterRecord<'a> {
+    pub fn new(reason: &'static str, detail: &'a str, source: &'a Origin, raw: &'a [u8]) -> Self {
+        let text = std::str::from_utf8(raw).ok();
+        DeadLetterRecord {
+            kind: "dead_letter",
+            reason,
+            detail,
+            source,
+            payload: text,
+            payload_hex: match text {
+                Some(_) => None,
+                None => Some(raw.iter().map(|b| format!("{b:02x}")).collect()),
+            },
+        }
+    }
 }
 
 /// Headers on every dead letter.
