@@ -1,0 +1,290 @@
+//! `memaudit serve` without a broker: the embedded source (JSON lines from a file or stdin,
+//! records to files or stdout), `--check-config`, a second signal, and `memaudit demo` (the
+//! README's run-it command). The binary runs as a child process, as a user would run it.
+
+mod broker;
+
+use broker::workload::{build_index, messages};
+use broker::{free_port, Daemon};
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn memaudit(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_memaudit"));
+    c.args(args).env("MEMAUDIT_LOG", "warn");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("running memaudit")
+}
+
+fn lines(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
+
+/// 40 good lines (every fourth quotes the Gettysburg Address) and three bad ones.
+fn input_lines() -> (Vec<Vec<u8>>, usize) {
+    let (recs, quoting) = messages(40, 4, "f", 1);
+    let mut out: Vec<Vec<u8>> = recs.into_iter().map(|r| r.2).collect();
+    out.insert(3, b"{\"id\": \"x\", \"text\": ".to_vec());
+    out.insert(10, br#"{"id":"z"}"#.to_vec());
+    out.insert(20, b"{\"id\":\"u\",\"text\":\"\xff\xfe\"}".to_vec());
+    (out, quoting.len())
+}
+
+#[test]
+fn file_source_writes_verdicts_alerts_and_lossless_dead_letters() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let index = build_index(dir.path());
+    let (input, quoting) = input_lines();
+    let path = dir.path().join("in.jsonl");
+    std::fs::write(&path, input.join(&b'\n')).unwrap();
+    let out = |name: &str| dir.path().join(name).display().to_string();
+    let o = memaudit(
+        &[
+            "serve",
+            "--index",
+            index.to_str().unwrap(),
+            "--input",
+            path.to_str().unwrap(),
+            "--http",
+            "",
+            "--set",
+            "probe.policy=\"off\"",
+            "--set",
+            &format!("file.verdicts={:?}", out("v.jsonl")),
+            "--set",
+            &format!("file.alerts={:?}", out("a.jsonl")),
+            "--set",
+            &format!("file.dead_letters={:?}", out("d.jsonl")),
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let verdicts = lines(&dir.path().join("v.jsonl"));
+    assert_eq!(verdicts.len(), 40, "one verdict per good line");
+    let copies = verdicts.iter().filter(|v| v["severity"] != "none").count();
+    assert_eq!(copies, quoting);
+    assert_eq!(lines(&dir.path().join("a.jsonl")).len(), quoting);
+    let mut dead = lines(&dir.path().join("d.jsonl"));
+    dead.sort_by_key(|d| d["source"]["offset"].as_i64());
+    let reasons: Vec<&str> = dead.iter().map(|d| d["reason"].as_str().unwrap()).collect();
+    assert_eq!(reasons, ["invalid_json", "missing_text", "invalid_utf8"]);
+    // The line number points back at the input; the original bytes are all there.
+    assert_eq!(dead[0]["source"]["offset"], 3);
+    assert_eq!(dead[1]["payload"], r#"{"id":"z"}"#);
+    assert_eq!(
+        dead[2]["payload_hex"].as_str().unwrap(),
+        input[20]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>(),
+        "invalid UTF-8 kept byte for byte"
+    );
+}
+
+#[test]
+fn stdin_to_stdout() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let index = build_index(dir.path());
+    let (input, quoting) = input_lines();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_memaudit"))
+        .args(["serve", "--input", "-", "--http", "", "--index"])
+        .arg(&index)
+        .args(["--set", "probe.policy=\"off\""])
+        .env("MEMAUDIT_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&input.join(&b'\n'))
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success());
+    let records: Vec<serde_json::Value> = String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds = |k: &str| records.iter().filter(|r| r["kind"] == k).count();
+    assert_eq!(kinds("verdict"), 40);
+    assert_eq!(kinds("alert"), quoting);
+    assert_eq!(kinds("dead_letter"), 3);
+}
+
+#[test]
+fn check_config_validates_and_names_the_bad_key() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let index = build_index(dir.path());
+    let config = broker::workload::repo().join("config/memaudit.toml");
+    let base = [
+        "serve",
+        "--config",
+        config.to_str().unwrap(),
+        "--index",
+        index.to_str().unwrap(),
+        "--check-config",
+    ];
+    let ok = memaudit(&base, &[("MEMAUDIT_PROBE__POLICY", "off")]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let printed: toml::Value = toml::from_str(&String::from_utf8_lossy(&ok.stdout)).unwrap();
+    assert_eq!(
+        printed["probe"]["policy"].as_str(),
+        Some("off"),
+        "env applied"
+    );
+    assert_eq!(
+        printed["index"]["dir"].as_str(),
+        index.to_str(),
+        "flag applied"
+    );
+
+    let refused = |args: &[&str], env: &[(&str, &str)], wants: &[&str]| {
+        let o = memaudit(&[&base[..], args].concat(), env);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        for w in wants {
+            assert!(err.contains(w), "{w:?} not in: {err}");
+        }
+    };
+    refused(
+        &["--set", "limits.max_in_flight=-3"],
+        &[],
+        &["limits.max_in_flight", "--set"],
+    );
+    refused(
+        &[],
+        &[("MEMAUDIT_PROBE__POLICY", "sometimes")],
+        &["probe.policy", "MEMAUDIT_PROBE__POLICY"],
+    );
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[kafka]\nbrokerz = \"x\"\n").unwrap();
+    let o = memaudit(
+        &["serve", "--config", bad.to_str().unwrap(), "--check-config"],
+        &[],
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("brokerz"));
+    let o = memaudit(
+        &[
+            "serve",
+            "--index",
+            dir.path().join("nope").to_str().unwrap(),
+            "--check-config",
+        ],
+        &[("MEMAUDIT_PROBE__POLICY", "off")],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("index.dir"), "{err}");
+}
+
+#[test]
+fn a_second_signal_exits_at_once() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let index = build_index(dir.path());
+    let http = free_port();
+    // The probe scores every line, so the first signal's drain has seconds of work left.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_memaudit"))
+        .args(["serve", "--input", "-", "--index"])
+        .arg(&index)
+        .args(["--http", &format!("127.0.0.1:{http}")])
+        .args([
+            "--set",
+            "probe.policy=\"always\"",
+            "--set",
+            "probe.batch_size=4",
+        ])
+        .env("MEMAUDIT_LOG", "info")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (input, _) = messages(200, 0, "sig", 1);
+    let mut stdin = child.stdin.take().unwrap();
+    for r in &input {
+        stdin.write_all(&r.2).unwrap();
+        stdin.write_all(b"\n").unwrap();
+    }
+    let d = Daemon {
+        child,
+        http,
+        log: dir.path().join("unused"),
+    };
+    let until = Instant::now() + Duration::from_secs(60);
+    while d.get("/healthz").map(|r| r.0) != Some(200) {
+        assert!(Instant::now() < until, "no /healthz");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    d.signal("TERM");
+    std::thread::sleep(Duration::from_millis(300));
+    d.signal("TERM");
+    let t = Instant::now();
+    let mut d = d;
+    let code = d.wait(Duration::from_secs(10));
+    drop(stdin);
+    let mut err = String::new();
+    std::io::Read::read_to_string(d.child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert_eq!(code, Some(130), "{err}");
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "at once: {:?}",
+        t.elapsed()
+    );
+    assert!(err.contains("second signal"), "{err}");
+}
+
+#[test]
+fn demo_shows_verdicts_alerts_dead_letters_and_metrics() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("demo");
+    let http = format!("127.0.0.1:{}", free_port());
+    // With the probe when the model is installed (scripts/test.sh installs it), as the README runs it.
+    let o = memaudit(
+        &["demo", "--workdir", work.to_str().unwrap(), "--http", &http],
+        &[],
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    for want in [
+        "critical demo-02",
+        "ALERT CRITICAL",
+        "DEAD LETTER",
+        "none     demo-",
+        "memaudit_messages_total{outcome=\"verdict\"} 8",
+        "memaudit_messages_total{outcome=\"dead_letter\"} 2",
+    ] {
+        assert!(
+            out.contains(want),
+            "{want:?} not in the demo's output:\n{out}"
+        );
+    }
+    assert_eq!(lines(&work.join("verdicts.jsonl")).len(), 8);
+    assert_eq!(lines(&work.join("dead-letters.jsonl")).len(), 2);
+}
