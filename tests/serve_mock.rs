@@ -346,3 +346,62 @@ fn failed_offset_commits_are_counted_and_retried() {
     d.signal("TERM");
     assert_eq!(d.wait(Duration::from_secs(30)), Some(0), "{}", d.log_text());
 }
+
+#[test]
+fn a_flood_pauses_fetching_and_keeps_in_flight_bounded() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let index = build_index(dir.path());
+    let broker = start();
+    // Far more waiting than the daemon can take (16 in flight, the probe on every message).
+    let (recs, _) = messages(4_000, 0, "flood", PARTITIONS);
+    broker.produce(INPUT, &recs);
+    let mut d = Daemon::start(
+        dir.path(),
+        &config(&broker, &index, "g-flood", SESSION_MS, BUSY),
+        "daemon",
+    );
+    wait_metrics(&d, "first verdict", Duration::from_secs(60), |m| {
+        metric(m, "memaudit_messages_total{outcome=\"verdict\"}") > 0.0
+    });
+    let rss_anon = || {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", d.child.id())).unwrap();
+        s.lines()
+            .find_map(|l| l.strip_prefix("RssAnon:"))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap()
+    };
+    let rss0 = rss_anon();
+    let (mut max_in_flight, mut paused_seen, mut rss_max) = (0.0f64, false, rss0);
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(8) {
+        if let Some((200, page)) = d.get("/metrics") {
+            max_in_flight = max_in_flight.max(metric(&page, "memaudit_in_flight_messages"));
+            paused_seen |= metric(&page, "memaudit_fetch_paused") == 1.0;
+        }
+        rss_max = rss_max.max(rss_anon());
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let page = d.get("/metrics").unwrap().1;
+    let done = metric(&page, "memaudit_messages_total{outcome=\"verdict\"}");
+    eprintln!(
+        "flood of {}: {done} finished in 8 s, in flight at most {max_in_flight} (limit 16), \
+         fetch paused: {paused_seen}, private memory {} → {} MiB",
+        recs.len(),
+        rss0 / 1024,
+        rss_max / 1024
+    );
+    assert!(paused_seen, "fetching paused at the limit");
+    assert!(
+        max_in_flight <= 16.0,
+        "in flight {max_in_flight} > limits.max_in_flight"
+    );
+    assert!(done < recs.len() as f64 / 2.0, "still flooded");
+    assert!(
+        rss_max < rss0 + 64 * 1024,
+        "memory grew by {} MiB under the flood",
+        (rss_max - rss0) / 1024
+    );
+    d.signal("TERM");
+    assert_eq!(d.wait(Duration::from_secs(30)), Some(0), "{}", d.log_text());
+}
