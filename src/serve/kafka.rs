@@ -52,7 +52,15 @@ pub struct GroupContext {
     /// Whether fetching is paused for backpressure: the consumer loop decides, a rebalance
     /// applies it to the partitions it assigns.
     paused: Arc<AtomicBool>,
+    commits: Arc<CommitLock>,
 }
+
+/// Held from reading the offsets to commit until the broker answers, so two commits never
+/// overlap: an interval commit computed before a rebalance drain must not land after the
+/// drain's commit and move the partition's committed offset back (re-delivering to the next
+/// owner what was already finished).
+#[derive(Default)]
+pub struct CommitLock(Mutex<()>);
 
 impl ClientContext for GroupContext {
     fn stats(&self, s: Statistics) {
@@ -109,8 +117,9 @@ impl ConsumerContext for GroupContext {
             }
             _ => wait(),
         };
-        commit(
+        let committed = commit(
             consumer,
+            &self.commits,
             &self.tracker,
             &self.metrics,
             Some(&parts),
@@ -128,6 +137,7 @@ impl ConsumerContext for GroupContext {
         tracing::info!(
             partitions = parts.len(),
             unfinished = left,
+            committed,
             "partitions revoked after draining"
         );
     }
@@ -158,14 +168,16 @@ impl ConsumerContext for GroupContext {
 }
 
 /// Commits each partition's finished offset that is ahead of its last commit (`only`: just
-/// these partitions).
+/// these partitions). False when the broker refused the commit.
 fn commit<C: ConsumerContext, K: Consumer<C>>(
     consumer: &K,
+    lock: &CommitLock,
     tracker: &Mutex<OffsetTracker>,
     metrics: &Metrics,
     only: Option<&[Partition]>,
     mode: CommitMode,
-) {
+) -> bool {
+    let _one_at_a_time = lock.0.lock().expect("commit lock");
     let todo: Vec<(Partition, i64)> = tracker
         .lock()
         .expect("tracker lock")
@@ -174,7 +186,7 @@ fn commit<C: ConsumerContext, K: Consumer<C>>(
         .filter(|(p, _)| only.is_none_or(|o| o.contains(p)))
         .collect();
     if todo.is_empty() {
-        return;
+        return true;
     }
     let mut tpl = TopicPartitionList::new();
     for ((topic, partition), offset) in &todo {
@@ -182,7 +194,7 @@ fn commit<C: ConsumerContext, K: Consumer<C>>(
             .add_partition_offset(topic, *partition, Offset::Offset(*offset))
             .is_err()
         {
-            return;
+            return false;
         }
     }
     match consumer.commit(&tpl, mode) {
@@ -192,10 +204,12 @@ fn commit<C: ConsumerContext, K: Consumer<C>>(
             for (p, o) in &todo {
                 t.committed(p, *o);
             }
+            true
         }
         Err(e) => {
             metrics.commits.with_label_values(&["error"]).inc();
             tracing::warn!(error = %e, "offset commit failed; retried at the next interval");
+            false
         }
     }
 }
@@ -292,6 +306,7 @@ pub async fn run(
     shutdown: Shutdown,
 ) -> Result<()> {
     let paused_flag = Arc::new(AtomicBool::new(false));
+    let commits = Arc::new(CommitLock::default());
     let context = GroupContext {
         tracker: tracker.clone(),
         metrics: metrics.clone(),
@@ -299,6 +314,7 @@ pub async fn run(
         input: cfg.topics.input.clone(),
         drain: Duration::from_secs_f64(cfg.shutdown.deadline_secs),
         paused: paused_flag.clone(),
+        commits: commits.clone(),
     };
     let mut consumer_config = client_config(cfg);
     // Incremental rebalancing: when a member joins or leaves, only the partitions that move are
@@ -334,8 +350,9 @@ pub async fn run(
 
     // Periodic commits of finished offsets.
     let committer = {
-        let (consumer, tracker, metrics, shutdown) = (
+        let (consumer, commits, tracker, metrics, shutdown) = (
             consumer.clone(),
+            commits.clone(),
             tracker.clone(),
             metrics.clone(),
             shutdown.clone(),
@@ -348,9 +365,14 @@ pub async fn run(
                     _ = tick.tick() => {}
                     _ = shutdown.triggered() => break,
                 }
-                let (c, t, m) = (consumer.clone(), tracker.clone(), metrics.clone());
+                let (c, l, t, m) = (
+                    consumer.clone(),
+                    commits.clone(),
+                    tracker.clone(),
+                    metrics.clone(),
+                );
                 let _ = tokio::task::spawn_blocking(move || {
-                    commit(c.as_ref(), &t, &m, None, CommitMode::Sync)
+                    commit(c.as_ref(), &l, &t, &m, None, CommitMode::Sync)
                 })
                 .await;
             }
@@ -416,8 +438,13 @@ pub async fn run(
         tracing::warn!(error = %format!("{e:#}"), "flush incomplete");
     }
     let _ = committer.await;
-    let (c, t, m) = (consumer.clone(), tracker.clone(), metrics.clone());
-    tokio::task::spawn_blocking(move || commit(c.as_ref(), &t, &m, None, CommitMode::Sync))
+    let (c, l, t, m) = (
+        consumer.clone(),
+        commits.clone(),
+        tracker.clone(),
+        metrics.clone(),
+    );
+    tokio::task::spawn_blocking(move || commit(c.as_ref(), &l, &t, &m, None, CommitMode::Sync))
         .await
         .ok();
     let unfinished = tracker.lock().expect("tracker lock").in_flight();
