@@ -1,16 +1,18 @@
-//! Probe benchmark: tokens scored per second on CPU (all positions, entropy/surprisal/rank), and
+//! Probe benchmark: tokens scored per second (all positions, entropy/surprisal/rank), and
 //! llama-cpp-python scoring the same token windows with the same GGUF in the same run.
 //!
 //! ```text
-//! cargo bench --bench probe                # memaudit only
+//! cargo bench --bench probe                # memaudit on the CPU only
 //! cargo bench --bench probe -- --peer      # and llama-cpp-python (installed into bench-data/)
+//! cargo bench --features cuda --bench probe -- --device cpu --device cuda
+//!                                          # each device in turn, the last against the first
 //! ```
 //!
 //! Texts: windows of 128 and 512 tokens cut from `/usr/share/common-licenses` and the Python
 //! standard library, scored in batches of 1, 8 and 32 (one forward pass per batch).
 
-use candle_core::Device;
 use memaudit::index::build::{peak_rss_bytes, rss_bytes};
+use memaudit::probe::device;
 use memaudit::probe::model::Model;
 use memaudit::probe::tokenizer::Tokenizer;
 use std::path::{Path, PathBuf};
@@ -74,88 +76,130 @@ fn peer_python() -> PathBuf {
     py
 }
 
+/// The devices named by `--device` (repeatable), or the CPU alone.
+fn devices() -> Vec<String> {
+    let args: Vec<String> = std::env::args().collect();
+    let named: Vec<String> = args
+        .windows(2)
+        .filter(|w| w[0] == "--device")
+        .map(|w| w[1].clone())
+        .collect();
+    if named.is_empty() {
+        vec!["cpu".into()]
+    } else {
+        named
+    }
+}
+
+/// Tokens per second for each (length, batch) cell, in the order of `CELLS`.
+const CELLS: [(usize, usize); 6] = [(128, 1), (128, 8), (128, 32), (512, 1), (512, 8), (512, 32)];
+
+fn windows(all: &[u32], len: usize, batch: usize) -> Vec<Vec<u32>> {
+    all.chunks_exact(len)
+        .cycle()
+        .take(batch)
+        .map(|w| w.to_vec())
+        .collect()
+}
+
+fn llama_cpp_rate(path: &Path, windows: &[Vec<u32>]) -> f64 {
+    let py = peer_python();
+    let q = PathBuf::from("bench-data/probe-windows.json");
+    std::fs::create_dir_all("bench-data").unwrap();
+    std::fs::write(&q, serde_json::to_string(windows).unwrap()).unwrap();
+    let o = Command::new(&py)
+        .arg("scripts/peer-llama-cpp.py")
+        .arg(path)
+        .arg(&q)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "peer failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["tokens_per_s"].as_f64().unwrap()
+}
+
 fn main() {
     let peer = std::env::args().any(|a| a == "--peer");
     let path = model_path();
-    let t = Instant::now();
-    let model = std::sync::Arc::new(Model::load(&path, &Device::Cpu).unwrap());
     let tok = Tokenizer::from_gguf(&path).unwrap();
-    let mib = |b: u64| b as f64 / (1 << 20) as f64;
-    let rss_loaded = rss_bytes().unwrap_or(0);
-    println!(
-        "model loaded (f32) in {:.2} s: weights {:.0} MiB, process RSS {:.0} MiB",
-        t.elapsed().as_secs_f64(),
-        mib(model.weight_bytes() as u64),
-        mib(rss_loaded)
-    );
     let all = corpus_tokens(&tok);
-    println!(
-        "{:<8} {:>6} {:>12} {:>14}",
-        "length", "batch", "tokens/s", "llama.cpp t/s"
-    );
-    for len in [128usize, 512] {
-        for batch in [1usize, 8, 32] {
-            let windows: Vec<Vec<u32>> = all
-                .chunks_exact(len)
-                .cycle()
-                .take(batch)
-                .map(|w| w.to_vec())
-                .collect();
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    let mut first: Option<(String, Vec<f64>)> = None;
+    for spec in devices() {
+        let dev = device::select(&spec).unwrap();
+        let t = Instant::now();
+        let model = std::sync::Arc::new(Model::load(&path, &dev).unwrap());
+        println!(
+            "[{spec}] model loaded ({:?}) in {:.2} s: weights {:.0} MiB, process RSS {:.0} MiB",
+            model.dtype,
+            t.elapsed().as_secs_f64(),
+            mib(model.weight_bytes() as u64),
+            mib(rss_bytes().unwrap_or(0))
+        );
+        let against = first.as_ref().map(|(name, _)| format!("vs {name}"));
+        println!(
+            "{:<8} {:>6} {:>12} {:>14}",
+            "length",
+            "batch",
+            "tokens/s",
+            if peer {
+                "llama.cpp t/s"
+            } else {
+                against.as_deref().unwrap_or("")
+            }
+        );
+        let mut rates = Vec::new();
+        for (i, &(len, batch)) in CELLS.iter().enumerate() {
+            let windows = windows(&all, len, batch);
             let refs: Vec<&[u32]> = windows.iter().map(|w| w.as_slice()).collect();
-            let _ = model.score_batch(&refs[..1]).unwrap();
+            // Warm-up: one window on the CPU; on a GPU the measured shape itself (the first call
+            // of a shape loads kernels and picks cuBLAS algorithms).
+            let warm = if dev.is_cpu() { &refs[..1] } else { &refs[..] };
+            let _ = model.score_batch(warm).unwrap();
             let t = Instant::now();
             std::hint::black_box(model.score_batch(&refs).unwrap());
             let ours = (batch * len) as f64 / t.elapsed().as_secs_f64();
+            rates.push(ours);
             // llama.cpp scores the same windows one after another (its own batching is per text).
-            let theirs = if peer {
-                let py = peer_python();
-                let q = PathBuf::from("bench-data/probe-windows.json");
-                std::fs::create_dir_all("bench-data").unwrap();
-                std::fs::write(&q, serde_json::to_string(&windows).unwrap()).unwrap();
-                let o = Command::new(&py)
-                    .arg("scripts/peer-llama-cpp.py")
-                    .arg(&path)
-                    .arg(&q)
-                    .output()
-                    .unwrap();
-                assert!(
-                    o.status.success(),
-                    "peer failed: {}",
-                    String::from_utf8_lossy(&o.stderr)
-                );
-                let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-                v["tokens_per_s"].as_f64()
-            } else {
-                None
-            };
-            match theirs {
-                Some(p) => println!(
+            if peer {
+                let p = llama_cpp_rate(&path, &windows);
+                println!(
                     "{len:<8} {batch:>6} {ours:>12.0} {p:>14.0}   ratio {:.2}×",
                     ours / p
-                ),
-                None => println!("{len:<8} {batch:>6} {ours:>12.0}"),
+                );
+            } else if let Some((_, base)) = &first {
+                println!("{len:<8} {batch:>6} {ours:>12.0} {:>13.2}×", ours / base[i]);
+            } else {
+                println!("{len:<8} {batch:>6} {ours:>12.0}");
             }
         }
-    }
-    // Two workers sharing the one loaded model (as the daemon's workers do): memory grows by
-    // activations only, not by another copy of the weights.
-    let windows: Vec<Vec<u32>> = all.chunks_exact(128).take(8).map(|w| w.to_vec()).collect();
-    let before = rss_bytes().unwrap_or(0);
-    let t = Instant::now();
-    std::thread::scope(|s| {
-        for _ in 0..2 {
-            let (model, windows) = (model.clone(), &windows);
-            s.spawn(move || {
-                let refs: Vec<&[u32]> = windows.iter().map(|w| w.as_slice()).collect();
-                std::hint::black_box(model.score_batch(&refs).unwrap());
-            });
+        // Two workers sharing the one loaded model (as the daemon's workers do): memory grows by
+        // activations only, not by another copy of the weights.
+        let windows: Vec<Vec<u32>> = all.chunks_exact(128).take(8).map(|w| w.to_vec()).collect();
+        let before = rss_bytes().unwrap_or(0);
+        let t = Instant::now();
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                let (model, windows) = (model.clone(), &windows);
+                s.spawn(move || {
+                    let refs: Vec<&[u32]> = windows.iter().map(|w| w.as_slice()).collect();
+                    std::hint::black_box(model.score_batch(&refs).unwrap());
+                });
+            }
+        });
+        println!(
+            "[{spec}] 2 workers sharing one model: {:.0} tokens/s together, RSS {:.0} MiB (was {:.0} before them)",
+            (2 * 8 * 128) as f64 / t.elapsed().as_secs_f64(),
+            mib(rss_bytes().unwrap_or(0)),
+            mib(before)
+        );
+        if first.is_none() {
+            first = Some((spec, rates));
         }
-    });
-    println!(
-        "2 workers sharing one model: {:.0} tokens/s together, RSS {:.0} MiB (was {:.0} before them)",
-        (2 * 8 * 128) as f64 / t.elapsed().as_secs_f64(),
-        mib(rss_bytes().unwrap_or(0)),
-        mib(before)
-    );
+    }
     println!("peak RSS {:.0} MiB", mib(peak_rss_bytes().unwrap_or(0)));
 }
