@@ -52,15 +52,18 @@ pub struct GroupContext {
     /// Whether fetching is paused for backpressure: the consumer loop decides, a rebalance
     /// applies it to the partitions it assigns.
     paused: Arc<AtomicBool>,
-    commits: Arc<CommitLock>,
+    committer: Arc<Committer>,
 }
 
-/// Held from reading the offsets to commit until the broker answers, so two commits never
-/// overlap: an interval commit computed before a rebalance drain must not land after the
-/// drain's commit and move the partition's committed offset back (re-delivering to the next
-/// owner what was already finished).
-#[derive(Default)]
-pub struct CommitLock(Mutex<()>);
+/// Commits finished offsets, one commit at a time: its lock is held from reading the offsets
+/// until the broker answers, so an interval commit computed before a rebalance drain cannot land
+/// after the drain's commit and move the partition's committed offset back (re-delivering to the
+/// next owner what was already finished).
+pub struct Committer {
+    one_at_a_time: Mutex<()>,
+    tracker: Arc<Mutex<OffsetTracker>>,
+    metrics: Arc<Metrics>,
+}
 
 impl ClientContext for GroupContext {
     fn stats(&self, s: Statistics) {
@@ -117,14 +120,9 @@ impl ConsumerContext for GroupContext {
             }
             _ => wait(),
         };
-        let committed = commit(
-            consumer,
-            &self.commits,
-            &self.tracker,
-            &self.metrics,
-            Some(&parts),
-            CommitMode::Sync,
-        );
+        let committed = self
+            .committer
+            .commit(consumer, Some(&parts), CommitMode::Sync);
         let mut t = self.tracker.lock().expect("tracker lock");
         for p in &parts {
             t.forget(p);
@@ -167,49 +165,50 @@ impl ConsumerContext for GroupContext {
     }
 }
 
-/// Commits each partition's finished offset that is ahead of its last commit (`only`: just
-/// these partitions). False when the broker refused the commit.
-fn commit<C: ConsumerContext, K: Consumer<C>>(
-    consumer: &K,
-    lock: &CommitLock,
-    tracker: &Mutex<OffsetTracker>,
-    metrics: &Metrics,
-    only: Option<&[Partition]>,
-    mode: CommitMode,
-) -> bool {
-    let _one_at_a_time = lock.0.lock().expect("commit lock");
-    let todo: Vec<(Partition, i64)> = tracker
-        .lock()
-        .expect("tracker lock")
-        .to_commit()
-        .into_iter()
-        .filter(|(p, _)| only.is_none_or(|o| o.contains(p)))
-        .collect();
-    if todo.is_empty() {
-        return true;
-    }
-    let mut tpl = TopicPartitionList::new();
-    for ((topic, partition), offset) in &todo {
-        if tpl
-            .add_partition_offset(topic, *partition, Offset::Offset(*offset))
-            .is_err()
-        {
-            return false;
+impl Committer {
+    /// Commits each partition's finished offset that is ahead of its last commit (`only`: just
+    /// these partitions). False when the broker refused the commit.
+    fn commit<C: ConsumerContext, K: Consumer<C>>(
+        &self,
+        consumer: &K,
+        only: Option<&[Partition]>,
+        mode: CommitMode,
+    ) -> bool {
+        let _one_at_a_time = self.one_at_a_time.lock().expect("commit lock");
+        let todo: Vec<(Partition, i64)> = self
+            .tracker
+            .lock()
+            .expect("tracker lock")
+            .to_commit()
+            .into_iter()
+            .filter(|(p, _)| only.is_none_or(|o| o.contains(p)))
+            .collect();
+        if todo.is_empty() {
+            return true;
         }
-    }
-    match consumer.commit(&tpl, mode) {
-        Ok(()) => {
-            metrics.commits.with_label_values(&["ok"]).inc();
-            let mut t = tracker.lock().expect("tracker lock");
-            for (p, o) in &todo {
-                t.committed(p, *o);
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), offset) in &todo {
+            if tpl
+                .add_partition_offset(topic, *partition, Offset::Offset(*offset))
+                .is_err()
+            {
+                return false;
             }
-            true
         }
-        Err(e) => {
-            metrics.commits.with_label_values(&["error"]).inc();
-            tracing::warn!(error = %e, "offset commit failed; retried at the next interval");
-            false
+        match consumer.commit(&tpl, mode) {
+            Ok(()) => {
+                self.metrics.commits.with_label_values(&["ok"]).inc();
+                let mut t = self.tracker.lock().expect("tracker lock");
+                for (p, o) in &todo {
+                    t.committed(p, *o);
+                }
+                true
+            }
+            Err(e) => {
+                self.metrics.commits.with_label_values(&["error"]).inc();
+                tracing::warn!(error = %e, "offset commit failed; retried at the next interval");
+                false
+            }
         }
     }
 }
@@ -306,7 +305,11 @@ pub async fn run(
     shutdown: Shutdown,
 ) -> Result<()> {
     let paused_flag = Arc::new(AtomicBool::new(false));
-    let commits = Arc::new(CommitLock::default());
+    let committer = Arc::new(Committer {
+        one_at_a_time: Mutex::new(()),
+        tracker: tracker.clone(),
+        metrics: metrics.clone(),
+    });
     let context = GroupContext {
         tracker: tracker.clone(),
         metrics: metrics.clone(),
@@ -314,7 +317,7 @@ pub async fn run(
         input: cfg.topics.input.clone(),
         drain: Duration::from_secs_f64(cfg.shutdown.deadline_secs),
         paused: paused_flag.clone(),
-        commits: commits.clone(),
+        committer: committer.clone(),
     };
     let mut consumer_config = client_config(cfg);
     // Incremental rebalancing: when a member joins or leaves, only the partitions that move are
@@ -349,14 +352,9 @@ pub async fn run(
     let pipe = tokio::spawn(pipeline.run(rx));
 
     // Periodic commits of finished offsets.
-    let committer = {
-        let (consumer, commits, tracker, metrics, shutdown) = (
-            consumer.clone(),
-            commits.clone(),
-            tracker.clone(),
-            metrics.clone(),
-            shutdown.clone(),
-        );
+    let interval_commits = {
+        let (consumer, committer, shutdown) =
+            (consumer.clone(), committer.clone(), shutdown.clone());
         let every = Duration::from_millis(cfg.kafka.commit_interval_ms);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
@@ -365,14 +363,9 @@ pub async fn run(
                     _ = tick.tick() => {}
                     _ = shutdown.triggered() => break,
                 }
-                let (c, l, t, m) = (
-                    consumer.clone(),
-                    commits.clone(),
-                    tracker.clone(),
-                    metrics.clone(),
-                );
+                let (c, k) = (consumer.clone(), committer.clone());
                 let _ = tokio::task::spawn_blocking(move || {
-                    commit(c.as_ref(), &l, &t, &m, None, CommitMode::Sync)
+                    k.commit(c.as_ref(), None, CommitMode::Sync)
                 })
                 .await;
             }
@@ -380,20 +373,20 @@ pub async fn run(
     };
 
     let max = cfg.limits.max_in_flight;
-    let mut paused = false;
     loop {
         let in_flight = tracker.lock().expect("tracker lock").in_flight();
         metrics.in_flight.set(in_flight as i64);
-        if !paused && in_flight >= max {
-            paused = true;
-            paused_flag.store(true, Ordering::Relaxed);
-            set_paused(consumer.as_ref(), true);
-            metrics.paused.set(1);
-        } else if paused && in_flight <= max / 2 {
-            paused = false;
-            paused_flag.store(false, Ordering::Relaxed);
-            set_paused(consumer.as_ref(), false);
-            metrics.paused.set(0);
+        // Pause at the limit, resume at half.
+        let was_paused = paused_flag.load(Ordering::Relaxed);
+        let paused = if was_paused {
+            in_flight > max / 2
+        } else {
+            in_flight >= max
+        };
+        if paused != was_paused {
+            paused_flag.store(paused, Ordering::Relaxed);
+            set_paused(consumer.as_ref(), paused);
+            metrics.paused.set(paused as i64);
         }
         tokio::select! {
             _ = shutdown.triggered() => break,
@@ -437,14 +430,9 @@ pub async fn run(
     if let Err(e) = sink.flush(left.max(Duration::from_millis(100))) {
         tracing::warn!(error = %format!("{e:#}"), "flush incomplete");
     }
-    let _ = committer.await;
-    let (c, l, t, m) = (
-        consumer.clone(),
-        commits.clone(),
-        tracker.clone(),
-        metrics.clone(),
-    );
-    tokio::task::spawn_blocking(move || commit(c.as_ref(), &l, &t, &m, None, CommitMode::Sync))
+    let _ = interval_commits.await;
+    let (c, k) = (consumer.clone(), committer.clone());
+    tokio::task::spawn_blocking(move || k.commit(c.as_ref(), None, CommitMode::Sync))
         .await
         .ok();
     let unfinished = tracker.lock().expect("tracker lock").in_flight();
