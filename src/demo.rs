@@ -227,12 +227,12 @@ pub fn expand_outputs(template: &Path, corpus: &Path) -> Result<String> {
 /// Prints one line per record and writes it as the daemon's file sink does (JSON lines; dead
 /// letters with their reason and the original payload).
 struct PrintSink {
-    files: crate::serve::file::FileSink,
+    files: file::FileSink,
 }
 
 impl PrintSink {
     fn new(dir: &Path) -> Result<PrintSink> {
-        let path = |n: &str| -> Result<std::path::PathBuf> {
+        let path = |n: &str| -> Result<PathBuf> {
             let p = dir.join(n);
             if p.exists() {
                 std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
@@ -240,7 +240,7 @@ impl PrintSink {
             Ok(p)
         };
         Ok(PrintSink {
-            files: crate::serve::file::FileSink::open(&crate::config::FileConfig {
+            files: file::FileSink::open(&crate::config::FileConfig {
                 input: "-".into(),
                 verdicts: path("verdicts.jsonl")?,
                 alerts: path("alerts.jsonl")?,
