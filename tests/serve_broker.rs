@@ -182,8 +182,7 @@ fn verdicts_alerts_dead_letters_and_commits() {
         metrics.contains("memaudit_consumer_lag_messages{"),
         "lag from librdkafka statistics"
     );
-    d.signal("TERM");
-    assert_eq!(d.wait(Duration::from_secs(30)), Some(0), "{}", d.log_text());
+    d.stop();
 }
 
 #[test]
@@ -248,8 +247,7 @@ fn kill_9_mid_stream_then_restart_loses_nothing() {
         ids.len(),
         ids.len()
     );
-    d2.signal("TERM");
-    assert_eq!(d2.wait(Duration::from_secs(30)), Some(0));
+    d2.stop();
 }
 
 #[test]
@@ -290,8 +288,7 @@ fn broker_restart_then_the_daemon_reconnects_and_continues() {
         "after the broker restart, no verdict for {missing:?}\n{}",
         d.log_text()
     );
-    d.signal("TERM");
-    assert_eq!(d.wait(Duration::from_secs(30)), Some(0), "{}", d.log_text());
+    d.stop();
 }
 
 #[test]
@@ -357,6 +354,5 @@ fn sigterm_under_load_drains_and_loses_nothing() {
         ids.len(),
         seen.values().filter(|&&n| n > 1).count()
     );
-    d2.signal("TERM");
-    assert_eq!(d2.wait(Duration::from_secs(30)), Some(0));
+    d2.stop();
 }

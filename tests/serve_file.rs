@@ -15,20 +15,32 @@ use std::time::{Duration, Instant};
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn memaudit(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_memaudit"));
-    c.args(args).env("MEMAUDIT_LOG", "warn");
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c.output().expect("running memaudit")
+    memaudit_with_stdin(args, env, &[])
+}
+
+/// Runs memaudit with `stdin` as its standard input, to the end.
+fn memaudit_with_stdin(args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_memaudit"))
+        .args(args)
+        .envs(env.iter().copied())
+        .env("MEMAUDIT_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running memaudit");
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
 }
 
 fn lines(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a JSON line"))
-        .collect()
+    json_lines(&std::fs::read_to_string(path).unwrap_or_default())
 }
 
 /// 40 good lines (every fourth quotes the Gettysburg Address) and three bad ones.
@@ -99,28 +111,23 @@ fn stdin_to_stdout() {
     let dir = tempfile::tempdir().unwrap();
     let index = build_index(dir.path());
     let (input, quoting) = input_lines();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_memaudit"))
-        .args(["serve", "--input", "-", "--http", "", "--index"])
-        .arg(&index)
-        .args(["--set", "probe.policy=\"off\""])
-        .env("MEMAUDIT_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(&input.join(&b'\n'))
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
-    assert!(o.status.success());
-    let records: Vec<serde_json::Value> = String::from_utf8(o.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let o = memaudit_with_stdin(
+        &[
+            "serve",
+            "--input",
+            "-",
+            "--http",
+            "",
+            "--index",
+            index.to_str().unwrap(),
+            "--set",
+            "probe.policy=\"off\"",
+        ],
+        &[],
+        &input.join(&b'\n'),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let records = json_lines(&String::from_utf8(o.stdout).unwrap());
     let kinds = |k: &str| records.iter().filter(|r| r["kind"] == k).count();
     assert_eq!(kinds("verdict"), 40);
     assert_eq!(kinds("alert"), quoting);

@@ -171,10 +171,8 @@ fn second_member_joins(strategy: Option<&str>, tag: &str) -> (usize, bool) {
         ids.len()
     );
     // A leaves (its partitions move to B), then B stops.
-    a.signal("TERM");
-    assert_eq!(a.wait(Duration::from_secs(30)), Some(0), "{}", a.log_text());
-    b.signal("TERM");
-    assert_eq!(b.wait(Duration::from_secs(30)), Some(0), "{}", b.log_text());
+    a.stop();
+    b.stop();
     (dups, refused)
 }
 
@@ -253,8 +251,7 @@ fn a_broker_outage_keeps_offsets_and_every_message_gets_its_verdict() {
         ids.len(),
         seen.values().filter(|&&n| n > 1).count()
     );
-    d.signal("TERM");
-    assert_eq!(d.wait(Duration::from_secs(30)), Some(0), "{}", d.log_text());
+    d.stop();
 }
 
 /// A daemon still running after [`run_with_failing_requests`], with what it ran against.
@@ -335,8 +332,7 @@ fn failed_produce_requests_are_retried_and_nothing_is_lost() {
         "produce: {errors} failed records retried; all {} verdicts once",
         seen.len()
     );
-    d.signal("TERM");
-    assert_eq!(d.wait(Duration::from_secs(30)), Some(0), "{}", d.log_text());
+    d.stop();
 }
 
 #[test]
@@ -361,8 +357,7 @@ fn failed_offset_commits_are_counted_and_retried() {
     assert!(failed >= 1.0, "failed commits counted: {failed}");
     assert!(ok >= 1.0, "a later commit succeeded");
     assert!(d.log_text().contains("offset commit failed"));
-    d.signal("TERM");
-    assert_eq!(d.wait(Duration::from_secs(30)), Some(0), "{}", d.log_text());
+    d.stop();
 }
 
 /// Private memory (RssAnon) of a process, KiB.
@@ -413,8 +408,7 @@ fn a_flood_pauses_fetching_and_keeps_in_flight_bounded() {
         "in flight {max_in_flight} > limits.max_in_flight"
     );
     assert!(done < recs.len() as f64 / 2.0, "still flooded");
-    d.signal("TERM");
-    assert_eq!(d.wait(Duration::from_secs(30)), Some(0), "{}", d.log_text());
+    d.stop();
 }
 
 /// Memory under a flood far larger than what may be in flight: 512 messages of 256 KiB (128 MiB)
@@ -483,6 +477,5 @@ fn a_flood_of_large_messages_keeps_memory_bounded() {
         (rss_max - rss0) / 1024
     );
     wait_committed_to_end(&broker, "g-big", &recs);
-    d.signal("TERM");
-    assert_eq!(d.wait(Duration::from_secs(30)), Some(0), "{}", d.log_text());
+    d.stop();
 }

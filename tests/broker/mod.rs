@@ -340,6 +340,17 @@ impl Daemon {
         assert!(ok, "kill -{sig}");
     }
 
+    /// SIGTERM, then the daemon must drain and exit 0 within 30 s.
+    pub fn stop(&mut self) {
+        self.signal("TERM");
+        assert_eq!(
+            self.wait(Duration::from_secs(30)),
+            Some(0),
+            "{}",
+            self.log_text()
+        );
+    }
+
     /// Waits for exit; the status code (None when killed by a signal).
     pub fn wait(&mut self, timeout: Duration) -> Option<i32> {
         let until = Instant::now() + timeout;
