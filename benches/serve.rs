@@ -1,12 +1,15 @@
 //! End-to-end daemon throughput through a real broker: `cargo bench --bench serve [-- OPTIONS]`.
 //!
-//! Starts tansu (memory storage) on 127.0.0.1, fills the input topic with 1 KiB JSON messages
-//! (10% quote 300 bytes of documents taken from the index), runs `memaudit serve` against the index, and reads the daemon's own
-//! /metrics until every message is finished. Prints messages/s, CPU and peak memory of the
-//! daemon per message, and the per-stage means from `memaudit_stage_seconds`.
+//! Starts tansu (SQLite storage) on 127.0.0.1, fills the input topic with 1 KiB JSON messages
+//! (10% quote 300 bytes of documents taken from the index; produced in batches), then for each
+//! in-flight limit runs `memaudit serve` against the index in a new consumer group and reads the
+//! daemon's own /metrics until every message is finished. Prints messages/s, CPU and peak
+//! memory of the daemon per message, the per-stage means from `memaudit_stage_seconds`, and a
+//! table of messages/s by `limits.max_in_flight`.
 //!
 //! Options: `--index DIR` (default bench-data/index, the 350 MB benchmark index; else the demo
-//! corpus is indexed), `--messages N` (20000), `--policy off|on-match` (off).
+//! corpus is indexed), `--messages N` (20000), `--policy off|on-match` (off),
+//! `--in-flight 16,64,256,4096` (the limits measured, in turn).
 
 #[path = "../tests/broker/mod.rs"]
 mod broker;
@@ -166,12 +169,43 @@ fn main() {
         bytes as f64 / n as f64,
         t.elapsed()
     );
+    let limits: Vec<usize> = arg("--in-flight", "16,64,256,4096")
+        .split(',')
+        .map(|x| {
+            x.trim()
+                .parse()
+                .expect("--in-flight takes numbers, e.g. 16,64")
+        })
+        .collect();
+    let mut table = Vec::new();
+    for limit in limits {
+        let rate = run_daemon(&b, &index, dir.path(), &policy, limit, n);
+        table.push((limit, rate));
+    }
+    println!("\nmessages/s by limits.max_in_flight (probe {policy}, {n} messages, one run each):");
+    println!("  | max_in_flight | messages/s |");
+    println!("  |---:|---:|");
+    for (limit, rate) in table {
+        println!("  | {limit} | {rate:.0} |");
+    }
+}
+
+/// One daemon in a new consumer group over the whole input topic; prints its figures and
+/// returns messages/s.
+fn run_daemon(
+    b: &broker::Broker,
+    index: &std::path::Path,
+    dir: &std::path::Path,
+    policy: &str,
+    limit: usize,
+    n: usize,
+) -> f64 {
     let cfg = format!(
-        "[kafka]\nbrokers = \"{}\"\ngroup_id = \"bench\"\n[topics]\ninput = \"in\"\nverdicts = \"v\"\nalerts = \"a\"\ndead_letters = \"d\"\n[index]\ndir = {:?}\n[probe]\npolicy = \"{policy}\"\n",
+        "[kafka]\nbrokers = \"{}\"\ngroup_id = \"bench-{limit}\"\n[topics]\ninput = \"in\"\nverdicts = \"v\"\nalerts = \"a\"\ndead_letters = \"d\"\n[index]\ndir = {:?}\n[probe]\npolicy = \"{policy}\"\n[limits]\nmax_in_flight = {limit}\n",
         b.brokers(),
         index.display().to_string()
     );
-    let d = broker::Daemon::start(dir.path(), &cfg, "bench");
+    let mut d = broker::Daemon::start(dir, &cfg, &format!("bench-{limit}"));
     let pid = d.child.id();
     // The topic is full before the daemon starts: time from its first finished message to its
     // last (start-up and the group join are left out), CPU over the same interval.
@@ -202,7 +236,10 @@ fn main() {
     let hwm = proc_field(pid, "status", "VmHWM:").unwrap_or(0);
     let anon = proc_field(pid, "status", "RssAnon:").unwrap_or(0);
     let file = proc_field(pid, "status", "RssFile:").unwrap_or(0);
-    println!("memaudit serve, probe {policy}, index {}", index.display());
+    println!(
+        "memaudit serve, probe {policy}, max_in_flight {limit}, index {}",
+        index.display()
+    );
     println!(
         "  {done:.0} messages of ~1 KiB in {:.2} s = {:.0} messages/s end to end (first verdict to last)",
         wall.as_secs_f64(),
@@ -249,5 +286,6 @@ fn main() {
             );
         }
     }
-    d.signal("TERM");
+    d.stop();
+    done / wall.as_secs_f64()
 }

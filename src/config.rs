@@ -118,6 +118,10 @@ pub struct KafkaConfig {
     pub statistics_interval_ms: u64,
     /// How often finished offsets are committed (also on rebalance and shutdown).
     pub commit_interval_ms: u64,
+    /// Stop committing a partition at the first offset the broker skipped (an offset gap),
+    /// for topics where a gap is never legitimate (no compaction, no transactions, retention
+    /// longer than any lag). Off: gaps are counted and logged, and commits go on.
+    pub strict_offsets: bool,
 }
 
 impl Default for KafkaConfig {
@@ -128,6 +132,7 @@ impl Default for KafkaConfig {
             options: BTreeMap::new(),
             statistics_interval_ms: 5000,
             commit_interval_ms: 1000,
+            strict_offsets: false,
         }
     }
 }
@@ -200,7 +205,8 @@ impl Default for InputConfig {
             format: InputFormat::Json,
             id_field: "id".into(),
             text_field: "text".into(),
-            max_bytes: 1 << 20,
+            // librdkafka's own message.max.bytes: what a default producer can write at most.
+            max_bytes: 1_000_000,
         }
     }
 }
@@ -306,6 +312,9 @@ pub struct SpanConfig {
     pub min_tokens: usize,
     /// Provenance hits reported per span.
     pub max_hits: usize,
+    /// Spans listed in a verdict: the longest ones, with the total in `spans_total` and
+    /// `spans_truncated` set when some were left out. Bounds the verdict's size.
+    pub max_reported: usize,
 }
 
 impl Default for SpanConfig {
@@ -314,6 +323,7 @@ impl Default for SpanConfig {
             min_chars: crate::index::DEFAULT_MIN_LEN,
             min_tokens: 0,
             max_hits: 3,
+            max_reported: 100,
         }
     }
 }
@@ -359,6 +369,15 @@ pub struct Limits {
     pub match_workers: usize,
     /// Produce requests awaiting acknowledgement at once.
     pub max_pending_produce: usize,
+    /// Payload bytes received but not yet finished; fetching also pauses above it.
+    pub max_in_flight_bytes: usize,
+    /// Largest record written (verdict, alert, dead letter), below the producer's
+    /// `message.max.bytes` (librdkafka's default 1,000,000): a verdict keeps fewer spans and a
+    /// dead letter's payload is cut (its original size in a header) to fit.
+    pub max_record_bytes: usize,
+    /// A message unfinished this long means its partition is stuck: the systemd watchdog
+    /// pings stop and `memaudit_oldest_unfinished_seconds` shows it.
+    pub stuck_after_secs: f64,
 }
 
 impl Default for Limits {
@@ -368,6 +387,9 @@ impl Default for Limits {
             match_batch: 64,
             match_workers: 2,
             max_pending_produce: 8192,
+            max_in_flight_bytes: 256 << 20,
+            max_record_bytes: 900_000,
+            stuck_after_secs: 600.0,
         }
     }
 }
@@ -523,6 +545,23 @@ impl Config {
         if self.input.max_bytes == 0 {
             return Err(err("input.max_bytes", "must be > 0"));
         }
+        let producer_max = self.producer_max_message_bytes();
+        if self.limits.max_record_bytes < 4096 || self.limits.max_record_bytes + 1024 > producer_max
+        {
+            return Err(err(
+                "limits.max_record_bytes",
+                format!(
+                    "must be at least 4096 and 1024 below the producer's message.max.bytes \
+                     ({producer_max}), which also counts the key, headers and framing"
+                ),
+            ));
+        }
+        if !(self.limits.stuck_after_secs.is_finite() && self.limits.stuck_after_secs > 0.0) {
+            return Err(err(
+                "limits.stuck_after_secs",
+                "must be a number of seconds > 0",
+            ));
+        }
         if self.index.dir.as_os_str().is_empty() {
             return Err(err("index.dir", "must name the index directory"));
         }
@@ -568,6 +607,11 @@ impl Config {
                 "limits.max_pending_produce",
                 self.limits.max_pending_produce,
             ),
+            (
+                "limits.max_in_flight_bytes",
+                self.limits.max_in_flight_bytes,
+            ),
+            ("spans.max_reported", self.spans.max_reported),
         ] {
             if v == 0 {
                 return Err(err(k, "must be > 0"));
@@ -577,6 +621,15 @@ impl Config {
             return Err(err("shutdown.deadline_secs", "must be > 0"));
         }
         Ok(())
+    }
+
+    /// The producer's `message.max.bytes`: `kafka.options` or librdkafka's default.
+    pub fn producer_max_message_bytes(&self) -> usize {
+        self.kafka
+            .options
+            .get("message.max.bytes")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1_000_000)
     }
 
     /// Whether the model (and its tokenizer) must be loaded.

@@ -10,15 +10,15 @@
 use crate::config::{Config, IndexConfig, ProbePolicy, SourceKind};
 use crate::index::build::{self, BuildOptions, SaAlgorithm};
 use crate::index::format::Normalization;
-use crate::serve::offsets::OffsetTracker;
-use crate::serve::pipeline::{Pipeline, Record, Sink, Stream};
+use crate::serve::offsets::{InFlight, OffsetTracker};
+use crate::serve::pipeline::{Pipeline, Record, SendError, Sink, Stream};
 use crate::serve::shutdown::Shutdown;
 use crate::serve::{file, http};
 use anyhow::{Context, Result};
 use futures::future::BoxFuture;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Where the licence texts live on Debian-family machines.
@@ -113,7 +113,7 @@ pub async fn run(o: DemoOptions) -> Result<()> {
     println!("metrics at http://{addr}/metrics\n");
 
     let sink = Arc::new(PrintSink::new(&o.workdir)?);
-    let tracker = Arc::new(Mutex::new(OffsetTracker::new()));
+    let tracker = InFlight::new(OffsetTracker::new(), loaded.metrics.clone());
     let pipeline = Pipeline::new(
         &cfg,
         loaded.analyzer.clone(),
@@ -303,7 +303,7 @@ impl PrintSink {
 }
 
 impl Sink for PrintSink {
-    fn send(&self, r: Record) -> BoxFuture<'static, Result<()>> {
+    fn send(&self, r: Record) -> BoxFuture<'static, Result<(), SendError>> {
         println!("{}", Self::line(&r));
         self.files.send(r)
     }

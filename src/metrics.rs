@@ -17,7 +17,8 @@ pub const STAGES: [&str; 5] = ["decode", "match", "probe", "produce", "end_to_en
 /// All metrics, registered in their own registry.
 pub struct Metrics {
     pub registry: Registry,
-    /// Messages finished, by outcome: `verdict` or `dead_letter`.
+    /// Messages finished, by outcome: `verdict`, `dead_letter`, or `dropped` (every record the
+    /// message had, its dead letter too, was refused by the broker for good).
     pub messages: IntCounterVec,
     /// Verdicts by severity.
     pub verdicts: IntCounterVec,
@@ -35,8 +36,20 @@ pub struct Metrics {
     pub entropy: Histogram,
     /// Messages received and not yet finished.
     pub in_flight: IntGauge,
+    /// Payload bytes of those messages.
+    pub in_flight_bytes: IntGauge,
+    /// Age of the oldest unfinished message: its partition cannot commit past it.
+    pub oldest_unfinished: IntGauge,
     /// 1 while fetching is paused because `limits.max_in_flight` is reached.
     pub paused: IntGauge,
+    /// Jumps in an input partition's offsets (offsets never delivered), and the offsets skipped.
+    pub offset_gaps: IntCounterVec,
+    pub offset_gap_records: IntCounterVec,
+    /// Partitions whose commits are held at a gap (`kafka.strict_offsets`).
+    pub commit_held: IntGauge,
+    /// Records the broker refused for good, by output stream and what became of the message
+    /// (`reduced`: a smaller record was written instead; `dead_letter`; `dropped`).
+    pub produce_rejected: IntCounterVec,
     /// Consumer lag by input partition (librdkafka statistics).
     pub lag: IntGaugeVec,
     /// Produce attempts that failed (retried until acknowledged or shutdown).
@@ -95,7 +108,7 @@ impl Metrics {
         let m = Metrics {
             messages: counter_vec(
                 "memaudit_messages_total",
-                "Input messages finished, by outcome (verdict, dead_letter).",
+                "Input messages finished, by outcome (verdict, dead_letter, dropped).",
                 &["outcome"],
             ),
             verdicts: counter_vec(
@@ -133,6 +146,33 @@ impl Metrics {
                 "memaudit_in_flight_messages",
                 "Messages received and not yet finished (verdict acknowledged or dead-lettered).",
             ),
+            in_flight_bytes: gauge(
+                "memaudit_in_flight_bytes",
+                "Payload bytes of the messages in flight.",
+            ),
+            oldest_unfinished: gauge(
+                "memaudit_oldest_unfinished_seconds",
+                "Age of the oldest message received and not finished (0 when none): its partition cannot commit past it.",
+            ),
+            offset_gaps: counter_vec(
+                "memaudit_offset_gaps_total",
+                "Jumps in an input partition's offsets: offsets the broker never delivered.",
+                &["topic", "partition"],
+            ),
+            offset_gap_records: counter_vec(
+                "memaudit_offset_gap_records_total",
+                "Offsets skipped by those jumps.",
+                &["topic", "partition"],
+            ),
+            commit_held: gauge(
+                "memaudit_commit_held_partitions",
+                "Input partitions whose commits are held at an offset gap (kafka.strict_offsets).",
+            ),
+            produce_rejected: counter_vec(
+                "memaudit_produce_rejected_total",
+                "Records the broker refused for good, by stream and what was done instead (reduced, dead_letter, dropped).",
+                &["stream", "result"],
+            ),
             paused: gauge(
                 "memaudit_fetch_paused",
                 "1 while fetching is paused because the in-flight limit is reached.",
@@ -145,7 +185,7 @@ impl Metrics {
             produce_errors: {
                 let c = IntCounter::new(
                     "memaudit_produce_errors_total",
-                    "Produce attempts that failed; the record is retried until acknowledged.",
+                    "Produce attempts that failed (transient failures are retried until acknowledged).",
                 )
                 .expect("valid metric");
                 registry.register(Box::new(c.clone())).expect("unique");
@@ -190,7 +230,7 @@ impl Metrics {
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
         // Pre-create the label values a dashboard expects, so they read 0 rather than absent.
-        for o in ["verdict", "dead_letter"] {
+        for o in ["verdict", "dead_letter", "dropped"] {
             m.messages.with_label_values(&[o]);
         }
         for s in crate::verdict::Severity::ALL {

@@ -223,11 +223,40 @@ pub struct Verdict {
     /// Share of the text inside verbatim spans.
     pub coverage: f64,
     pub longest_span_chars: usize,
+    /// The spans, in text order; at most `spans.max_reported` of them (the longest).
     pub spans: Vec<VerdictSpan>,
+    /// How many spans the message has, listed or not.
+    pub spans_total: usize,
+    /// True when `spans` leaves some out ([`Verdict::keep_longest_spans`]).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub spans_truncated: bool,
     /// Present when the probe scored this message.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub entropy: Option<Entropy>,
     pub index_id: String,
+}
+
+impl Verdict {
+    /// Keeps the `n` longest spans (ties: the earlier one), still in text order; `spans_total`
+    /// keeps the full count. Severity, coverage and reasons are unchanged: they were computed
+    /// from every span.
+    pub fn keep_longest_spans(&mut self, n: usize) {
+        if self.spans.len() <= n {
+            return;
+        }
+        let mut order: Vec<usize> = (0..self.spans.len()).collect();
+        order.sort_by_key(|&i| (std::cmp::Reverse(self.spans[i].chars), i));
+        let mut keep = vec![false; self.spans.len()];
+        for &i in &order[..n] {
+            keep[i] = true;
+        }
+        let mut i = 0;
+        self.spans.retain(|_| {
+            i += 1;
+            keep[i - 1]
+        });
+        self.spans_truncated = true;
+    }
 }
 
 /// The probe's output for one message, as the verdict needs it.
@@ -396,6 +425,8 @@ pub fn judge(
         text_chars: report.text_chars,
         coverage,
         longest_span_chars: longest,
+        spans_total: spans.len(),
+        spans_truncated: false,
         spans,
         entropy,
         index_id: report.index_id.clone(),
@@ -561,5 +592,27 @@ mod tests {
         let mut r = SeverityRules::default();
         r.critical.coverage = 1.5;
         assert_eq!(r.validate().unwrap_err().key, "critical.coverage");
+    }
+
+    #[test]
+    fn keeping_the_longest_spans_keeps_text_order_and_the_total() {
+        let r = report(
+            1000,
+            &[
+                (0, 60, None),
+                (100, 300, None),
+                (400, 470, None),
+                (500, 700, None),
+            ],
+        );
+        let mut v = judge("m", &r, 0, None, &SeverityRules::default());
+        let before = (v.severity, v.coverage, v.reasons.clone());
+        v.keep_longest_spans(4);
+        assert!(!v.spans_truncated);
+        v.keep_longest_spans(2);
+        let kept: Vec<_> = v.spans.iter().map(|s| s.start).collect();
+        assert_eq!(kept, vec![100, 500]);
+        assert_eq!((v.spans_total, v.spans_truncated), (4, true));
+        assert_eq!((v.severity, v.coverage, v.reasons), before);
     }
 }

@@ -1,6 +1,8 @@
-//! `memaudit serve` end to end against a real Kafka-protocol broker (tansu, memory storage):
-//! verdicts, alerts, dead letters and commits; kill -9 and restart; broker restart; SIGTERM
-//! under load. Every test checks that each good message ends with a verdict.
+//! `memaudit serve` end to end against a real Kafka-protocol broker (tansu, SQLite storage;
+//! inputs produced in batches, as real producers write them): verdicts, alerts, dead letters
+//! and commits; kill -9 in the middle of a batch and restart; broker restart; SIGTERM under
+//! load. Every test checks that each good message ends with a verdict, and the committed
+//! offsets against the ends the produce acknowledgements gave.
 //!
 //! The tests share the machine's two cores, so they run one at a time (a lock).
 
@@ -79,7 +81,7 @@ fn verdicts_alerts_dead_letters_and_commits() {
             ),
         );
     }
-    broker.produce(INPUT, &recs);
+    let acks = broker.produce(INPUT, &recs);
 
     let mut d = Daemon::start(
         dir.path(),
@@ -148,10 +150,7 @@ fn verdicts_alerts_dead_letters_and_commits() {
             .is_ok());
     }
     // Offsets: every partition committed to its end.
-    let mut per_partition = vec![0i64; PARTITIONS as usize];
-    for r in &recs {
-        per_partition[r.0 as usize] += 1;
-    }
+    let per_partition = acks.ends(PARTITIONS);
     let until = Instant::now() + Duration::from_secs(20);
     loop {
         let c = broker.committed("g-e2e", INPUT, PARTITIONS);

@@ -295,3 +295,147 @@ fn demo_shows_verdicts_alerts_dead_letters_and_metrics() {
     assert_eq!(lines(&work.join("verdicts.jsonl")).len(), 8);
     assert_eq!(lines(&work.join("dead-letters.jsonl")).len(), 2);
 }
+
+/// stdin held open (a producer that never closes it) and an HTTP client that sent half a
+/// request: a SIGTERM must still end the daemon within `shutdown.deadline_secs`, with a
+/// verdict for every line it was given before.
+#[test]
+fn sigterm_with_stdin_held_open_and_a_half_sent_http_request_exits_within_the_deadline() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let index = build_index(dir.path());
+    let http = free_port();
+    let verdicts = dir.path().join("verdicts.jsonl");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_memaudit"))
+        .args(["serve", "--input", "-", "--index"])
+        .arg(&index)
+        .args(["--http", &format!("127.0.0.1:{http}")])
+        .args([
+            "--set",
+            "probe.policy=\"off\"",
+            "--set",
+            "shutdown.deadline_secs=3",
+        ])
+        .arg("--set")
+        .arg(format!(
+            "file.verdicts={:?}",
+            verdicts.display().to_string()
+        ))
+        .env("MEMAUDIT_LOG", "info")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (input, _) = messages(30, 3, "held", 1);
+    let mut stdin = child.stdin.take().unwrap();
+    for r in &input {
+        stdin.write_all(&r.2).unwrap();
+        stdin.write_all(b"\n").unwrap();
+    }
+    stdin.flush().unwrap();
+    let mut d = Daemon {
+        child,
+        http,
+        log: dir.path().join("unused"),
+    };
+    let until = Instant::now() + Duration::from_secs(60);
+    while lines(&verdicts).len() < input.len() {
+        assert!(
+            Instant::now() < until,
+            "{} verdicts",
+            lines(&verdicts).len()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut half = std::net::TcpStream::connect(("127.0.0.1", http)).unwrap();
+    half.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    d.signal("TERM");
+    let t = Instant::now();
+    let code = d.wait(Duration::from_secs(20));
+    let took = t.elapsed();
+    drop((stdin, half));
+    let mut err = String::new();
+    std::io::Read::read_to_string(d.child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        took < Duration::from_millis(4_000),
+        "exit {took:?} after SIGTERM, deadline 3 s\n{err}"
+    );
+    let ids: std::collections::BTreeSet<String> = lines(&verdicts)
+        .iter()
+        .map(|v| v["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), input.len(), "every line given had its verdict");
+}
+
+/// A panic while judging one message (injected with `MEMAUDIT_FAILPOINT`) makes that message
+/// a dead letter with reason `internal`; the others get their verdicts.
+#[test]
+fn a_panic_on_one_message_becomes_an_internal_dead_letter() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let index = build_index(dir.path());
+    let (recs, _) = messages(12, 3, "p", 1);
+    let mut input: Vec<u8> = Vec::new();
+    for (i, r) in recs.iter().enumerate() {
+        if i == 4 || i == 9 {
+            let stage = if i == 4 { "POISON-M" } else { "POISON-V" };
+            input.extend(
+                serde_json::json!({"id": format!("poison-{i}"), "text": format!("{stage} a novel text")})
+                    .to_string()
+                    .bytes(),
+            );
+            input.push(b'\n');
+        }
+        input.extend(&r.2);
+        input.push(b'\n');
+    }
+    let idx = index.display().to_string();
+    for (failpoint, id) in [
+        ("match:POISON-M", "poison-4"),
+        ("verdict:POISON-V", "poison-9"),
+    ] {
+        let out = memaudit_with_stdin(
+            &[
+                "serve",
+                "--input",
+                "-",
+                "--index",
+                &idx,
+                "--http",
+                "",
+                "--set",
+                "probe.policy=\"off\"",
+            ],
+            &[("MEMAUDIT_FAILPOINT", failpoint)],
+            &input,
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let records = json_lines(&stdout);
+        let dead: Vec<_> = records
+            .iter()
+            .filter(|r| r["kind"] == "dead_letter")
+            .collect();
+        assert_eq!(dead.len(), 1, "{failpoint}: {stdout}");
+        assert_eq!(dead[0]["reason"], "internal");
+        assert!(dead[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("injected panic"));
+        assert!(dead[0]["payload"].as_str().unwrap().contains(id));
+        let verdicts = records.iter().filter(|r| r["kind"] == "verdict").count();
+        assert_eq!(
+            verdicts,
+            recs.len() + 1,
+            "{failpoint}: every other message has its verdict"
+        );
+    }
+}

@@ -3,8 +3,8 @@
 //! (partition 0), so verdicts point back at the input line. Blank lines are skipped.
 
 use super::message::{Envelope, Origin};
-use super::offsets::OffsetTracker;
-use super::pipeline::{DeadLetterRecord, Record, Sink, Stream};
+use super::offsets::InFlight;
+use super::pipeline::{DeadLetterRecord, Record, SendError, Sink, Stream};
 use crate::config::FileConfig;
 use anyhow::{Context, Result};
 use futures::future::BoxFuture;
@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 pub async fn read_lines(
     path: &Path,
     tx: mpsc::Sender<Envelope>,
-    tracker: Arc<Mutex<OffsetTracker>>,
+    in_flight: Arc<InFlight>,
     shutdown: super::shutdown::Shutdown,
 ) -> Result<u64> {
     let (topic, reader): (String, Box<dyn tokio::io::AsyncRead + Unpin + Send>) =
@@ -57,10 +57,7 @@ pub async fn read_lines(
             partition: 0,
             offset,
         };
-        tracker
-            .lock()
-            .expect("tracker lock")
-            .received(&(origin.topic.clone(), 0), offset);
+        in_flight.received(&(origin.topic.clone(), 0), offset, payload.len());
         let env = Envelope {
             origin,
             key: None,
@@ -145,8 +142,10 @@ impl FileSink {
 }
 
 impl Sink for FileSink {
-    fn send(&self, record: Record) -> BoxFuture<'static, Result<()>> {
-        let r = self.write(&record).context("writing a record");
+    fn send(&self, record: Record) -> BoxFuture<'static, Result<(), SendError>> {
+        let r = self
+            .write(&record)
+            .map_err(|e| SendError::GaveUp(format!("writing a record: {e:#}")));
         Box::pin(async move { r })
     }
 }

@@ -6,11 +6,20 @@
 //!
 //! librdkafka is configured with `enable.auto.commit=false`: the committed offset is always the
 //! [`OffsetTracker`]'s contiguous finished offset, never the consumer's position.
+//!
+//! Offsets the broker skips are seen: each assigned partition's first expected offset is its
+//! committed offset (or the start of the log), and every received offset is compared with the
+//! one expected next; a jump is an offset gap, counted, logged with its range, and in
+//! `kafka.strict_offsets` mode never committed past.
+//!
+//! Produce errors are classified: those the broker will answer the same way however often it is
+//! asked (too large, not authorized, unknown topic, invalid record) are [`SendError::Refused`] and
+//! the pipeline writes a reduced record or a dead letter instead; every other error is retried.
 
 use super::http::Readiness;
 use super::message::{Envelope, Origin};
-use super::offsets::{OffsetTracker, Partition};
-use super::pipeline::{Record, Sink, Stream};
+use super::offsets::{Gap, InFlight, Partition};
+use super::pipeline::{Record, SendError, Sink, Stream};
 use super::shutdown::Shutdown;
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -21,6 +30,7 @@ use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::statistics::Statistics;
@@ -44,11 +54,12 @@ pub fn client_config(cfg: &Config) -> ClientConfig {
 
 /// Consumer callbacks: rebalance drains, lag statistics.
 pub struct GroupContext {
-    tracker: Arc<Mutex<OffsetTracker>>,
+    in_flight: Arc<InFlight>,
     metrics: Arc<Metrics>,
     ready: Arc<Readiness>,
     input: String,
     drain: Duration,
+    shutdown: Shutdown,
     /// Whether fetching is paused for backpressure: the consumer loop decides, a rebalance
     /// applies it to the partitions it assigns.
     paused: Arc<AtomicBool>,
@@ -61,7 +72,7 @@ pub struct GroupContext {
 /// next owner what was already finished).
 pub struct Committer {
     one_at_a_time: Mutex<()>,
-    tracker: Arc<Mutex<OffsetTracker>>,
+    in_flight: Arc<InFlight>,
     metrics: Arc<Metrics>,
 }
 
@@ -74,12 +85,19 @@ impl ClientContext for GroupContext {
                 if *p < 0 || part.fetch_state == "none" {
                     continue;
                 }
-                if part.consumer_lag >= 0 {
-                    self.metrics
-                        .lag
-                        .with_label_values(&[&self.input, &p.to_string()])
-                        .set(part.consumer_lag);
-                }
+                // librdkafka reports -1 until the group commits: a partition stuck at its first
+                // message would show no lag at all. Nothing committed: all of the log is unread.
+                let lag = if part.consumer_lag >= 0 {
+                    part.consumer_lag
+                } else if part.hi_offset >= 0 && part.lo_offset >= 0 {
+                    part.hi_offset - part.lo_offset
+                } else {
+                    continue;
+                };
+                self.metrics
+                    .lag
+                    .with_label_values(&[&self.input, &p.to_string()])
+                    .set(lag);
             }
         }
         let up = s.brokers.values().any(|b| b.state == "UP");
@@ -101,10 +119,16 @@ impl ConsumerContext for GroupContext {
             .iter()
             .map(|e| (e.topic().to_string(), e.partition()))
             .collect();
-        let until = Instant::now() + self.drain;
+        // A rebalance drains for up to the deadline's length; at shutdown (the consumer's close
+        // revokes everything) only until the deadline itself.
+        let until = if self.shutdown.is_triggered() {
+            self.shutdown.deadline()
+        } else {
+            Instant::now() + self.drain
+        };
         let wait = || loop {
             let left: usize = {
-                let t = self.tracker.lock().expect("tracker lock");
+                let t = self.in_flight.lock();
                 parts.iter().map(|p| t.pending_in(p)).sum()
             };
             if left == 0 || Instant::now() >= until {
@@ -112,26 +136,17 @@ impl ConsumerContext for GroupContext {
             }
             std::thread::sleep(Duration::from_millis(5));
         };
-        // This runs inside the consumer's poll on a runtime worker: let the runtime move other
-        // tasks (the pipeline finishing these messages) off this thread while it waits.
-        let left = match tokio::runtime::Handle::try_current() {
-            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(wait)
-            }
-            _ => wait(),
-        };
+        let left = in_place(wait);
         let committed = self
             .committer
             .commit(consumer, Some(&parts), CommitMode::Sync);
-        let mut t = self.tracker.lock().expect("tracker lock");
+        self.in_flight.forget(&parts);
         for p in &parts {
-            t.forget(p);
             let _ = self
                 .metrics
                 .lag
                 .remove_label_values(&[&p.0, &p.1.to_string()]);
         }
-        self.metrics.in_flight.set(t.in_flight() as i64);
         tracing::info!(
             partitions = parts.len(),
             unfinished = left,
@@ -155,13 +170,63 @@ impl ConsumerContext for GroupContext {
             if let Err(e) = r {
                 tracing::warn!(error = %e, paused, "setting the fetch state of assigned partitions failed");
             }
-            tracing::info!(partitions = tpl.count(), paused, "partitions assigned");
+            let seeded = in_place(|| self.seed_expected(consumer, tpl));
+            tracing::info!(
+                partitions = tpl.count(),
+                paused,
+                seeded,
+                "partitions assigned"
+            );
         }
         let n = consumer.assignment().map(|a| a.count()).unwrap_or(0);
         self.metrics.assigned_partitions.set(n as i64);
         self.ready
             .partitions_assigned
             .store(n > 0, Ordering::Relaxed);
+    }
+}
+
+impl GroupContext {
+    /// Where each assigned partition will be read from, so that the first received offset can
+    /// be checked: the group's committed offset, else the start of the log
+    /// (`auto.offset.reset=earliest`). How many partitions were seeded.
+    fn seed_expected(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) -> usize {
+        let timeout = Duration::from_secs(5);
+        let committed = match consumer.committed_offsets(tpl.clone(), timeout) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading committed offsets failed: the first offset of the assigned partitions is not checked for a gap");
+                return 0;
+            }
+        };
+        let mut seeded = 0;
+        for e in committed.elements() {
+            let next = match e.offset() {
+                Offset::Offset(o) => Some(o),
+                _ => consumer
+                    .fetch_watermarks(e.topic(), e.partition(), timeout)
+                    .map(|(low, _)| low)
+                    .ok(),
+            };
+            if let Some(next) = next {
+                self.in_flight
+                    .lock()
+                    .assigned(&(e.topic().to_string(), e.partition()), next);
+                seeded += 1;
+            }
+        }
+        seeded
+    }
+}
+
+/// Runs a blocking wait from inside the consumer's poll on a runtime worker: lets the runtime
+/// move its other tasks (the pipeline finishing messages) off this thread meanwhile.
+fn in_place<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
     }
 }
 
@@ -176,9 +241,8 @@ impl Committer {
     ) -> bool {
         let _one_at_a_time = self.one_at_a_time.lock().expect("commit lock");
         let todo: Vec<(Partition, i64)> = self
-            .tracker
+            .in_flight
             .lock()
-            .expect("tracker lock")
             .to_commit()
             .into_iter()
             .filter(|(p, _)| only.is_none_or(|o| o.contains(p)))
@@ -198,7 +262,7 @@ impl Committer {
         match consumer.commit(&tpl, mode) {
             Ok(()) => {
                 self.metrics.commits.with_label_values(&["ok"]).inc();
-                let mut t = self.tracker.lock().expect("tracker lock");
+                let mut t = self.in_flight.lock();
                 for (p, o) in &todo {
                     t.committed(p, *o);
                 }
@@ -217,6 +281,7 @@ impl Committer {
 pub struct KafkaSink {
     producer: FutureProducer,
     topics: [String; 3],
+    max_record_bytes: usize,
     metrics: Arc<Metrics>,
     shutdown: Shutdown,
 }
@@ -238,6 +303,7 @@ impl KafkaSink {
                 cfg.topics.alerts.clone(),
                 cfg.topics.dead_letters.clone(),
             ],
+            max_record_bytes: cfg.limits.max_record_bytes,
             metrics,
             shutdown,
         })
@@ -251,8 +317,31 @@ impl KafkaSink {
     }
 }
 
+/// Whether the broker (or librdkafka) will refuse this record however often it is sent.
+/// Everything else (a broker down, leaders moving, timeouts, a full queue) is worth retrying.
+pub fn refused_for_good(e: &KafkaError) -> bool {
+    use RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            C::MessageSizeTooLarge
+                | C::InvalidMessageSize
+                | C::MessageBatchTooLarge
+                | C::InvalidRecord
+                | C::UnknownTopic
+                | C::UnknownTopicOrPartition
+                | C::InvalidTopic
+                | C::TopicAuthorizationFailed
+                | C::ClusterAuthorizationFailed
+                | C::PolicyViolation
+                | C::UnsupportedForMessageFormat
+                | C::UnsupportedCompressionType
+        )
+    )
+}
+
 impl Sink for KafkaSink {
-    fn send(&self, r: Record) -> BoxFuture<'static, Result<()>> {
+    fn send(&self, r: Record) -> BoxFuture<'static, Result<(), SendError>> {
         let producer = self.producer.clone();
         let topic = self.topics[match r.stream {
             Stream::Verdicts => 0,
@@ -278,13 +367,24 @@ impl Sink for KafkaSink {
                 if let Some(k) = &r.key {
                     rec = rec.key(k.as_slice());
                 }
-                let err = match producer.send(rec, Duration::from_secs(1)).await {
+                let sent = tokio::select! {
+                    s = producer.send(rec, Duration::from_secs(1)) => s,
+                    _ = tokio::time::sleep_until(shutdown.deadline().into()), if shutdown.is_triggered() => {
+                        return Err(SendError::GaveUp(format!("producing to {topic}: not acknowledged by the shutdown deadline")));
+                    }
+                };
+                let err = match sent {
                     Ok(_) => return Ok(()),
                     Err((e, _)) => e,
                 };
                 metrics.produce_errors.inc();
+                if refused_for_good(&err) {
+                    return Err(SendError::Refused(format!("{topic}: {err}")));
+                }
                 if shutdown.is_triggered() && Instant::now() >= shutdown.deadline() {
-                    anyhow::bail!("producing to {topic} failed at the shutdown deadline: {err}");
+                    return Err(SendError::GaveUp(format!(
+                        "producing to {topic} failed at the shutdown deadline: {err}"
+                    )));
                 }
                 tracing::warn!(topic = %topic, error = %err, "produce failed; retrying");
                 tokio::time::sleep(backoff).await;
@@ -292,14 +392,32 @@ impl Sink for KafkaSink {
             }
         })
     }
+
+    fn max_record_bytes(&self) -> usize {
+        self.max_record_bytes
+    }
 }
 
-/// Runs the consumer loop until shutdown; then drains the pipeline, flushes and commits.
+/// Runs `f` (a blocking librdkafka call) on the blocking pool for at most `timeout`: a hung
+/// broker cannot hold the caller past it. `None` when it did not return in time (the thread
+/// is left to finish on its own).
+async fn bounded<T: Send + 'static>(
+    timeout: Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    tokio::time::timeout(timeout, tokio::task::spawn_blocking(f))
+        .await
+        .ok()
+        .and_then(Result::ok)
+}
+
+/// Runs the consumer loop until shutdown; then drains the pipeline, flushes and commits, each
+/// step bounded by the shutdown deadline.
 pub async fn run(
     cfg: &Config,
     pipeline: Arc<super::pipeline::Pipeline>,
     sink: Arc<KafkaSink>,
-    tracker: Arc<Mutex<OffsetTracker>>,
+    in_flight: Arc<InFlight>,
     metrics: Arc<Metrics>,
     ready: Arc<Readiness>,
     shutdown: Shutdown,
@@ -307,15 +425,16 @@ pub async fn run(
     let paused_flag = Arc::new(AtomicBool::new(false));
     let committer = Arc::new(Committer {
         one_at_a_time: Mutex::new(()),
-        tracker: tracker.clone(),
+        in_flight: in_flight.clone(),
         metrics: metrics.clone(),
     });
     let context = GroupContext {
-        tracker: tracker.clone(),
+        in_flight: in_flight.clone(),
         metrics: metrics.clone(),
         ready: ready.clone(),
         input: cfg.topics.input.clone(),
         drain: Duration::from_secs_f64(cfg.shutdown.deadline_secs),
+        shutdown: shutdown.clone(),
         paused: paused_flag.clone(),
         committer: committer.clone(),
     };
@@ -372,16 +491,15 @@ pub async fn run(
         })
     };
 
-    let max = cfg.limits.max_in_flight;
+    let (max, max_bytes) = (cfg.limits.max_in_flight, cfg.limits.max_in_flight_bytes);
     loop {
-        let in_flight = tracker.lock().expect("tracker lock").in_flight();
-        metrics.in_flight.set(in_flight as i64);
-        // Pause at the limit, resume at half.
+        let (n, bytes) = in_flight.load();
+        // Pause at either limit, resume when both are down to half.
         let was_paused = paused_flag.load(Ordering::Relaxed);
         let paused = if was_paused {
-            in_flight > max / 2
+            n > max / 2 || bytes > max_bytes / 2
         } else {
-            in_flight >= max
+            n >= max || bytes >= max_bytes
         };
         if paused != was_paused {
             paused_flag.store(paused, Ordering::Relaxed);
@@ -397,14 +515,15 @@ pub async fn run(
                         partition: m.partition(),
                         offset: m.offset(),
                     };
-                    tracker
-                        .lock()
-                        .expect("tracker lock")
-                        .received(&(origin.topic.clone(), origin.partition), origin.offset);
+                    let payload = m.payload().unwrap_or_default().to_vec();
+                    let p = (origin.topic.clone(), origin.partition);
+                    if let Some(gap) = in_flight.received(&p, origin.offset, payload.len()) {
+                        report_gap(&metrics, &p, gap, cfg.kafka.strict_offsets);
+                    }
                     let env = Envelope {
                         origin,
                         key: m.key().map(<[u8]>::to_vec),
-                        payload: m.payload().unwrap_or_default().to_vec(),
+                        payload,
                         received: Instant::now(),
                     };
                     if tx.send(env).await.is_err() {
@@ -416,36 +535,61 @@ pub async fn run(
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
-            // While paused nothing arrives: wake up to re-check the in-flight count.
-            _ = tokio::time::sleep(Duration::from_millis(50)), if paused => {}
+            // While paused nothing arrives: wake when a message finishes (or to re-check).
+            _ = in_flight.progress(Duration::from_millis(50)), if paused => {}
         }
     }
 
-    // Drain: stop taking messages, finish what was taken, flush, commit.
+    // Drain: stop taking messages, finish what was taken, flush, commit; all by the deadline.
     ready.shutting_down.store(true, Ordering::Relaxed);
     drop(tx);
     let deadline = shutdown.deadline();
     let drained = super::pipeline::within(deadline, pipe).await.is_some();
-    let left = deadline.saturating_duration_since(Instant::now());
-    if let Err(e) = sink.flush(left.max(Duration::from_millis(100))) {
-        tracing::warn!(error = %format!("{e:#}"), "flush incomplete");
+    let left = || deadline.saturating_duration_since(Instant::now());
+    let s = sink.clone();
+    let flush_for = left().max(Duration::from_millis(100));
+    match bounded(flush_for, move || s.flush(flush_for)).await {
+        Some(Ok(())) => {}
+        Some(Err(e)) => tracing::warn!(error = %format!("{e:#}"), "flush incomplete"),
+        None => tracing::warn!("flush incomplete at the shutdown deadline"),
     }
-    let _ = interval_commits.await;
+    interval_commits.abort();
     let (c, k) = (consumer.clone(), committer.clone());
-    tokio::task::spawn_blocking(move || k.commit(c.as_ref(), None, CommitMode::Sync))
-        .await
-        .ok();
-    let unfinished = tracker.lock().expect("tracker lock").in_flight();
-    if drained && unfinished == 0 {
+    let committed = bounded(left().max(Duration::from_millis(100)), move || {
+        k.commit(c.as_ref(), None, CommitMode::Sync)
+    })
+    .await;
+    let unfinished = in_flight.load().0;
+    if drained && unfinished == 0 && committed == Some(true) {
         tracing::info!("drained: every received message finished and committed");
     } else {
         tracing::warn!(
             unfinished,
-            "shutdown deadline reached: unfinished messages stay uncommitted and will be delivered again"
+            committed = committed.unwrap_or(false),
+            "shutdown deadline reached: unfinished or uncommitted messages will be delivered again"
         );
     }
-    consumer.unsubscribe();
     Ok(())
+}
+
+/// Counts and logs offsets the broker never delivered.
+fn report_gap(metrics: &Metrics, p: &Partition, gap: Gap, strict: bool) {
+    let labels = [p.0.as_str(), &p.1.to_string()];
+    metrics.offset_gaps.with_label_values(&labels).inc();
+    metrics
+        .offset_gap_records
+        .with_label_values(&labels)
+        .inc_by(gap.len() as u64);
+    tracing::warn!(
+        topic = %p.0,
+        partition = p.1,
+        from = gap.from,
+        to = gap.to,
+        missing = gap.len(),
+        held = strict,
+        "offset gap: the broker skipped these offsets (legitimate after compaction, transaction \
+         markers or retention; otherwise records were never delivered)"
+    );
 }
 
 fn set_paused<C: ConsumerContext + 'static>(consumer: &StreamConsumer<C>, pause: bool) {

@@ -47,10 +47,16 @@ pub enum Reason {
     TextNotString,
     BadId,
     EmptyPayload,
+    /// memaudit failed on this message (a panic in matching, the probe or the verdict): a bug
+    /// to report, with the payload kept here so the message can be replayed after the fix.
+    Internal,
+    /// The broker refused the message's verdict or alert for good (too large, authorization,
+    /// unknown topic) even reduced: the input is kept here instead.
+    OutputRefused,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 8] = [
+    pub const ALL: [Reason; 10] = [
         Reason::Oversize,
         Reason::InvalidUtf8,
         Reason::InvalidJson,
@@ -59,6 +65,8 @@ impl Reason {
         Reason::TextNotString,
         Reason::BadId,
         Reason::EmptyPayload,
+        Reason::Internal,
+        Reason::OutputRefused,
     ];
 
     /// The code in headers and metric labels.
@@ -72,6 +80,8 @@ impl Reason {
             Reason::TextNotString => "text_not_string",
             Reason::BadId => "bad_id",
             Reason::EmptyPayload => "empty_payload",
+            Reason::Internal => "internal",
+            Reason::OutputRefused => "output_refused",
         }
     }
 }

@@ -4,13 +4,15 @@
 //! - [`message`]: envelopes, decoding, dead-letter reasons.
 //! - [`analyze`]: index lookup, probe policy, probe, verdict (synchronous, shared).
 //! - [`pipeline`]: the stages, batching, backpressure, finishing offsets after acknowledgement.
-//! - [`offsets`]: per-partition contiguous commit tracking.
+//! - [`offsets`]: per-partition contiguous commit tracking, gaps, what is in flight.
 //! - [`kafka`]: consumer group (pause/resume, rebalance drain, commits, lag) and producer.
 //! - [`file`]: the embedded source and sink (no broker).
 //! - [`http`]: `/metrics`, `/healthz`, `/readyz`.
 //! - [`shutdown`]: the shutdown object, signals, systemd notify and watchdog.
+//! - [`failpoint`]: fault injection for the tests (`MEMAUDIT_FAILPOINT`).
 
 pub mod analyze;
+pub mod failpoint;
 pub mod file;
 pub mod http;
 pub mod kafka;
@@ -24,11 +26,11 @@ use crate::metrics::Metrics;
 use analyze::Analyzer;
 use anyhow::{Context, Result};
 use http::Readiness;
-use offsets::OffsetTracker;
+use offsets::{InFlight, OffsetTracker};
 use pipeline::{Pipeline, Sink};
 use shutdown::Shutdown;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Everything loaded before the first message: the analyzer and the shared observability state.
@@ -84,6 +86,7 @@ pub async fn run(cfg: Config) -> Result<()> {
     shutdown
         .listen_for_signals()
         .context("installing signal handlers")?;
+    shutdown::exit_at_deadline(&shutdown);
     let loaded = load(&cfg).await?;
     let Loaded {
         analyzer,
@@ -103,8 +106,15 @@ pub async fn run(cfg: Config) -> Result<()> {
         .await?;
         Some(h)
     };
-    let tracker = Arc::new(Mutex::new(OffsetTracker::new()));
-    spawn_health_watchdog(&shutdown, &metrics, &tracker);
+    let tracker = InFlight::new(
+        if cfg.kafka.strict_offsets && cfg.source.kind == SourceKind::Kafka {
+            OffsetTracker::strict()
+        } else {
+            OffsetTracker::new()
+        },
+        metrics.clone(),
+    );
+    spawn_health_monitor(&cfg, &shutdown, &metrics, &tracker);
 
     match cfg.source.kind {
         SourceKind::Kafka => {
@@ -147,31 +157,63 @@ pub async fn run(cfg: Config) -> Result<()> {
             } else {
                 pipe.await.is_ok()
             };
-            let left = tracker.lock().expect("tracker lock").in_flight();
+            let left = tracker.load().0;
             tracing::info!(messages = sent, unfinished = left, finished, "input done");
             shutdown.trigger();
         }
     }
     if let Some(h) = http {
-        let _ = h.await;
+        // A client holding a request open must not hold the exit past the deadline.
+        let abort = h.abort_handle();
+        if pipeline::within(shutdown.deadline(), h).await.is_none() {
+            abort.abort();
+            tracing::warn!("HTTP connections still open at the shutdown deadline: closed");
+        }
     }
     Ok(())
 }
 
-/// Withholds systemd watchdog pings when messages are in flight but none finished since the
-/// last ping (a stuck pipeline).
-fn spawn_health_watchdog(
+/// Every second: the age of the oldest unfinished message and the partitions held at a gap
+/// (gauges). Pings the systemd watchdog while the pipeline is healthy: not (messages in flight
+/// and none finished since the last ping: the whole pipeline is stuck), and no message waiting
+/// longer than `limits.stuck_after_secs` (its partition cannot commit past it, even while the
+/// others move).
+fn spawn_health_monitor(
+    cfg: &Config,
     shutdown: &Shutdown,
     metrics: &Arc<Metrics>,
-    tracker: &Arc<Mutex<OffsetTracker>>,
+    in_flight: &Arc<InFlight>,
 ) {
-    let (m, t) = (metrics.clone(), tracker.clone());
+    let stuck = Arc::new(AtomicBool::new(false));
+    let (m, t, st, s) = (
+        metrics.clone(),
+        in_flight.clone(),
+        stuck.clone(),
+        shutdown.clone(),
+    );
+    let stuck_after = Duration::from_secs_f64(cfg.limits.stuck_after_secs);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        while !s.is_triggered() {
+            tick.tick().await;
+            let (oldest, held) = {
+                let t = t.lock();
+                (t.oldest_pending().unwrap_or_default(), t.held().len())
+            };
+            m.oldest_unfinished.set(oldest.as_secs() as i64);
+            m.commit_held.set(held as i64);
+            st.store(oldest >= stuck_after, Ordering::Relaxed);
+        }
+    });
+    let (m, t) = (metrics.clone(), in_flight.clone());
     let last = AtomicU64::new(u64::MAX);
     shutdown::spawn_watchdog(shutdown.clone(), move || {
-        let done = m.messages.with_label_values(&["verdict"]).get()
-            + m.messages.with_label_values(&["dead_letter"]).get();
+        let done = ["verdict", "dead_letter", "dropped"]
+            .map(|o| m.messages.with_label_values(&[o]).get())
+            .iter()
+            .sum();
         let before = last.swap(done, Ordering::Relaxed);
-        let idle = t.lock().map(|t| t.in_flight() == 0).unwrap_or(false);
-        idle || done != before
+        let idle = t.load().0 == 0;
+        (idle || done != before) && !stuck.load(Ordering::Relaxed)
     });
 }

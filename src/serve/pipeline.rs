@@ -2,6 +2,15 @@
 //! by policy) → verdict → records to the sink → the offset is finished only once the sink
 //! acknowledged every record of the message.
 //!
+//! Every message ends one of three ways, and its offset moves on after each: a **verdict**
+//! (and alert); a **dead letter** (undecodable input, a panic while judging it: reason
+//! `internal`, or outputs the broker refuses for good even reduced: `output_refused`); or
+//! **dropped**, when the dead-letter topic refuses it too (counted, logged as an error). A
+//! record is never larger than the sink takes: a verdict lists at most `spans.max_reported`
+//! spans and fewer if it is still too large; a dead letter's payload is cut, its original size
+//! in a header. Only a sink that gives up (the shutdown deadline) leaves a message unfinished,
+//! to be delivered again.
+//!
 //! Concurrency: match batches run on tokio's blocking pool, at most `limits.match_workers` at a
 //! time; the probe is one task scoring up to `probe.batch_size` messages per forward pass (the
 //! model parallelizes inside); produce acknowledgements are awaited by their own tasks, at most
@@ -9,15 +18,16 @@
 //! every message it took is finished, which is what shutdown waits for.
 
 use super::analyze::{Analyzer, Probed};
-use super::message::{decode, DeadLetter, Decoded, Envelope, Origin};
-use super::offsets::OffsetTracker;
+use super::message::{decode, DeadLetter, Decoded, Envelope, Origin, Reason};
+use super::offsets::InFlight;
 use crate::config::{Config, InputConfig};
 use crate::index::SpanReport;
 use crate::metrics::Metrics;
 use crate::verdict::{Severity, Verdict};
 use futures::future::BoxFuture;
 use serde::Serialize;
-use std::sync::{Arc, Mutex};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::task::TaskTracker;
@@ -50,10 +60,28 @@ impl Record {
     }
 }
 
+/// Why a sink did not take a record.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The destination refuses this record for good (too large, not authorized, no such
+    /// topic): sending it again cannot help.
+    #[error("refused for good: {0}")]
+    Refused(String),
+    /// The sink gave up (the shutdown deadline, an output it cannot write): the message stays
+    /// unfinished and is delivered again after a restart.
+    #[error("gave up: {0}")]
+    GaveUp(String),
+}
+
 /// Where records go. `send` resolves once the record is durably accepted (the broker's
 /// acknowledgement, or the write to a file); it retries transient failures itself.
 pub trait Sink: Send + Sync + 'static {
-    fn send(&self, record: Record) -> BoxFuture<'static, anyhow::Result<()>>;
+    fn send(&self, record: Record) -> BoxFuture<'static, Result<(), SendError>>;
+
+    /// The largest record payload this sink takes (the pipeline keeps every record below it).
+    fn max_record_bytes(&self) -> usize {
+        usize::MAX
+    }
 }
 
 /// The verdict as it is written out: the verdict plus where the message came from.
@@ -65,6 +93,9 @@ struct VerdictRecord<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     model: Option<&'a str>,
     source: &'a Origin,
+    /// Set on a record the broker refused whole and took without its spans and runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reduced: Option<&'a str>,
 }
 
 /// A dead letter as the file sink writes it (Kafka carries the raw payload and headers instead).
@@ -112,10 +143,10 @@ pub fn dead_letter_headers(dl: &DeadLetter, origin: &Origin) -> Vec<(String, Str
     ]
 }
 
-/// A decoded message with its spans, on its way to the probe or the verdict.
+/// A decoded message with its spans, on its way to the probe or the verdict. Keeps the
+/// envelope: a message that cannot be given a verdict becomes a dead letter of its payload.
 struct Matched {
-    origin: Origin,
-    received: Instant,
+    env: Envelope,
     msg: Decoded,
     report: SpanReport,
 }
@@ -124,12 +155,13 @@ struct Matched {
 pub struct Pipeline {
     pub analyzer: Arc<Analyzer>,
     pub sink: Arc<dyn Sink>,
-    pub tracker: Arc<Mutex<OffsetTracker>>,
+    pub in_flight: Arc<InFlight>,
     pub metrics: Arc<Metrics>,
     input: InputConfig,
     alert_at: Severity,
     match_batch: usize,
     probe_batch: usize,
+    max_spans: usize,
     match_slots: Arc<Semaphore>,
     produce_slots: Arc<Semaphore>,
     tasks: TaskTracker,
@@ -140,18 +172,19 @@ impl Pipeline {
         cfg: &Config,
         analyzer: Arc<Analyzer>,
         sink: Arc<dyn Sink>,
-        tracker: Arc<Mutex<OffsetTracker>>,
+        in_flight: Arc<InFlight>,
         metrics: Arc<Metrics>,
     ) -> Arc<Pipeline> {
         Arc::new(Pipeline {
             analyzer,
             sink,
-            tracker,
+            in_flight,
             metrics,
             input: cfg.input.clone(),
             alert_at: cfg.alerts.min_severity,
             match_batch: cfg.limits.match_batch,
             probe_batch: cfg.probe.batch_size,
+            max_spans: cfg.spans.max_reported,
             match_slots: Arc::new(Semaphore::new(cfg.limits.match_workers)),
             produce_slots: Arc::new(Semaphore::new(cfg.limits.max_pending_produce)),
             tasks: TaskTracker::new(),
@@ -159,7 +192,7 @@ impl Pipeline {
     }
 
     /// Processes everything `rx` delivers; returns when `rx` is closed and every message is
-    /// finished. The source must have recorded each envelope in the tracker before sending it.
+    /// finished. The source must have recorded each envelope in [`InFlight`] before sending it.
     pub async fn run(self: Arc<Self>, mut rx: mpsc::Receiver<Envelope>) {
         let (probe_tx, probe_rx) = mpsc::channel::<Matched>(self.probe_batch * 4);
         let prober = tokio::spawn(self.clone().probe_stage(probe_rx));
@@ -174,9 +207,15 @@ impl Pipeline {
             let probe_tx = probe_tx.clone();
             self.tasks.spawn(async move {
                 let worker = this.clone();
-                let results = tokio::task::spawn_blocking(move || worker.match_batch(batch))
-                    .await
-                    .expect("matching does not panic");
+                // match_one catches panics per message, so the task itself cannot fail.
+                let results = tokio::task::spawn_blocking(move || {
+                    batch
+                        .into_iter()
+                        .map(|e| worker.match_one(e))
+                        .collect::<Vec<_>>()
+                })
+                .await
+                .expect("match_one catches panics");
                 drop(slot);
                 for r in results {
                     match r {
@@ -199,46 +238,42 @@ impl Pipeline {
         // Match tasks hold probe senders: the probe stage ends after the last of them.
         self.tasks.close();
         self.tasks.wait().await;
-        prober.await.expect("the probe stage does not panic");
+        prober.await.expect("the probe stage catches panics");
         // The probe stage's last verdicts were spawned after the first wait.
         self.tasks.wait().await;
     }
 
-    /// Decode and match a batch (on the blocking pool).
+    /// Decodes and matches one message (on the blocking pool). A panic while matching makes
+    /// the message a dead letter with reason `internal`.
     #[allow(clippy::type_complexity)]
-    fn match_batch(
-        &self,
-        batch: Vec<Envelope>,
-    ) -> Vec<Result<(Matched, bool), Box<(Envelope, DeadLetter)>>> {
-        let decode_h = self.metrics.stage("decode");
-        let match_h = self.metrics.stage("match");
-        batch
-            .into_iter()
-            .map(|env| {
-                let t = Instant::now();
-                let msg = match decode(&env.payload, &env.origin, &self.input) {
-                    Ok(m) => m,
-                    Err(dl) => return Err(Box::new((env, dl))),
-                };
-                decode_h.observe(t.elapsed().as_secs_f64());
-                let t = Instant::now();
-                let report = self.analyzer.spans(&msg.text);
-                match_h.observe(t.elapsed().as_secs_f64());
-                let wants = self.analyzer.wants_probe(&msg.id, &report);
-                Ok((
-                    Matched {
-                        origin: env.origin,
-                        received: env.received,
-                        msg,
-                        report,
-                    },
-                    wants,
-                ))
-            })
-            .collect()
+    fn match_one(&self, env: Envelope) -> Result<(Matched, bool), Box<(Envelope, DeadLetter)>> {
+        let t = Instant::now();
+        let msg = match decode(&env.payload, &env.origin, &self.input) {
+            Ok(m) => m,
+            Err(dl) => return Err(Box::new((env, dl))),
+        };
+        self.metrics
+            .stage("decode")
+            .observe(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        let matched = catch_unwind(AssertUnwindSafe(|| {
+            super::failpoint::check("match", &msg.text);
+            let report = self.analyzer.spans(&msg.text);
+            let wants = self.analyzer.wants_probe(&msg.id, &report);
+            (report, wants)
+        }));
+        let (report, wants) = match matched {
+            Ok(x) => x,
+            Err(p) => return Err(Box::new((env, internal("matching", &*p)))),
+        };
+        self.metrics
+            .stage("match")
+            .observe(t.elapsed().as_secs_f64());
+        Ok((Matched { env, msg, report }, wants))
     }
 
-    /// Batches messages for the probe until its input closes.
+    /// Batches messages for the probe until its input closes. A failed or panicking forward
+    /// pass loses nothing: its messages get verdicts from the index alone.
     async fn probe_stage(self: Arc<Self>, mut rx: mpsc::Receiver<Matched>) {
         let probe_h = self.metrics.stage("probe");
         while let Some(batch) = recv_batch(&mut rx, self.probe_batch).await {
@@ -247,11 +282,17 @@ impl Pipeline {
             let (batch, scored) = tokio::task::spawn_blocking(move || {
                 let texts: Vec<&str> = batch.iter().map(|m| m.msg.text.as_str()).collect();
                 let reports: Vec<&SpanReport> = batch.iter().map(|m| &m.report).collect();
-                let scored = worker.analyzer.probe(&texts, &reports);
+                let scored = catch_unwind(AssertUnwindSafe(|| {
+                    for t in &texts {
+                        super::failpoint::check("probe", t);
+                    }
+                    worker.analyzer.probe(&texts, &reports)
+                }))
+                .unwrap_or_else(|p| Err(anyhow::anyhow!("{}", panic_text(&*p))));
                 (batch, scored)
             })
             .await
-            .expect("the probe does not panic");
+            .expect("the probe's panics are caught");
             probe_h.observe(t.elapsed().as_secs_f64());
             match scored {
                 Ok(scored) => {
@@ -263,7 +304,6 @@ impl Pipeline {
                     }
                 }
                 Err(e) => {
-                    // A probe failure must not lose messages: verdicts from the index alone.
                     tracing::error!(error = %format!("{e:#}"), "probe failed; verdicts without entropy");
                     for m in batch {
                         self.finish(m, None);
@@ -275,101 +315,227 @@ impl Pipeline {
 
     /// Verdict, records, and the offset once the sink acknowledged them.
     fn finish(self: &Arc<Self>, m: Matched, probed: Option<Probed>) {
-        let verdict = self.analyzer.judge(&m.msg.id, &m.report, probed.as_ref());
+        let judged = catch_unwind(AssertUnwindSafe(|| {
+            super::failpoint::check("verdict", &m.msg.text);
+            self.analyzer.judge(&m.msg.id, &m.report, probed.as_ref())
+        }));
+        let mut verdict = match judged {
+            Ok(v) => v,
+            Err(p) => return self.dead_letter(m.env, internal("judging", &*p)),
+        };
+        verdict.keep_longest_spans(self.max_spans);
         for s in &verdict.spans {
             self.metrics.span_chars.observe(s.chars as f64);
         }
         self.metrics.coverage.observe(verdict.coverage);
-        let key = Some(verdict.id.clone().into_bytes());
-        let mut records = vec![Record {
-            stream: Stream::Verdicts,
-            key: key.clone(),
-            payload: to_json("verdict", &verdict, &m),
-            headers: vec![("memaudit-severity".into(), verdict.severity.name().into())],
-        }];
         let alert = verdict.severity >= self.alert_at && verdict.severity > Severity::None;
-        if alert {
-            records.push(Record {
-                stream: Stream::Alerts,
-                key,
-                payload: to_json("alert", &verdict, &m),
-                headers: vec![("memaudit-severity".into(), verdict.severity.name().into())],
-            });
-        }
-        let severity = verdict.severity;
         let this = self.clone();
         self.tasks.spawn(async move {
             let t = Instant::now();
             let _slot = this.produce_slots.acquire().await.expect("never closed");
-            let sends: Vec<_> = records.into_iter().map(|r| this.sink.send(r)).collect();
-            for r in futures::future::join_all(sends).await {
-                if let Err(e) = r {
-                    // The sink gave up (shutting down): leave the offset unfinished, so the
-                    // message is delivered again after a restart.
-                    tracing::warn!(id = %m.msg.id, error = %format!("{e:#}"), "verdict not delivered");
-                    return;
+            let severity = verdict.severity;
+            let mut for_alert = alert.then(|| verdict.clone());
+            let (v, a) = futures::join!(
+                this.send_verdict(Stream::Verdicts, &mut verdict, &m),
+                async {
+                    match &mut for_alert {
+                        Some(v) => this.send_verdict(Stream::Alerts, v, &m).await,
+                        None => Ok(()),
+                    }
+                }
+            );
+            let mut refused = Vec::new();
+            for r in [v, a] {
+                match r {
+                    Ok(()) => {}
+                    Err(SendError::GaveUp(e)) => {
+                        tracing::warn!(id = %m.msg.id, error = %e, "verdict not delivered; the message will be delivered again");
+                        return;
+                    }
+                    Err(SendError::Refused(e)) => refused.push(e),
                 }
             }
+            if !refused.is_empty() {
+                let dl = DeadLetter {
+                    reason: Reason::OutputRefused,
+                    detail: format!("the broker refused the verdict or alert, also reduced: {}", refused.join("; ")),
+                };
+                return this.send_dead_letter(m.env, dl).await;
+            }
             this.metrics.stage("produce").observe(t.elapsed().as_secs_f64());
-            this.metrics
-                .verdicts
-                .with_label_values(&[severity.name()])
-                .inc();
+            this.metrics.verdicts.with_label_values(&[severity.name()]).inc();
             if alert {
                 this.metrics.alerts.with_label_values(&[severity.name()]).inc();
             }
             this.metrics.messages.with_label_values(&["verdict"]).inc();
             this.metrics
                 .stage("end_to_end")
-                .observe(m.received.elapsed().as_secs_f64());
-            this.done(&m.origin);
+                .observe(m.env.received.elapsed().as_secs_f64());
+            this.done(&m.env);
         });
     }
 
-    /// Sends a dead letter; the offset advances once it is acknowledged.
+    /// Sends a verdict or alert that fits the sink (fewer spans until it does); a record the
+    /// broker still refuses for good is sent once more reduced to its summary (no spans, no
+    /// runs), with the refusal in `reduced`.
+    async fn send_verdict(
+        &self,
+        stream: Stream,
+        v: &mut Verdict,
+        m: &Matched,
+    ) -> Result<(), SendError> {
+        let kind = if stream == Stream::Alerts {
+            "alert"
+        } else {
+            "verdict"
+        };
+        let max = self.sink.max_record_bytes();
+        let mut payload = verdict_json(kind, v, m, None);
+        while payload.len() > max && !v.spans.is_empty() {
+            v.keep_longest_spans(v.spans.len() / 2);
+            payload = verdict_json(kind, v, m, None);
+        }
+        let (key, severity) = (v.id.clone().into_bytes(), v.severity.name());
+        let record = |payload| Record {
+            stream,
+            key: Some(key.clone()),
+            payload,
+            headers: vec![("memaudit-severity".into(), severity.into())],
+        };
+        let e = match self.sink.send(record(payload)).await {
+            Err(SendError::Refused(e)) => e,
+            other => return other,
+        };
+        tracing::error!(id = %v.id, stream = stream.name(), error = %e, "the broker refused a record for good; sending it reduced");
+        v.keep_longest_spans(0);
+        if let Some(en) = &mut v.entropy {
+            en.unexplained_runs.clear();
+        }
+        let r = self
+            .sink
+            .send(record(verdict_json(kind, v, m, Some(&e))))
+            .await;
+        let result = if r.is_ok() { "reduced" } else { "dead_letter" };
+        self.metrics
+            .produce_rejected
+            .with_label_values(&[stream.name(), result])
+            .inc();
+        r
+    }
+
+    /// Sends a dead letter (spawned; the offset advances once it is acknowledged).
     fn dead_letter(self: &Arc<Self>, env: Envelope, dl: DeadLetter) {
-        tracing::debug!(reason = dl.reason.code(), detail = %dl.detail, topic = %env.origin.topic,
-            partition = env.origin.partition, offset = env.origin.offset, "dead letter");
+        let this = self.clone();
+        self.tasks.spawn(async move {
+            let _slot = this.produce_slots.acquire().await.expect("never closed");
+            this.send_dead_letter(env, dl).await
+        });
+    }
+
+    /// A dead letter carries the original payload, cut to what the sink takes (the original
+    /// size in `memaudit-original-bytes`). Refused for good, the message is dropped: counted
+    /// and logged, and its partition moves on.
+    async fn send_dead_letter(&self, env: Envelope, dl: DeadLetter) {
+        let origin = &env.origin;
+        tracing::debug!(reason = dl.reason.code(), detail = %dl.detail, topic = %origin.topic,
+            partition = origin.partition, offset = origin.offset, "dead letter");
+        let mut headers = dead_letter_headers(&dl, origin);
+        let room = self
+            .sink
+            .max_record_bytes()
+            .saturating_sub(
+                headers
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len() + 8)
+                    .sum::<usize>(),
+            )
+            .saturating_sub(env.key.as_ref().map_or(0, Vec::len) + 128);
+        let mut payload = env.payload.clone();
+        if payload.len() > room {
+            headers.push(("memaudit-original-bytes".into(), payload.len().to_string()));
+            headers.push(("memaudit-truncated".into(), "true".into()));
+            payload.truncate(room);
+        }
         let record = Record {
             stream: Stream::DeadLetters,
             key: env.key.clone(),
-            headers: dead_letter_headers(&dl, &env.origin),
-            payload: env.payload,
+            headers,
+            payload,
         };
-        let this = self.clone();
-        let origin = env.origin;
-        self.tasks.spawn(async move {
-            let _slot = this.produce_slots.acquire().await.expect("never closed");
-            match this.sink.send(record).await {
-                Ok(()) => {
-                    this.metrics
-                        .dead_letters
-                        .with_label_values(&[dl.reason.code()])
-                        .inc();
-                    this.metrics
-                        .messages
-                        .with_label_values(&["dead_letter"])
-                        .inc();
-                    this.done(&origin);
-                }
-                Err(e) => tracing::warn!(error = %format!("{e:#}"), "dead letter not delivered"),
+        match self.sink.send(record).await {
+            Ok(()) => {
+                self.metrics
+                    .dead_letters
+                    .with_label_values(&[dl.reason.code()])
+                    .inc();
+                self.metrics
+                    .messages
+                    .with_label_values(&["dead_letter"])
+                    .inc();
             }
-        });
+            Err(SendError::Refused(e)) => {
+                tracing::error!(reason = dl.reason.code(), topic = %origin.topic, partition = origin.partition,
+                    offset = origin.offset, error = %e, "the dead-letter topic refused the message for good: dropped");
+                self.metrics
+                    .produce_rejected
+                    .with_label_values(&["dead_letters", "dropped"])
+                    .inc();
+                self.metrics.messages.with_label_values(&["dropped"]).inc();
+            }
+            Err(SendError::GaveUp(e)) => {
+                tracing::warn!(error = %e, "dead letter not delivered; the message will be delivered again");
+                return;
+            }
+        }
+        self.done(&env);
     }
 
-    fn done(&self, origin: &Origin) {
-        let mut t = self.tracker.lock().expect("tracker lock");
-        t.finished(&(origin.topic.clone(), origin.partition), origin.offset);
-        self.metrics.in_flight.set(t.in_flight() as i64);
+    fn done(&self, env: &Envelope) {
+        let o = &env.origin;
+        self.in_flight
+            .finished(&(o.topic.clone(), o.partition), o.offset, env.payload.len());
     }
 }
 
-fn to_json(kind: &'static str, verdict: &Verdict, m: &Matched) -> Vec<u8> {
+impl Stream {
+    /// The label in metrics and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stream::Verdicts => "verdicts",
+            Stream::Alerts => "alerts",
+            Stream::DeadLetters => "dead_letters",
+        }
+    }
+}
+
+/// The dead letter for a message memaudit failed on.
+fn internal(stage: &str, p: &(dyn std::any::Any + Send)) -> DeadLetter {
+    DeadLetter {
+        reason: Reason::Internal,
+        detail: format!("panic while {stage}: {}", panic_text(p)),
+    }
+}
+
+/// The message of a caught panic.
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string())
+}
+
+fn verdict_json(
+    kind: &'static str,
+    verdict: &Verdict,
+    m: &Matched,
+    reduced: Option<&str>,
+) -> Vec<u8> {
     serde_json::to_vec(&VerdictRecord {
         kind,
         verdict,
         model: m.msg.model.as_deref(),
-        source: &m.origin,
+        source: &m.env.origin,
+        reduced,
     })
     .expect("verdicts serialize")
 }

@@ -82,6 +82,26 @@ impl Shutdown {
     }
 }
 
+/// The last resort behind every bounded step of the drain: once shutdown starts, a plain thread
+/// (not a runtime task, so a runtime thread stuck in a library call cannot hold it) ends the
+/// process at the deadline, whatever is still running. What was not acknowledged by then is
+/// not committed either, and is delivered again after the restart.
+pub fn exit_at_deadline(shutdown: &Shutdown) {
+    let s = shutdown.clone();
+    tokio::spawn(async move {
+        s.triggered().await;
+        let deadline = s.deadline();
+        std::thread::spawn(move || {
+            std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+            tracing::warn!(
+                "shutdown deadline reached with work still running: exiting now; unacknowledged \
+                 messages stay uncommitted and will be delivered again"
+            );
+            std::process::exit(0);
+        });
+    });
+}
+
 /// Sends a systemd notification; does nothing outside systemd (`NOTIFY_SOCKET` unset).
 pub fn notify(states: &[sd_notify::NotifyState]) {
     if let Err(e) = sd_notify::notify(states) {

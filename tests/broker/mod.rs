@@ -2,9 +2,18 @@
 //! produce inputs, read outputs and committed offsets, and run `memaudit serve` as a child
 //! process. Two kinds:
 //!
-//! - [`Broker::start`]: a real broker, tansu (memory storage), as a child process. The binary:
+//! - [`Broker::start`]: a real broker, tansu with its SQLite storage, as a child process. It
+//!   answers a fetch at an offset inside a record batch with that offset, as Kafka does
+//!   (`tests/serve_stress.rs` checks it), and keeps its data across a restart. The binary:
 //!   `$MEMAUDIT_TANSU`, else `~/.cache/memaudit/tansu/bin/tansu` (where
 //!   `scripts/install-tansu.sh` puts it), else `tansu` on the PATH.
+//! - [`Broker::start_memory`]: the same with tansu 0.6's memory storage, which answers a fetch
+//!   inside a batch with the *next* batch (it skips records): kept to show that the daemon
+//!   sees such gaps.
+//!
+//! Inputs are produced the way real producers do (batched, optionally compressed); test
+//! oracles use the offsets the produce acknowledgements return ([`Acks`]), never the broker's
+//! `ListOffsets` (tansu's memory engine answers "last batch base + 1").
 //! - [`Broker::mock`]: librdkafka's mock cluster, in this process but on real TCP listeners, so
 //!   the daemon child connects to it like to any broker. It keeps its data while a broker is
 //!   down and can fail chosen requests (fault injection); fast, no install.
@@ -61,16 +70,30 @@ pub struct Broker {
     pub port: u16,
     child: Option<Child>,
     log: PathBuf,
+    /// The storage engine URL; SQLite's path is relative to `dir`.
+    storage: String,
+    dir: PathBuf,
     mock: Option<MockCluster<'static, rdkafka::producer::DefaultProducerContext>>,
 }
 
 impl Broker {
-    /// tansu on a free port.
-    pub fn start(log_dir: &Path) -> Broker {
+    /// tansu with SQLite storage (in `dir`) on a free port.
+    pub fn start(dir: &Path) -> Broker {
+        Self::start_with(dir, "sqlite://tansu.db")
+    }
+
+    /// tansu with its memory storage, which skips records on a fetch inside a batch.
+    pub fn start_memory(dir: &Path) -> Broker {
+        Self::start_with(dir, "memory://tansu/")
+    }
+
+    fn start_with(dir: &Path, storage: &str) -> Broker {
         let mut b = Broker {
             port: free_port(),
             child: None,
-            log: log_dir.join("tansu.log"),
+            log: dir.join("tansu.log"),
+            storage: storage.to_string(),
+            dir: dir.to_path_buf(),
             mock: None,
         };
         b.launch();
@@ -90,6 +113,8 @@ impl Broker {
             port,
             child: None,
             log: PathBuf::new(),
+            storage: String::new(),
+            dir: PathBuf::new(),
             mock: Some(m),
         }
     }
@@ -114,8 +139,9 @@ impl Broker {
                 "--advertised-listener-url",
                 &url,
                 "--storage-engine",
-                "memory://tansu/",
+                &self.storage,
             ])
+            .current_dir(&self.dir)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
@@ -139,11 +165,32 @@ impl Broker {
         }
     }
 
-    /// Kills the broker (its memory storage goes with it) and starts a new one on the same port.
+    /// Kills the broker (SQLite storage stays, memory storage goes with it) and starts a new
+    /// one on the same port.
     pub fn restart(&mut self, down_for: Duration) {
         self.kill();
         std::thread::sleep(down_for);
         self.launch();
+    }
+
+    /// Freezes the broker (SIGSTOP): connections stay open and nothing answers, a hung broker.
+    pub fn freeze(&self) {
+        self.signal("STOP");
+    }
+
+    /// Lets a frozen broker go on (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("a tansu child").id();
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &pid.to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig} tansu");
     }
 
     pub fn kill(&mut self) {
@@ -181,22 +228,28 @@ impl Broker {
         }
     }
 
-    /// Produces `(partition, key, payload)` records and waits for every acknowledgement.
-    ///
-    /// One record per batch: tansu 0.6 (memory storage) returns nothing to a fetch that starts
-    /// inside a multi-record batch, so a consumer group resuming from a committed offset in the
-    /// middle of one would stall on that partition (seen in the restart tests). Kafka serves such
-    /// fetches; the daemon does not depend on batch boundaries.
-    pub fn produce(&self, topic: &str, records: &[(i32, String, Vec<u8>)]) {
+    /// Produces `(partition, key, payload)` records the way a real producer does (batched, up
+    /// to 20 ms of linger) and waits for every acknowledgement; returns them.
+    pub fn produce(&self, topic: &str, records: &[(i32, String, Vec<u8>)]) -> Acks {
+        self.produce_compressed(topic, records, "none")
+    }
+
+    /// The same with `compression.type` = `codec` (none, gzip, snappy, lz4, zstd).
+    pub fn produce_compressed(
+        &self,
+        topic: &str,
+        records: &[(i32, String, Vec<u8>)],
+        codec: &str,
+    ) -> Acks {
         let p: FutureProducer = self
             .config()
-            .set("batch.num.messages", "1")
-            .set("linger.ms", "0")
-            .set("message.timeout.ms", "30000")
+            .set("linger.ms", "20")
+            .set("compression.type", codec)
+            .set("message.timeout.ms", "60000")
             .create()
             .unwrap();
         let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(async {
+        let acks = rt.block_on(async {
             let futs = records.iter().map(|(part, key, payload)| {
                 p.send(
                     FutureRecord::to(topic)
@@ -206,10 +259,16 @@ impl Broker {
                     Duration::from_secs(10),
                 )
             });
-            for r in futures::future::join_all(futs).await {
-                r.map_err(|(e, _)| e).expect("produce");
-            }
+            futures::future::join_all(futs).await
         });
+        Acks(
+            acks.into_iter()
+                .map(|r| {
+                    let d = r.map_err(|(e, _)| e).expect("produce");
+                    (d.partition, d.offset)
+                })
+                .collect(),
+        )
     }
 
     /// Reads `topic` from the beginning until `stop(records so far)` or `timeout`.
@@ -258,6 +317,31 @@ impl Broker {
         out
     }
 
+    /// Waits up to `timeout` until `group` has committed `topic` to the acknowledged ends of
+    /// its `partitions`; panics with both when it does not.
+    pub fn wait_committed(
+        &self,
+        group: &str,
+        topic: &str,
+        acks: &Acks,
+        partitions: i32,
+        timeout: Duration,
+    ) {
+        let ends = acks.ends(partitions);
+        let until = Instant::now() + timeout;
+        loop {
+            let c = self.committed(group, topic, partitions);
+            if c == ends {
+                return;
+            }
+            assert!(
+                Instant::now() < until,
+                "{group} committed {c:?}; the acknowledged ends are {ends:?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// The group's committed offsets of `partitions` of `topic` (-1 when none).
     pub fn committed(&self, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
         let c: BaseConsumer = self
@@ -283,6 +367,26 @@ impl Broker {
 impl Drop for Broker {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// The (partition, offset) the broker acknowledged for each produced record, in order.
+#[derive(Debug, Clone, Default)]
+pub struct Acks(pub Vec<(i32, i64)>);
+
+impl Acks {
+    /// Per partition, the offset after the last acknowledged record (0 when none): where a
+    /// group that finished everything has committed.
+    pub fn ends(&self, partitions: i32) -> Vec<i64> {
+        let mut e = vec![0i64; partitions as usize];
+        for &(p, o) in &self.0 {
+            e[p as usize] = e[p as usize].max(o + 1);
+        }
+        e
+    }
+
+    pub fn extend(&mut self, more: Acks) {
+        self.0.extend(more.0);
     }
 }
 
@@ -315,6 +419,11 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(dir: &Path, config: &str, name: &str) -> Daemon {
+        Self::start_env(dir, config, name, &[])
+    }
+
+    /// The same with more environment variables (`MEMAUDIT_*` overrides, failpoints).
+    pub fn start_env(dir: &Path, config: &str, name: &str, env: &[(&str, &str)]) -> Daemon {
         let http = free_port();
         let cfg = dir.join(format!("{name}.toml"));
         std::fs::write(&cfg, config).unwrap();
@@ -324,6 +433,7 @@ impl Daemon {
             .arg(&cfg)
             .args(["--http", &format!("127.0.0.1:{http}")])
             .env("MEMAUDIT_LOG", "info,rdkafka=warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
