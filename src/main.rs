@@ -314,7 +314,12 @@ fn serve(a: ServeArgs) -> Result<()> {
         eprintln!("configuration OK");
         return Ok(());
     }
-    runtime()?.block_on(memaudit::serve::run(cfg))
+    let rt = runtime()?;
+    let result = rt.block_on(memaudit::serve::run(cfg));
+    // A blocking read that never returns (stdin or a FIFO held open by its writer) must not
+    // hold the exit: the runtime does not wait for it.
+    rt.shutdown_timeout(std::time::Duration::from_millis(200));
+    result
 }
 
 /// A value for `--set`, quoted so paths and addresses stay strings.

@@ -492,23 +492,26 @@ pub async fn run(
     };
 
     let (max, max_bytes) = (cfg.limits.max_in_flight, cfg.limits.max_in_flight_bytes);
+    let mut flow = Flow::Open;
     loop {
         let (n, bytes) = in_flight.load();
-        // Pause at either limit, resume when both are down to half.
-        let was_paused = paused_flag.load(Ordering::Relaxed);
-        let paused = if was_paused {
-            n > max / 2 || bytes > max_bytes / 2
-        } else {
-            n >= max || bytes >= max_bytes
+        let full = n >= max || bytes >= max_bytes;
+        let next = match flow {
+            Flow::Open if full => Flow::Held(Instant::now()),
+            Flow::Held(_) if !full => Flow::Open,
+            Flow::Held(since) if since.elapsed() >= PAUSE_AFTER => Flow::Paused,
+            Flow::Paused if n <= max / 2 && bytes <= max_bytes / 2 => Flow::Open,
+            f => f,
         };
-        if paused != was_paused {
-            paused_flag.store(paused, Ordering::Relaxed);
-            set_paused(consumer.as_ref(), paused);
-            metrics.paused.set(paused as i64);
+        if next.paused() != flow.paused() {
+            paused_flag.store(next.paused(), Ordering::Relaxed);
+            set_paused(consumer.as_ref(), next.paused());
         }
+        metrics.paused.set((next != Flow::Open) as i64);
+        flow = next;
         tokio::select! {
             _ = shutdown.triggered() => break,
-            m = consumer.recv() => match m {
+            m = consumer.recv(), if !matches!(flow, Flow::Held(_)) => match m {
                 Ok(m) => {
                     let origin = Origin {
                         topic: m.topic().to_string(),
@@ -535,8 +538,8 @@ pub async fn run(
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
-            // While paused nothing arrives: wake when a message finishes (or to re-check).
-            _ = in_flight.progress(Duration::from_millis(50)), if paused => {}
+            // At the limit: wake when a message finishes (or to re-check).
+            _ = in_flight.progress(Duration::from_millis(50)), if flow != Flow::Open => {}
         }
     }
 
@@ -571,6 +574,30 @@ pub async fn run(
     }
     Ok(())
 }
+
+/// How the consumer loop takes input, by what is in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    /// Below the limits: receiving.
+    Open,
+    /// At a limit, since then: not receiving, but the partitions keep fetching into
+    /// librdkafka's bounded queue. Most waits at the limit are short (a batch finishing), and
+    /// a pause would cost a fetch round trip on resume and throw away what was fetched.
+    Held(Instant),
+    /// At a limit for longer than [`PAUSE_AFTER`]: the partitions are paused, so the loop can
+    /// keep polling (rebalances are served, and the group does not evict a member that stops
+    /// polling for `max.poll.interval.ms`). Open again when both counts are down to half.
+    Paused,
+}
+
+impl Flow {
+    fn paused(self) -> bool {
+        self == Flow::Paused
+    }
+}
+
+/// How long the loop holds input at the limit before it pauses the partitions.
+const PAUSE_AFTER: Duration = Duration::from_secs(1);
 
 /// Counts and logs offsets the broker never delivered.
 fn report_gap(metrics: &Metrics, p: &Partition, gap: Gap, strict: bool) {
