@@ -101,9 +101,9 @@ fn assert_promise(s: &Setup, d: &Daemon, group: &str, e: &Expect, acks: &Acks) -
     });
     let alerted: BTreeSet<String> = alerts.iter().map(|a| a.key.clone()).collect();
     assert_eq!(alerted, e.quoting, "an alert for every quote, keyed by id");
-    let dead = s
-        .broker
-        .read(DLQ, Duration::from_secs(60), |o| o.len() >= e.bad.len());
+    let dead = s.broker.read(DLQ, Duration::from_secs(60), |o| {
+        e.bad.iter().all(|b| o.iter().any(|d| d.key.as_str() == b))
+    });
     let dead: BTreeSet<String> = dead.iter().map(|o| o.key.clone()).collect();
     assert_eq!(dead, e.bad, "a dead letter for every malformed message");
     s.broker
@@ -205,10 +205,12 @@ fn a_flood_at_in_flight_limit_16_with_the_probe_on_every_match() {
     flood(16, 600, "on-match", 25);
 }
 
+/// gzip, lz4 and zstd; snappy on the mock cluster (`tests/serve_mock.rs`): tansu 0.6's SQLite
+/// engine cannot read snappy batches back (`UnexpectedType("Snappy")`, the connection reset).
 #[test]
 fn every_compression_codec_is_consumed_and_produced() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    for codec in ["gzip", "snappy", "lz4", "zstd"] {
+    for codec in ["gzip", "lz4", "zstd"] {
         let s = setup(false);
         let (recs, e) = workload(150, 10, codec);
         let acks = s.broker.produce_compressed(INPUT, &recs, codec);
@@ -377,7 +379,7 @@ fn a_hung_broker_at_sigterm_still_exits_within_the_deadline() {
 }
 
 /// tansu's memory engine skips records after a pause (a fetch inside a batch returns the next
-/// batch). The daemon cannot read what it is never given, but it must see every skipped
+/// batch, or nothing in the last one). The daemon cannot read what it is never given, but it must see every skipped
 /// offset: per partition, the offsets below the last one delivered that got no verdict are
 /// exactly the gap counter's. In strict mode it never commits past the first one.
 #[test]
@@ -385,14 +387,20 @@ fn offsets_the_broker_skips_are_seen_and_strict_mode_does_not_commit_past_them()
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     for (strict, group) in [(false, "g-gap"), (true, "g-gap-strict")] {
         let s = setup(true);
-        let (recs, _) = messages(900, 0, "gap", PARTITIONS);
-        let acks = s.broker.produce(INPUT, &recs);
+        // Ten rounds, so each partition holds ten batches: a fetch inside one gets the next.
+        let (recs, _) = messages(300, 0, "gap", PARTITIONS);
+        let mut acks = Acks::default();
+        for round in recs.chunks(30) {
+            acks.extend(s.broker.produce(INPUT, round));
+        }
         let where_: BTreeMap<String, (i32, i64)> = recs
             .iter()
             .zip(&acks.0)
             .map(|(r, a)| (r.1.clone(), *a))
             .collect();
-        let extra = "[probe]\npolicy = \"off\"\n[limits]\nmax_in_flight = 4\n";
+        // The probe on every message keeps the daemon at its limit for more than a second,
+        // so it pauses the partitions, and each resume fetches inside a batch.
+        let extra = "[probe]\npolicy = \"always\"\nbatch_size = 4\n[limits]\nmax_in_flight = 4\n";
         let mut d = Daemon::start_env(
             s.dir.path(),
             &config(&s, group, extra),

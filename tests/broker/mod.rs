@@ -330,7 +330,12 @@ impl Broker {
         let ends = acks.ends(partitions);
         let until = Instant::now() + timeout;
         loop {
-            let c = self.committed(group, topic, partitions);
+            // A partition that never had a record has nothing committed (-1).
+            let c: Vec<i64> = self
+                .committed(group, topic, partitions)
+                .into_iter()
+                .map(|o| o.max(0))
+                .collect();
             if c == ends {
                 return;
             }
