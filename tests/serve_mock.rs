@@ -444,8 +444,7 @@ fn a_flood_pauses_fetching_and_keeps_in_flight_bounded() {
 /// produce requests fail and nothing leaves for seconds. With the probe off nothing else moves the
 /// daemon's memory. `MEMAUDIT_TEST_FLOOD_IN_FLIGHT=100000` lifts the limit and shows what the test
 /// catches: in one run all 512 were in flight and private memory grew 155 MiB (27 MiB at 16).
-#[test]
-fn a_flood_of_large_messages_keeps_memory_bounded() {
+fn flood_of_large_messages(limits: &str, at_most: f64) {
     const FLOOD_PARTITIONS: i32 = 32;
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
@@ -467,8 +466,7 @@ fn a_flood_of_large_messages_keeps_memory_bounded() {
         RDKafkaApiKey::Produce,
         &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 30],
     );
-    let in_flight = std::env::var("MEMAUDIT_TEST_FLOOD_IN_FLIGHT").unwrap_or("16".into());
-    let extra = format!("{QUICK}[limits]\nmax_in_flight = {in_flight}\n");
+    let extra = format!("{QUICK}[limits]\n{limits}\n");
     let mut d = Daemon::start(
         dir.path(),
         &config(&broker, &index, "g-big", SESSION_MS, &extra),
@@ -497,7 +495,10 @@ fn a_flood_of_large_messages_keeps_memory_bounded() {
         rss_max / 1024
     );
     assert_eq!(dead, recs.len() as f64, "every message dead-lettered");
-    assert!(max_in_flight <= 16.0, "in flight {max_in_flight} > 16");
+    assert!(
+        max_in_flight <= at_most,
+        "in flight {max_in_flight} > {at_most}"
+    );
     assert!(
         rss_max < rss0 + 64 * 1024,
         "private memory grew by {} MiB under a 128 MiB flood",
@@ -511,6 +512,21 @@ fn a_flood_of_large_messages_keeps_memory_bounded() {
         Duration::from_secs(30),
     );
     d.stop();
+}
+
+#[test]
+fn a_flood_of_large_messages_keeps_memory_bounded() {
+    let in_flight = std::env::var("MEMAUDIT_TEST_FLOOD_IN_FLIGHT").unwrap_or("16".into());
+    flood_of_large_messages(&format!("max_in_flight = {in_flight}"), 16.0);
+}
+
+/// The same bounded by bytes: the message limit lifted, 4 MiB in flight is 16 such messages.
+#[test]
+fn a_flood_of_large_messages_is_bounded_by_bytes_in_flight() {
+    flood_of_large_messages(
+        "max_in_flight = 100000\nmax_in_flight_bytes = 4194304",
+        16.0,
+    );
 }
 
 /// Every codec librdkafka offers, snappy included (tansu's SQLite engine cannot read snappy

@@ -632,3 +632,32 @@ fn set_paused<C: ConsumerContext + 'static>(consumer: &StreamConsumer<C>, pause:
         tracing::warn!(error = %e, pause, "pausing/resuming fetch failed");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::refused_for_good;
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode as C};
+
+    #[test]
+    fn only_answers_that_cannot_change_are_refusals() {
+        let produce = KafkaError::MessageProduction;
+        for c in [
+            C::MessageSizeTooLarge,
+            C::TopicAuthorizationFailed,
+            C::UnknownTopicOrPartition,
+            C::InvalidRecord,
+        ] {
+            assert!(refused_for_good(&produce(c)), "{c:?}");
+        }
+        for c in [
+            C::QueueFull,
+            C::NotEnoughReplicas,
+            C::RequestTimedOut,
+            C::AllBrokersDown,
+            C::NotLeaderForPartition,
+            C::InvalidMessage,
+        ] {
+            assert!(!refused_for_good(&produce(c)), "{c:?}");
+        }
+    }
+}
