@@ -31,6 +31,13 @@ fn metrics_text() -> String {
     m.entropy.observe(2.0);
     m.lag.with_label_values(&["llm-outputs", "0"]).set(3);
     m.dead_letters.with_label_values(&["invalid_json"]).inc();
+    m.offset_gaps.with_label_values(&["llm-outputs", "0"]).inc();
+    m.offset_gap_records
+        .with_label_values(&["llm-outputs", "0"])
+        .inc_by(3);
+    m.produce_rejected
+        .with_label_values(&["verdicts", "reduced"])
+        .inc();
     m.commits.with_label_values(&["ok"]).inc();
     m.rebalances.with_label_values(&["assign"]).inc();
     m.index_info.with_label_values(&["abc", "1"]).set(1);
