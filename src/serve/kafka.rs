@@ -449,6 +449,12 @@ pub async fn run(
     {
         consumer_config.set("partition.assignment.strategy", "cooperative-sticky");
     }
+    // librdkafka prefetches into its own queue (64 MiB by default) whatever the loop takes; held
+    // at the in-flight limit, that queue is the rest of the daemon's input memory. A smaller
+    // default keeps the two together bounded; kafka.options may set it.
+    if !cfg.kafka.options.contains_key("queued.max.messages.kbytes") {
+        consumer_config.set("queued.max.messages.kbytes", "16384");
+    }
     let consumer: Arc<StreamConsumer<GroupContext>> = Arc::new(
         consumer_config
             .set("group.id", &cfg.kafka.group_id)
