@@ -151,19 +151,7 @@ fn verdicts_alerts_dead_letters_and_commits() {
             .is_ok());
     }
     // Offsets: every partition committed to its end.
-    let per_partition = acks.ends(PARTITIONS);
-    let until = Instant::now() + Duration::from_secs(20);
-    loop {
-        let c = broker.committed("g-e2e", INPUT, PARTITIONS);
-        if c == per_partition {
-            break;
-        }
-        assert!(
-            Instant::now() < until,
-            "committed {c:?}, expected {per_partition:?}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    broker.wait_committed("g-e2e", INPUT, &acks, PARTITIONS, Duration::from_secs(20));
     let (_, metrics) = d.get("/metrics").unwrap();
     assert!(
         metrics.contains("memaudit_messages_total{outcome=\"verdict\"} 120"),
