@@ -53,6 +53,38 @@ fn input_lines() -> (Vec<Vec<u8>>, usize) {
     (out, quoting.len())
 }
 
+/// `memaudit serve` reading a stdin that stays open (returned with it), HTTP on `http`, the
+/// `--set` overrides `sets`, `lines` already written; its log goes to a pipe on stderr.
+fn serve_on_open_stdin(
+    index: &Path,
+    http: u16,
+    sets: &[String],
+    lines: &[broker::workload::Input],
+) -> (Daemon, std::process::ChildStdin) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_memaudit"));
+    cmd.args(["serve", "--input", "-", "--index"])
+        .arg(index)
+        .args(["--http", &format!("127.0.0.1:{http}")]);
+    for s in sets {
+        cmd.args(["--set", s]);
+    }
+    let mut child = cmd
+        .env("MEMAUDIT_LOG", "info")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    for r in lines {
+        stdin.write_all(&r.2).unwrap();
+        stdin.write_all(b"\n").unwrap();
+    }
+    stdin.flush().unwrap();
+    let log = std::path::PathBuf::from("unused");
+    (Daemon { child, http, log }, stdin)
+}
+
 #[test]
 fn file_source_writes_verdicts_alerts_and_lossless_dead_letters() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -211,33 +243,9 @@ fn a_second_signal_exits_at_once() {
     let index = build_index(dir.path());
     let http = free_port();
     // The probe scores every line, so the first signal's drain has seconds of work left.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_memaudit"))
-        .args(["serve", "--input", "-", "--index"])
-        .arg(&index)
-        .args(["--http", &format!("127.0.0.1:{http}")])
-        .args([
-            "--set",
-            "probe.policy=\"always\"",
-            "--set",
-            "probe.batch_size=4",
-        ])
-        .env("MEMAUDIT_LOG", "info")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     let (input, _) = messages(200, 0, "sig", 1);
-    let mut stdin = child.stdin.take().unwrap();
-    for r in &input {
-        stdin.write_all(&r.2).unwrap();
-        stdin.write_all(b"\n").unwrap();
-    }
-    let d = Daemon {
-        child,
-        http,
-        log: dir.path().join("unused"),
-    };
+    let sets = ["probe.policy=\"always\"", "probe.batch_size=4"].map(String::from);
+    let (d, stdin) = serve_on_open_stdin(&index, http, &sets, &input);
     let until = Instant::now() + Duration::from_secs(60);
     while d.get("/healthz").map(|r| r.0) != Some(200) {
         assert!(Instant::now() < until, "no /healthz");
@@ -306,39 +314,13 @@ fn sigterm_with_stdin_held_open_and_a_half_sent_http_request_exits_within_the_de
     let index = build_index(dir.path());
     let http = free_port();
     let verdicts = dir.path().join("verdicts.jsonl");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_memaudit"))
-        .args(["serve", "--input", "-", "--index"])
-        .arg(&index)
-        .args(["--http", &format!("127.0.0.1:{http}")])
-        .args([
-            "--set",
-            "probe.policy=\"off\"",
-            "--set",
-            "shutdown.deadline_secs=3",
-        ])
-        .arg("--set")
-        .arg(format!(
-            "file.verdicts={:?}",
-            verdicts.display().to_string()
-        ))
-        .env("MEMAUDIT_LOG", "info")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     let (input, _) = messages(30, 3, "held", 1);
-    let mut stdin = child.stdin.take().unwrap();
-    for r in &input {
-        stdin.write_all(&r.2).unwrap();
-        stdin.write_all(b"\n").unwrap();
-    }
-    stdin.flush().unwrap();
-    let mut d = Daemon {
-        child,
-        http,
-        log: dir.path().join("unused"),
-    };
+    let sets = [
+        "probe.policy=\"off\"".to_string(),
+        "shutdown.deadline_secs=3".to_string(),
+        format!("file.verdicts={:?}", verdicts.display().to_string()),
+    ];
+    let (mut d, stdin) = serve_on_open_stdin(&index, http, &sets, &input);
     let until = Instant::now() + Duration::from_secs(60);
     while lines(&verdicts).len() < input.len() {
         assert!(
