@@ -25,6 +25,7 @@ use crate::index::SpanReport;
 use crate::metrics::Metrics;
 use crate::verdict::{Severity, Verdict};
 use futures::future::BoxFuture;
+use prometheus::Histogram;
 use serde::Serialize;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -209,9 +210,14 @@ impl Pipeline {
                 let worker = this.clone();
                 // match_one catches panics per message, so the task itself cannot fail.
                 let results = tokio::task::spawn_blocking(move || {
+                    // The stage histograms, looked up once per batch.
+                    let stages = (
+                        worker.metrics.stage("decode"),
+                        worker.metrics.stage("match"),
+                    );
                     batch
                         .into_iter()
-                        .map(|e| worker.match_one(e))
+                        .map(|e| worker.match_one(e, &stages))
                         .collect::<Vec<_>>()
                 })
                 .await
@@ -246,15 +252,17 @@ impl Pipeline {
     /// Decodes and matches one message (on the blocking pool). A panic while matching makes
     /// the message a dead letter with reason `internal`.
     #[allow(clippy::type_complexity)]
-    fn match_one(&self, env: Envelope) -> Result<(Matched, bool), Box<(Envelope, DeadLetter)>> {
+    fn match_one(
+        &self,
+        env: Envelope,
+        (decode_h, match_h): &(Histogram, Histogram),
+    ) -> Result<(Matched, bool), Box<(Envelope, DeadLetter)>> {
         let t = Instant::now();
         let msg = match decode(&env.payload, &env.origin, &self.input) {
             Ok(m) => m,
             Err(dl) => return Err(Box::new((env, dl))),
         };
-        self.metrics
-            .stage("decode")
-            .observe(t.elapsed().as_secs_f64());
+        decode_h.observe(t.elapsed().as_secs_f64());
         let t = Instant::now();
         let matched = catch_unwind(AssertUnwindSafe(|| {
             super::failpoint::check("match", &msg.text);
@@ -266,9 +274,7 @@ impl Pipeline {
             Ok(x) => x,
             Err(p) => return Err(Box::new((env, internal("matching", &*p)))),
         };
-        self.metrics
-            .stage("match")
-            .observe(t.elapsed().as_secs_f64());
+        match_h.observe(t.elapsed().as_secs_f64());
         Ok((Matched { env, msg, report }, wants))
     }
 
