@@ -15,13 +15,126 @@ use std::path::{Path, PathBuf};
 /// Prefix of environment overrides; `__` separates the path (`MEMAUDIT_KAFKA__GROUP_ID`).
 pub const ENV_PREFIX: &str = "MEMAUDIT_";
 
-/// librdkafka properties memaudit sets itself; passing them through would break delivery.
-pub const MANAGED_KAFKA_OPTIONS: &[&str] = &[
-    "bootstrap.servers",
-    "group.id",
-    "enable.auto.commit",
-    "enable.auto.offset.store",
-    "statistics.interval.ms",
+/// Which librdkafka client a property is given to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KafkaClient {
+    Consumer,
+    Producer,
+    Both,
+}
+
+impl KafkaClient {
+    /// Whether a property for `self` goes to `client`.
+    pub fn includes(self, client: KafkaClient) -> bool {
+        self == KafkaClient::Both || self == client
+    }
+}
+
+/// Where a forced property's value comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForcedValue {
+    /// Always this value.
+    Fixed(&'static str),
+    /// The value of this `[kafka]` key.
+    Key(&'static str),
+}
+
+/// A librdkafka property memaudit sets itself, and why. `kafka.options` may not set it:
+/// validation refuses it naming `why`, and `serve::kafka` sets exactly these, after the options.
+#[derive(Debug, Clone, Copy)]
+pub struct ForcedOption {
+    pub key: &'static str,
+    pub client: KafkaClient,
+    pub value: ForcedValue,
+    pub why: &'static str,
+}
+
+/// Every librdkafka property memaudit forces: the one list that both sets them and refuses them
+/// in `kafka.options`.
+pub const FORCED_KAFKA_OPTIONS: &[ForcedOption] = &[
+    ForcedOption {
+        key: "bootstrap.servers",
+        client: KafkaClient::Both,
+        value: ForcedValue::Key("kafka.brokers"),
+        why: "set it with kafka.brokers",
+    },
+    ForcedOption {
+        key: "group.id",
+        client: KafkaClient::Consumer,
+        value: ForcedValue::Key("kafka.group_id"),
+        why: "set it with kafka.group_id",
+    },
+    ForcedOption {
+        key: "statistics.interval.ms",
+        client: KafkaClient::Consumer,
+        value: ForcedValue::Key("kafka.statistics_interval_ms"),
+        why: "set it with kafka.statistics_interval_ms",
+    },
+    ForcedOption {
+        key: "enable.auto.commit",
+        client: KafkaClient::Consumer,
+        value: ForcedValue::Fixed("false"),
+        why: "memaudit commits an offset only after its message's verdict is acknowledged \
+              (at-least-once); an automatic commit would lose messages in a crash",
+    },
+    ForcedOption {
+        key: "enable.auto.offset.store",
+        client: KafkaClient::Consumer,
+        value: ForcedValue::Fixed("false"),
+        why: "memaudit stores only finished offsets (at-least-once)",
+    },
+    ForcedOption {
+        key: "acks",
+        client: KafkaClient::Producer,
+        value: ForcedValue::Fixed("all"),
+        why: "must stay `all` for at-least-once: a verdict counts as written only when every \
+              in-sync replica has it, and only then is its input offset committed",
+    },
+    ForcedOption {
+        key: "message.timeout.ms",
+        client: KafkaClient::Producer,
+        value: ForcedValue::Fixed("0"),
+        why: "must stay 0 (never give up): librdkafka would otherwise drop verdicts during a \
+              broker outage; shutdown.deadline_secs bounds the wait instead",
+    },
+];
+
+/// A librdkafka property memaudit sets unless `kafka.options` sets it.
+#[derive(Debug, Clone, Copy)]
+pub struct DefaultOption {
+    pub key: &'static str,
+    pub client: KafkaClient,
+    pub value: &'static str,
+    pub why: &'static str,
+}
+
+/// memaudit's defaults for librdkafka properties a user may change in `kafka.options`.
+pub const DEFAULT_KAFKA_OPTIONS: &[DefaultOption] = &[
+    DefaultOption {
+        key: "auto.offset.reset",
+        client: KafkaClient::Consumer,
+        value: "earliest",
+        why: "a new group reads the topic from its start; `latest` skips a backlog",
+    },
+    DefaultOption {
+        key: "partition.assignment.strategy",
+        client: KafkaClient::Consumer,
+        value: "cooperative-sticky",
+        why: "a rebalance revokes (and drains) only the partitions that move",
+    },
+    DefaultOption {
+        key: "queued.max.messages.kbytes",
+        client: KafkaClient::Consumer,
+        value: "16384",
+        why: "bounds librdkafka's prefetch queue, the rest of the input memory beside \
+              limits.max_in_flight_bytes",
+    },
+    DefaultOption {
+        key: "linger.ms",
+        client: KafkaClient::Producer,
+        value: "5",
+        why: "batches verdicts for up to 5 ms",
+    },
 ];
 
 /// A configuration error: the key, what is wrong, and where the value came from.
@@ -522,10 +635,10 @@ impl Config {
                 return Err(err("topics.input", "must differ from the output topics"));
             }
             for k in self.kafka.options.keys() {
-                if MANAGED_KAFKA_OPTIONS.contains(&k.as_str()) {
+                if let Some(f) = FORCED_KAFKA_OPTIONS.iter().find(|f| f.key == k) {
                     return Err(err(
                         &format!("kafka.options.{k}"),
-                        "is managed by memaudit (use the [kafka] keys); remove it",
+                        format!("is set by memaudit and cannot be changed: {}", f.why),
                     ));
                 }
             }
@@ -621,6 +734,35 @@ impl Config {
             return Err(err("shutdown.deadline_secs", "must be > 0"));
         }
         Ok(())
+    }
+
+    /// The librdkafka properties for `client`: memaudit's defaults, replaced by `kafka.options`
+    /// where it sets them, then the forced ones (which validation keeps out of the options).
+    pub fn kafka_properties(&self, client: KafkaClient) -> BTreeMap<String, String> {
+        let mut props: BTreeMap<String, String> = DEFAULT_KAFKA_OPTIONS
+            .iter()
+            .filter(|d| d.client.includes(client))
+            .map(|d| (d.key.to_string(), d.value.to_string()))
+            .collect();
+        props.extend(self.kafka.options.clone());
+        for f in FORCED_KAFKA_OPTIONS
+            .iter()
+            .filter(|f| f.client.includes(client))
+        {
+            let v = match f.value {
+                ForcedValue::Fixed(v) => v.to_string(),
+                ForcedValue::Key("kafka.brokers") => self.kafka.brokers.clone(),
+                ForcedValue::Key("kafka.group_id") => self.kafka.group_id.clone(),
+                ForcedValue::Key("kafka.statistics_interval_ms") => {
+                    self.kafka.statistics_interval_ms.to_string()
+                }
+                ForcedValue::Key(k) => {
+                    unreachable!("FORCED_KAFKA_OPTIONS names no [kafka] key {k}")
+                }
+            };
+            props.insert(f.key.to_string(), v);
+        }
+        props
     }
 
     /// The producer's `message.max.bytes`: `kafka.options` or librdkafka's default.
@@ -767,8 +909,49 @@ mod tests {
         assert_eq!(e.key, "topics.input");
         let e = load(MINIMAL, &[], &["kafka.options.enable.auto.commit=true"]).unwrap_err();
         assert_eq!(e.key, "kafka.options.enable.auto.commit");
+        let e = load(MINIMAL, &[], &["kafka.options.acks=1"]).unwrap_err();
+        assert_eq!(e.key, "kafka.options.acks");
+        assert!(e.to_string().contains("must stay `all`"), "{e}");
+        let e = load(MINIMAL, &[], &["kafka.options.message.timeout.ms=300000"]).unwrap_err();
+        assert_eq!(e.key, "kafka.options.message.timeout.ms");
         let e = load("", &[], &[]).unwrap_err();
         assert!(e.to_string().contains("missing field `index`"), "{e}");
+    }
+
+    /// Regression: `auto.offset.reset`, `linger.ms` and the other defaults used to pass
+    /// validation and then be overwritten. A user's value now reaches the client; a forced
+    /// property is refused at start (above) and never silently replaced.
+    #[test]
+    fn kafka_options_take_effect_or_are_refused() {
+        let c = load(MINIMAL, &[], &[]).unwrap();
+        let consumer = c.kafka_properties(KafkaClient::Consumer);
+        assert_eq!(consumer["auto.offset.reset"], "earliest");
+        assert_eq!(consumer["enable.auto.commit"], "false");
+        assert_eq!(consumer["group.id"], "memaudit");
+        assert!(!consumer.contains_key("acks"));
+        let c = load(
+            MINIMAL,
+            &[],
+            &[
+                "kafka.options.auto.offset.reset=latest",
+                "kafka.options.linger.ms=50",
+                "kafka.options.partition.assignment.strategy=range",
+            ],
+        )
+        .unwrap();
+        let consumer = c.kafka_properties(KafkaClient::Consumer);
+        assert_eq!(consumer["auto.offset.reset"], "latest");
+        assert_eq!(consumer["partition.assignment.strategy"], "range");
+        let producer = c.kafka_properties(KafkaClient::Producer);
+        assert_eq!(producer["linger.ms"], "50");
+        assert_eq!(producer["acks"], "all");
+        assert_eq!(producer["message.timeout.ms"], "0");
+        // Every user option reaches both clients (librdkafka ignores the other side's).
+        for props in [&consumer, &producer] {
+            for (k, v) in &c.kafka.options {
+                assert_eq!(&props[k], v, "{k}");
+            }
+        }
     }
 
     #[test]

@@ -567,3 +567,61 @@ fn every_compression_codec_is_consumed_and_produced() {
         d.stop();
     }
 }
+
+/// Regression: `kafka.options."auto.offset.reset"` used to pass validation and then be
+/// overwritten with `earliest`. A new group told `latest` skips the backlog, gives every later
+/// message its verdict, counts no offset gap (the first expected offset is the log's end), and
+/// commits to the end.
+#[test]
+fn a_new_group_with_auto_offset_reset_latest_skips_the_backlog() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let index = build_index(dir.path());
+    let broker = start();
+    let (backlog, _) = messages(40, 4, "old", PARTITIONS);
+    broker.produce(INPUT, &backlog);
+    let extra = format!("\"auto.offset.reset\" = \"latest\"\n{QUICK}");
+    let mut d = Daemon::start(
+        dir.path(),
+        &config(&broker, &index, "g-latest", SESSION_MS, &extra),
+        "daemon",
+    );
+    d.wait_ready(Duration::from_secs(60));
+    // The consumer resolves "latest" when it starts fetching, just after the assignment.
+    std::thread::sleep(Duration::from_secs(3));
+    let (recs, _) = messages(40, 4, "new", PARTITIONS);
+    let ids: BTreeSet<String> = recs.iter().map(|r| r.1.clone()).collect();
+    let acks = broker.produce(INPUT, &recs);
+    let seen = verdict_ids(&wait_for_verdicts(&broker, &ids, Duration::from_secs(60)));
+    let old: Vec<_> = seen.keys().filter(|k| k.starts_with("old-")).collect();
+    assert!(old.is_empty(), "the backlog was read: {old:?}");
+    assert_eq!(
+        seen.keys().cloned().collect::<BTreeSet<_>>(),
+        ids,
+        "every new message has its verdict\n{}",
+        d.log_text()
+    );
+    // The new messages came after the backlog: their ends are the log's ends.
+    broker.wait_committed(
+        "g-latest",
+        INPUT,
+        &acks,
+        PARTITIONS,
+        Duration::from_secs(30),
+    );
+    let page = d.get("/metrics").unwrap().1;
+    let gaps: f64 = page
+        .lines()
+        .filter(|l| l.starts_with("memaudit_offset_gaps_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(
+        gaps, 0.0,
+        "no offset gap: the first expected offset is the log's end"
+    );
+    assert!(
+        page.contains("memaudit_assigned_partitions 4"),
+        "the gap check ran on assigned partitions"
+    );
+    d.stop();
+}

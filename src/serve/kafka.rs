@@ -21,7 +21,7 @@ use super::message::{Envelope, Origin};
 use super::offsets::{Gap, InFlight, Partition};
 use super::pipeline::{Record, SendError, Sink, Stream};
 use super::shutdown::Shutdown;
-use crate::config::Config;
+use crate::config::{Config, KafkaClient};
 use crate::metrics::Metrics;
 use anyhow::{Context, Result};
 use futures::future::BoxFuture;
@@ -40,13 +40,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-/// The base librdkafka configuration shared by the consumer and the producer: brokers, then the
-/// user's passthrough options (SASL, TLS, timeouts).
-pub fn client_config(cfg: &Config) -> ClientConfig {
+/// The librdkafka configuration of one client: memaudit's defaults, the user's `kafka.options`
+/// (SASL, TLS, timeouts, or a default replaced), and the properties memaudit forces
+/// ([`Config::kafka_properties`]).
+pub fn client_config(cfg: &Config, client: KafkaClient) -> ClientConfig {
     let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &cfg.kafka.brokers);
     c.set_log_level(RDKafkaLogLevel::Warning);
-    for (k, v) in &cfg.kafka.options {
+    for (k, v) in cfg.kafka_properties(client) {
         c.set(k, v);
     }
     c
@@ -59,6 +59,8 @@ pub struct GroupContext {
     ready: Arc<Readiness>,
     input: String,
     drain: Duration,
+    /// Where a partition without a committed offset starts (`auto.offset.reset`).
+    reset: Reset,
     shutdown: Shutdown,
     /// Whether fetching is paused for backpressure: the consumer loop decides, a rebalance
     /// applies it to the partitions it assigns.
@@ -188,8 +190,8 @@ impl ConsumerContext for GroupContext {
 
 impl GroupContext {
     /// Where each assigned partition will be read from, so that the first received offset can
-    /// be checked: the group's committed offset, else the start of the log
-    /// (`auto.offset.reset=earliest`). How many partitions were seeded.
+    /// be checked: the group's committed offset, else the start or the end of the log, as
+    /// `auto.offset.reset` says. How many partitions were seeded.
     fn seed_expected(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) -> usize {
         let timeout = Duration::from_secs(5);
         let committed = match consumer.committed_offsets(tpl.clone(), timeout) {
@@ -201,11 +203,12 @@ impl GroupContext {
         };
         let mut seeded = 0;
         for e in committed.elements() {
-            let next = match e.offset() {
-                Offset::Offset(o) => Some(o),
-                _ => consumer
+            let next = match (e.offset(), self.reset) {
+                (Offset::Offset(o), _) => Some(o),
+                (_, Reset::Unchecked) => None,
+                (_, reset) => consumer
                     .fetch_watermarks(e.topic(), e.partition(), timeout)
-                    .map(|(low, _)| low)
+                    .map(|(low, high)| if reset == Reset::Earliest { low } else { high })
                     .ok(),
             };
             if let Some(next) = next {
@@ -288,12 +291,9 @@ pub struct KafkaSink {
 
 impl KafkaSink {
     pub fn new(cfg: &Config, metrics: Arc<Metrics>, shutdown: Shutdown) -> Result<KafkaSink> {
-        let producer: FutureProducer = client_config(cfg)
-            // Never give up on a record inside librdkafka: a broker restart must not lose
-            // verdicts. Shutdown bounds the wait instead.
-            .set("message.timeout.ms", "0")
-            .set("acks", "all")
-            .set("linger.ms", "5")
+        // acks=all and message.timeout.ms=0 (never give up: a broker restart must not lose
+        // verdicts; shutdown bounds the wait) are among the forced properties.
+        let producer: FutureProducer = client_config(cfg, KafkaClient::Producer)
             .create()
             .context("creating the Kafka producer (check kafka.brokers and kafka.options)")?;
         Ok(KafkaSink {
@@ -434,37 +434,16 @@ pub async fn run(
         ready: ready.clone(),
         input: cfg.topics.input.clone(),
         drain: Duration::from_secs_f64(cfg.shutdown.deadline_secs),
+        reset: Reset::of(&cfg.kafka_properties(KafkaClient::Consumer)["auto.offset.reset"]),
         shutdown: shutdown.clone(),
         paused: paused_flag.clone(),
         committer: committer.clone(),
     };
-    let mut consumer_config = client_config(cfg);
-    // Incremental rebalancing: when a member joins or leaves, only the partitions that move are
-    // revoked (and drained); the others keep flowing. It also commits the drained offsets in a
-    // settled generation. A user may choose another assignor in kafka.options.
-    if !cfg
-        .kafka
-        .options
-        .contains_key("partition.assignment.strategy")
-    {
-        consumer_config.set("partition.assignment.strategy", "cooperative-sticky");
-    }
-    // librdkafka prefetches into its own queue (64 MiB by default) whatever the loop takes; held
-    // at the in-flight limit, that queue is the rest of the daemon's input memory. A smaller
-    // default keeps the two together bounded; kafka.options may set it.
-    if !cfg.kafka.options.contains_key("queued.max.messages.kbytes") {
-        consumer_config.set("queued.max.messages.kbytes", "16384");
-    }
+    // The defaults (config::DEFAULT_KAFKA_OPTIONS) include cooperative-sticky rebalancing (only
+    // the partitions that move are revoked and drained) and a 16 MiB prefetch queue (held at the
+    // in-flight limit, librdkafka's queue is the rest of the daemon's input memory).
     let consumer: Arc<StreamConsumer<GroupContext>> = Arc::new(
-        consumer_config
-            .set("group.id", &cfg.kafka.group_id)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set(
-                "statistics.interval.ms",
-                cfg.kafka.statistics_interval_ms.to_string(),
-            )
+        client_config(cfg, KafkaClient::Consumer)
             .create_with_context(context)
             .context("creating the Kafka consumer (check kafka.brokers and kafka.options)")?,
     );
@@ -599,6 +578,25 @@ enum Flow {
 impl Flow {
     fn paused(self) -> bool {
         self == Flow::Paused
+    }
+}
+
+/// `auto.offset.reset`: where a partition with no committed offset is read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reset {
+    Earliest,
+    Latest,
+    /// `error` (or an unknown value): librdkafka decides; the first offset is not checked.
+    Unchecked,
+}
+
+impl Reset {
+    fn of(value: &str) -> Reset {
+        match value {
+            "earliest" | "smallest" | "beginning" => Reset::Earliest,
+            "latest" | "largest" | "end" => Reset::Latest,
+            _ => Reset::Unchecked,
+        }
     }
 }
 
