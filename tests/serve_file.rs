@@ -7,7 +7,7 @@ mod broker;
 use broker::workload::{build_index, messages};
 use broker::{free_port, Daemon};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -420,4 +420,66 @@ fn a_panic_on_one_message_becomes_an_internal_dead_letter() {
             "{failpoint}: every other message has its verdict"
         );
     }
+}
+
+/// Regression: with a safetensors checkpoint directory, the probe off and `spans.min_tokens`
+/// set, the daemon read the directory itself as a tokenizer.json and refused to start, where
+/// `memaudit probe` uses the `tokenizer.json` inside it. Both follow one rule now: the daemon
+/// counts span tokens with the directory's tokenizer exactly as with the GGUF it was saved from.
+#[test]
+fn the_daemon_finds_a_safetensors_checkpoints_tokenizer_like_the_probe() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let model = std::env::var_os("MEMAUDIT_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(memaudit::probe::default_model_path);
+    assert!(
+        model.exists(),
+        "{}: run scripts/fetch-model.sh",
+        model.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let index = build_index(dir.path());
+    let checkpoint = dir.path().join("checkpoint");
+    std::fs::create_dir(&checkpoint).unwrap();
+    memaudit::probe::tokenizer::Tokenizer::from_gguf(&model)
+        .unwrap()
+        .save(&checkpoint.join("tokenizer.json"))
+        .unwrap();
+    let (input, _) = input_lines();
+    let input: Vec<u8> = input.join(&b'\n');
+    let run = |model: &Path| {
+        let o = memaudit_with_stdin(
+            &[
+                "serve",
+                "--input",
+                "-",
+                "--http",
+                "",
+                "--index",
+                index.to_str().unwrap(),
+                "--set",
+                "probe.policy=\"off\"",
+                "--set",
+                "spans.min_tokens=5",
+                "--set",
+                &format!("model.path={:?}", model.display().to_string()),
+            ],
+            &[],
+            &input,
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        json_lines(&String::from_utf8(o.stdout).unwrap())
+    };
+    let (from_dir, from_gguf) = (run(&checkpoint), run(&model));
+    let tokens: Vec<u64> = from_dir
+        .iter()
+        .filter(|r| r["kind"] == "verdict")
+        .flat_map(|r| r["spans"].as_array().unwrap().clone())
+        .map(|s| s["tokens"].as_u64().expect("spans counted in tokens"))
+        .collect();
+    assert!(
+        !tokens.is_empty() && tokens.iter().all(|&t| t >= 5),
+        "{tokens:?}"
+    );
+    assert_eq!(from_dir, from_gguf);
 }

@@ -27,9 +27,8 @@ use anyhow::Result;
 use std::path::Path;
 use std::sync::Arc;
 
-/// Loads a model and its tokenizer on `device` and wraps them in a [`Probe`]. The tokenizer is
-/// `tokenizer` when given, else `tokenizer.json` beside a safetensors model, else the one in the
-/// GGUF's metadata.
+/// Loads a model and its tokenizer ([`tokenizer::path_for`]) on `device` and wraps them in a
+/// [`Probe`].
 pub fn load(
     model: &Path,
     tokenizer: Option<&Path>,
@@ -37,24 +36,7 @@ pub fn load(
     options: ProbeOptions,
 ) -> Result<Probe> {
     let m = model::Model::load(model, device)?;
-    let tok_path = match tokenizer {
-        Some(t) => t.to_path_buf(),
-        None if model
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("gguf")) =>
-        {
-            model.to_path_buf()
-        }
-        None => {
-            let dir = if model.is_dir() {
-                model
-            } else {
-                model.parent().unwrap_or(Path::new("."))
-            };
-            dir.join("tokenizer.json")
-        }
-    };
-    let t = tokenizer::Tokenizer::load(&tok_path)?;
+    let t = tokenizer::Tokenizer::for_model(model, tokenizer)?;
     Probe::new(Arc::new(m), Arc::new(t), options)
 }
 

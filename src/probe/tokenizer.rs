@@ -10,7 +10,7 @@
 use anyhow::{bail, Context, Result};
 use candle_core::quantized::gguf_file;
 use serde_json::{json, Value};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// A loaded tokenizer.
 pub struct Tokenizer {
@@ -42,7 +42,33 @@ fn metadata<'a>(
         .with_context(|| format!("{}: no {key} in the GGUF metadata", path.display()))
 }
 
+/// The tokenizer a model is read with: `tokenizer` when given, else the GGUF model itself (its
+/// metadata), else `tokenizer.json` in a safetensors checkpoint's directory (or beside the file
+/// named). The one rule for `memaudit probe`, `memaudit check` and the daemon.
+pub fn path_for(model: &Path, tokenizer: Option<&Path>) -> PathBuf {
+    if let Some(t) = tokenizer {
+        return t.to_path_buf();
+    }
+    if model
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+    {
+        return model.to_path_buf();
+    }
+    let dir = if model.is_dir() {
+        model
+    } else {
+        model.parent().unwrap_or(Path::new("."))
+    };
+    dir.join("tokenizer.json")
+}
+
 impl Tokenizer {
+    /// The tokenizer of `model` ([`path_for`]).
+    pub fn for_model(model: &Path, tokenizer: Option<&Path>) -> Result<Tokenizer> {
+        Self::load(&path_for(model, tokenizer))
+    }
+
     /// Loads `tokenizer.json`, or builds the tokenizer from a `.gguf` model's metadata.
     pub fn load(path: &Path) -> Result<Tokenizer> {
         if path

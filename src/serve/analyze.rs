@@ -62,11 +62,10 @@ impl Analyzer {
             tokenizer = Some(p.tokenizer.clone());
             probe = Some(p);
         } else if cfg.needs_tokenizer() {
-            let path = cfg
-                .model
-                .tokenizer
-                .clone()
-                .unwrap_or_else(|| cfg.model.resolved_path());
+            let path = crate::probe::tokenizer::path_for(
+                &cfg.model.resolved_path(),
+                cfg.model.tokenizer.as_deref(),
+            );
             tokenizer = Some(Arc::new(Tokenizer::load(&path).with_context(|| {
                 format!(
                     "loading the tokenizer {} (needed by spans.min_tokens)",
