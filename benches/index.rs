@@ -14,8 +14,8 @@
 //! are novel text with a 512-byte passage cut from a random corpus document in the middle. Every
 //! query runs once to warm the page cache, then once timed, one at a time on one thread.
 
-use memaudit::index::build::{peak_rss_bytes, rss_bytes};
 use memaudit::index::{Index, SpanOptions};
+use memaudit::memory::{peak_rss_bytes, rss_bytes};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::path::{Path, PathBuf};

@@ -11,7 +11,7 @@
 //! Texts: windows of 128 and 512 tokens cut from `/usr/share/common-licenses` and the Python
 //! standard library, scored in batches of 1, 8 and 32 (one forward pass per batch).
 
-use memaudit::index::build::{peak_rss_bytes, rss_bytes};
+use memaudit::memory::{peak_rss_bytes, rss_bytes};
 use memaudit::probe::device;
 use memaudit::probe::model::Model;
 use memaudit::probe::tokenizer::Tokenizer;

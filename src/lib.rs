@@ -1,22 +1,23 @@
 //! memaudit: finds the verbatim spans that LLM output shares with a training corpus.
 //!
-//! The library holds every stage as a plain function; `src/main.rs` is only the command line.
+//! The library holds every stage as a plain function; the command line is `src/main.rs` and
+//! `src/cli/` (one file per command), and the library never sees it.
 //! - [`corpus`]: reading corpus files and the text normalization shared by build and query.
 //! - [`index`]: the memory-mapped suffix-array index: build, open, query, verify.
 //! - [`probe`]: the entropy probe: tokenizer, model, per-token scores, boundary signals.
-//! - [`check`]: rendering one text's span report for a person or as JSON.
 //! - [`verdict`]: the severity policy: spans and probe signals ⇒ severity and reasons.
 //! - [`config`]: `memaudit serve`'s configuration (TOML, environment, flags), validated.
 //! - [`metrics`]: every Prometheus metric, defined once.
 //! - [`serve`]: the daemon: Kafka or file source, pipeline, sinks, HTTP, shutdown.
 //! - [`demo`]: `memaudit demo`, the whole pipeline on a small local corpus, no broker.
 //! - [`units`]: parsing sizes such as `1GiB` on the command line.
+//! - [`memory`]: resident-set and physical-memory figures from `/proc`.
 
-pub mod check;
 pub mod config;
 pub mod corpus;
 pub mod demo;
 pub mod index;
+pub mod memory;
 pub mod metrics;
 pub mod probe;
 pub mod serve;

@@ -27,7 +27,7 @@ use std::time::Instant;
 pub const SHARD_PEAK_FACTOR: u64 = 6;
 
 /// Suffix array construction algorithm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SaAlgorithm {
     /// libsais (Grebnov), through the `libsais` crate: the fastest SA-IS implementation known here.
     Libsais,
@@ -100,31 +100,6 @@ impl PendingShard {
             meta: Vec::new(),
         }
     }
-}
-
-/// A `Key:  N kB` field of a /proc file, in bytes (Linux only).
-fn proc_kib_field(file: &str, key: &str) -> Option<u64> {
-    let text = std::fs::read_to_string(file).ok()?;
-    let line = text
-        .lines()
-        .find(|l| l.strip_prefix(key).is_some_and(|r| r.starts_with(':')))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
-
-/// Peak resident set size of this process.
-pub fn peak_rss_bytes() -> Option<u64> {
-    proc_kib_field("/proc/self/status", "VmHWM")
-}
-
-/// Current resident set size of this process.
-pub fn rss_bytes() -> Option<u64> {
-    proc_kib_field("/proc/self/status", "VmRSS")
-}
-
-/// Total physical memory, for the default memory limit.
-pub fn physical_memory_bytes() -> Option<u64> {
-    proc_kib_field("/proc/meminfo", "MemTotal")
 }
 
 /// Refuses an existing non-empty target unless forced; returns whether something must be replaced.
@@ -232,7 +207,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildSummary> {
         text_bytes: manifest.totals.text_bytes,
         seconds,
         mb_per_s: manifest.totals.input_bytes as f64 / 1e6 / seconds.max(1e-9),
-        peak_rss_bytes: peak_rss_bytes(),
+        peak_rss_bytes: crate::memory::peak_rss_bytes(),
         workers,
         shard_bytes,
         skipped_examples: manifest.skipped.iter().take(10).cloned().collect(),

@@ -7,7 +7,6 @@
 //! - [`model`]: GGUF or safetensors loading and the batched all-positions forward pass.
 //! - [`logits`]: vocabulary-sized logit rows reduced to entropy, surprisal and rank.
 //! - [`ops`]: fused CPU kernels (causal softmax, SwiGLU) used by the forward pass.
-//! - [`report`]: the readable table of `memaudit probe`.
 //! - [`tokenizer`]: a `tokenizer.json`, or the tokenizer rebuilt from a GGUF model's metadata.
 //! - [`device`]: CPU or CUDA, chosen once.
 
@@ -16,7 +15,6 @@ pub mod device;
 pub mod logits;
 pub mod model;
 pub mod ops;
-pub mod report;
 pub mod scoring;
 pub mod tokenizer;
 pub mod window;

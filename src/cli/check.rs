@@ -1,0 +1,139 @@
+//! `memaudit check`: every verbatim span one text shares with the corpus, as JSON or marked up
+//! for a person (the text with each span marked, reverse video on a colour terminal, `[[...]]`
+//! otherwise, then a table of spans with counts and the first provenance hit).
+
+use anyhow::Result;
+use clap::Args;
+use memaudit::index::{Index, SpanOptions, SpanReport, DEFAULT_MIN_LEN};
+use memaudit::probe::tokenizer::Tokenizer;
+use std::fmt::Write as _;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct CheckArgs {
+    /// Index directory.
+    #[arg(long, env = "MEMAUDIT_INDEX")]
+    index: PathBuf,
+    /// Text to check: a file, or - (the default) for standard input.
+    #[arg(default_value = "-")]
+    input: String,
+    /// Minimum span length in characters (after normalization).
+    #[arg(long, default_value_t = DEFAULT_MIN_LEN)]
+    min_len: usize,
+    /// Provenance hits per span.
+    #[arg(long, default_value_t = 3)]
+    max_hits: usize,
+    /// A tokenizer.json, or a .gguf model whose own tokenizer is used; span lengths are then also
+    /// given in tokens.
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// JSON output (the default when stdout is not a terminal).
+    #[arg(long, conflicts_with = "pretty")]
+    json: bool,
+    /// The readable report even when stdout is not a terminal (spans marked [[like this]]).
+    #[arg(long)]
+    pretty: bool,
+}
+
+pub fn run(a: CheckArgs) -> Result<()> {
+    let index = Index::open(&a.index)?;
+    let text = super::read_input(&a.input)?;
+    let tokenizer = a.tokenizer.as_deref().map(Tokenizer::load).transpose()?;
+    let counter = tokenizer.as_ref().map(|t| move |s: &str| t.count(s));
+    let opts = SpanOptions {
+        min_len: a.min_len.max(1),
+        max_hits: a.max_hits,
+        tokens: counter
+            .as_ref()
+            .map(|f| f as &(dyn Fn(&str) -> usize + Sync)),
+    };
+    let report = index.spans(&text, &opts);
+    let mut stdout = std::io::stdout().lock();
+    let terminal = stdout.is_terminal();
+    if a.json || (!terminal && !a.pretty) {
+        serde_json::to_writer_pretty(&mut stdout, &report)?;
+        writeln!(stdout)?;
+    } else {
+        write!(stdout, "{}", render(&text, &report, terminal))?;
+    }
+    Ok(())
+}
+
+/// The readable report. `color` selects ANSI marking over bracket marking.
+fn render(text: &str, report: &SpanReport, color: bool) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "index {} · {} span(s) of ≥ {} chars · coverage {:.1}% · longest {} chars",
+        report.index_id,
+        report.spans.len(),
+        report.min_len,
+        report.coverage * 100.0,
+        report.longest
+    );
+    out.push('\n');
+    // Mark the union of spans, walking characters once.
+    let (open, close) = if color {
+        ("\x1b[7m", "\x1b[0m")
+    } else {
+        ("[[", "]]")
+    };
+    let mut covered = vec![false; report.text_chars + 1];
+    for s in &report.spans {
+        for c in &mut covered[s.start..s.end.min(report.text_chars)] {
+            *c = true;
+        }
+    }
+    let mut inside = false;
+    for (i, ch) in text.chars().enumerate() {
+        if covered[i] != inside {
+            out.push_str(if covered[i] { open } else { close });
+            inside = covered[i];
+        }
+        out.push(ch);
+    }
+    if inside {
+        out.push_str(close);
+    }
+    out.push_str("\n\n");
+    if report.spans.is_empty() {
+        out.push_str("no verbatim spans\n");
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "{:>3}  {:>13}  {:>6}  {:>6}  {:>8}  first occurrence",
+        "#", "chars", "len", "tokens", "count"
+    );
+    for (i, s) in report.spans.iter().enumerate() {
+        let tokens = s
+            .len_tokens
+            .map(|t| t.to_string())
+            .unwrap_or_else(|| "-".into());
+        let first = s
+            .hits
+            .first()
+            .map(|h| {
+                let source = h.meta.get("source").and_then(|v| v.as_str()).unwrap_or("?");
+                let line = h
+                    .meta
+                    .get("line")
+                    .and_then(|v| v.as_u64())
+                    .map(|l| format!(":{l}"))
+                    .unwrap_or_default();
+                format!("doc {} {source}{line} +{}", h.doc, h.offset)
+            })
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{:>3}  {:>13}  {:>6}  {:>6}  {:>8}  {first}",
+            i + 1,
+            format!("{}..{}", s.start, s.end),
+            s.len_chars,
+            tokens,
+            s.count
+        );
+    }
+    out
+}
