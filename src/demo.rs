@@ -1,25 +1,18 @@
-//! `memaudit demo`: the daemon's whole pipeline on a small local corpus, with no broker.
+//! `memaudit demo`'s set-up: a small local corpus indexed, sample outputs expanded, and the
+//! daemon's configuration for them (file source; probe on-match when the model is installed).
 //!
 //! Builds an index from `data/demo/corpus` and the licence texts in
-//! `/usr/share/common-licenses`, expands the sample outputs in `data/demo/outputs.jsonl` (some
-//! quote the corpus, some are novel, two are malformed), runs them through the same
-//! [`crate::serve::pipeline::Pipeline`] the daemon uses (file source; probe on-match when the
-//! model is installed), prints each verdict, alert and dead letter, serves `/metrics` while it
-//! runs, and prints the metrics it served at the end.
+//! `/usr/share/common-licenses`, and expands the sample outputs in `data/demo/outputs.jsonl`
+//! (some quote the corpus, some are novel, two are malformed). The command (`src/cli/demo.rs`)
+//! runs them through [`crate::serve::run`], the daemon itself, with a sink that prints each
+//! record.
 
-use crate::config::{Config, IndexConfig, ProbePolicy, SourceKind};
-use crate::index::build::{self, BuildOptions, SaAlgorithm};
+use crate::config::{Config, FileConfig, ProbePolicy, SourceKind};
+use crate::index::build::{self, BuildOptions, BuildSummary, SaAlgorithm};
 use crate::index::format::Normalization;
-use crate::serve::offsets::{InFlight, OffsetTracker};
-use crate::serve::pipeline::{Pipeline, Record, SendError, Sink, Stream};
-use crate::serve::shutdown::Shutdown;
-use crate::serve::{file, http};
 use anyhow::{Context, Result};
-use futures::future::BoxFuture;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
 
 /// Where the licence texts live on Debian-family machines.
 pub const LICENSES_DIR: &str = "/usr/share/common-licenses";
@@ -32,12 +25,20 @@ pub struct DemoOptions {
     pub http: SocketAddr,
     /// Probe model; `None` runs with the probe off.
     pub model: Option<PathBuf>,
-    /// Keep serving /metrics this long after the last verdict.
-    pub hold: Duration,
 }
 
-/// Runs the demo; prints to stdout.
-pub async fn run(o: DemoOptions) -> Result<()> {
+/// What [`prepare`] made.
+pub struct Prepared {
+    /// The daemon's configuration: file source on the expanded outputs, records to
+    /// `verdicts.jsonl`, `alerts.jsonl` and `dead-letters.jsonl` in the work directory.
+    pub config: Config,
+    pub index: BuildSummary,
+    /// Corpus files indexed.
+    pub files: usize,
+}
+
+/// Copies the corpus, builds its index, expands the sample outputs, and configures the daemon.
+pub fn prepare(o: &DemoOptions) -> Result<Prepared> {
     let corpus = o.workdir.join("corpus");
     let _ = std::fs::remove_dir_all(&corpus);
     std::fs::create_dir_all(&corpus).with_context(|| format!("creating {}", corpus.display()))?;
@@ -46,7 +47,7 @@ pub async fn run(o: DemoOptions) -> Result<()> {
         .with_context(|| format!("reading the shipped corpus {}", shipped.display()))?;
     files += copy_texts(Path::new(LICENSES_DIR), &corpus).unwrap_or(0);
     let index_dir = o.workdir.join("index");
-    let summary = build::build(&BuildOptions {
+    let index = build::build(&BuildOptions {
         out: index_dir.clone(),
         inputs: vec![corpus.clone()],
         shard_bytes: 64 << 20,
@@ -58,108 +59,47 @@ pub async fn run(o: DemoOptions) -> Result<()> {
         algorithm: SaAlgorithm::Libsais,
         progress: false,
     })?;
-    println!(
-        "index {} · {} documents from {files} files ({} and {LICENSES_DIR}) · {}",
-        summary.index_id,
-        summary.documents,
-        shipped.display(),
-        index_dir.display()
-    );
 
     let outputs = expand_outputs(&o.data.join("outputs.jsonl"), &corpus)?;
     let input = o.workdir.join("outputs.expanded.jsonl");
-    std::fs::write(&input, &outputs)?;
+    std::fs::write(&input, &outputs).with_context(|| format!("writing {}", input.display()))?;
+    let fresh = |n: &str| -> Result<PathBuf> {
+        let p = o.workdir.join(n);
+        if p.exists() {
+            std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
+        }
+        Ok(p)
+    };
 
-    let mut cfg: Config = toml::from_str(&format!(
+    let mut config: Config = toml::from_str(&format!(
         "[index]\ndir = {:?}\n",
         index_dir.display().to_string()
     ))
     .expect("a minimal config parses");
-    cfg.index = IndexConfig { dir: index_dir };
-    cfg.source.kind = SourceKind::File;
-    cfg.http.bind = o.http.to_string();
-    cfg.probe.policy = if o.model.is_some() {
+    config.source.kind = SourceKind::File;
+    config.file = FileConfig {
+        input,
+        verdicts: fresh("verdicts.jsonl")?,
+        alerts: fresh("alerts.jsonl")?,
+        dead_letters: fresh("dead-letters.jsonl")?,
+    };
+    config.http.bind = o.http.to_string();
+    config.probe.policy = if o.model.is_some() {
         ProbePolicy::OnMatch
     } else {
         ProbePolicy::Off
     };
-    cfg.model.path = o.model.clone();
+    config.model.path = o.model.clone();
     // One match batch at a time keeps the printed verdicts in input order.
-    cfg.limits.match_workers = 1;
-    cfg.validate()?;
-    match &o.model {
-        Some(m) => println!("probe on-match with {}", m.display()),
-        None => println!("probe off (no model installed: scripts/fetch-model.sh installs it)"),
-    }
-
-    let loaded = crate::serve::load(&cfg).await?;
-    let shutdown = Shutdown::new(Duration::from_secs(5));
-    let s = shutdown.clone();
-    let (addr, server) = http::serve(
-        o.http,
-        loaded.metrics.clone(),
-        loaded.ready.clone(),
-        async move { s.triggered().await },
-    )
-    .await?;
-    loaded
-        .ready
-        .partitions_assigned
-        .store(true, std::sync::atomic::Ordering::Relaxed);
-    loaded
-        .ready
-        .broker_reachable
-        .store(true, std::sync::atomic::Ordering::Relaxed);
-    println!("metrics at http://{addr}/metrics\n");
-
-    let sink = Arc::new(PrintSink::new(&o.workdir)?);
-    let tracker = InFlight::new(OffsetTracker::new(), loaded.metrics.clone());
-    let pipeline = Pipeline::new(
-        &cfg,
-        loaded.analyzer.clone(),
-        sink.clone(),
-        tracker.clone(),
-        loaded.metrics.clone(),
-    );
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
-    let pipe = tokio::spawn(pipeline.run(rx));
-    file::read_lines(&input, tx, tracker, shutdown.clone()).await?;
-    pipe.await.context("the pipeline task failed")?;
-
-    println!(
-        "\nrecords written to {}/{{verdicts,alerts,dead-letters}}.jsonl",
-        o.workdir.display()
-    );
-    let (code, body) =
-        tokio::task::spawn_blocking(move || http::get_local(addr, "/metrics")).await??;
-    println!(
-        "\nGET /metrics → {code}, {} lines; the memaudit_* counters:",
-        body.lines().count()
-    );
-    for line in body.lines().filter(|l| {
-        (l.starts_with("memaudit_messages_total")
-            || l.starts_with("memaudit_verdicts_total")
-            || l.starts_with("memaudit_alerts_total")
-            || l.starts_with("memaudit_dead_letters_total")
-            || l.starts_with("memaudit_stage_seconds_count"))
-            && !l.ends_with(" 0")
-    }) {
-        println!("  {line}");
-    }
-    if !o.hold.is_zero() {
-        println!(
-            "\nserving http://{addr}/metrics for {:?} (Ctrl-C stops)",
-            o.hold
-        );
-        shutdown.listen_for_signals()?;
-        tokio::select! {
-            _ = tokio::time::sleep(o.hold) => {}
-            _ = shutdown.triggered() => {}
-        }
-    }
-    shutdown.trigger();
-    let _ = server.await;
-    Ok(())
+    config.limits.match_workers = 1;
+    // A Ctrl-C while it runs stops it at once.
+    config.shutdown.deadline_secs = 5.0;
+    config.validate()?;
+    Ok(Prepared {
+        config,
+        index,
+        files,
+    })
 }
 
 /// Copies every regular file of `from` into `to` as `NAME.txt` (licence files have no
@@ -222,89 +162,4 @@ pub fn expand_outputs(template: &Path, corpus: &Path) -> Result<String> {
     }
     out.push_str(rest);
     Ok(out)
-}
-
-/// Prints one line per record and writes it as the daemon's file sink does (JSON lines; dead
-/// letters with their reason and the original payload).
-struct PrintSink {
-    files: file::FileSink,
-}
-
-impl PrintSink {
-    fn new(dir: &Path) -> Result<PrintSink> {
-        let path = |n: &str| -> Result<PathBuf> {
-            let p = dir.join(n);
-            if p.exists() {
-                std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
-            }
-            Ok(p)
-        };
-        Ok(PrintSink {
-            files: file::FileSink::open(&crate::config::FileConfig {
-                input: "-".into(),
-                verdicts: path("verdicts.jsonl")?,
-                alerts: path("alerts.jsonl")?,
-                dead_letters: path("dead-letters.jsonl")?,
-            })?,
-        })
-    }
-
-    fn line(r: &Record) -> String {
-        let header = |k: &str| r.header(k);
-        if r.stream == Stream::DeadLetters {
-            return format!(
-                "  DEAD LETTER line {:<3} {}: {}",
-                header("memaudit-source-offset").parse::<i64>().unwrap_or(0) + 1,
-                header("memaudit-reason"),
-                header("memaudit-detail")
-            );
-        }
-        let v: serde_json::Value = serde_json::from_slice(&r.payload).unwrap_or_default();
-        let sev = v["severity"].as_str().unwrap_or("?");
-        if r.stream == Stream::Alerts {
-            let why: Vec<&str> = v["reasons"]
-                .as_array()
-                .map(|a| a.iter().filter_map(|x| x["detail"].as_str()).collect())
-                .unwrap_or_default();
-            return format!(
-                "  ALERT {:<8} {}: {}",
-                sev.to_uppercase(),
-                v["id"].as_str().unwrap_or("?"),
-                why.join("; ")
-            );
-        }
-        let source = v["spans"][0]["provenance"][0]["source"]
-            .as_str()
-            .map(|s| {
-                let name = Path::new(s)
-                    .file_name()
-                    .map_or(s.into(), |n| n.to_string_lossy());
-                format!("  ← {name}")
-            })
-            .unwrap_or_default();
-        let entropy = v["entropy"]["mean_entropy"]
-            .as_f64()
-            .map(|e| {
-                format!(
-                    "  entropy {e:.2} nats, boundary {:.2}",
-                    v["entropy"]["boundary_score"].as_f64().unwrap_or(0.0)
-                )
-            })
-            .unwrap_or_default();
-        format!(
-            "{:<8} {:<8} {} span(s), longest {:>3} chars, coverage {:>5.1}%{source}{entropy}",
-            sev,
-            v["id"].as_str().unwrap_or("?"),
-            v["spans"].as_array().map_or(0, Vec::len),
-            v["longest_span_chars"].as_u64().unwrap_or(0),
-            v["coverage"].as_f64().unwrap_or(0.0) * 100.0,
-        )
-    }
-}
-
-impl Sink for PrintSink {
-    fn send(&self, r: Record) -> BoxFuture<'static, Result<(), SendError>> {
-        println!("{}", Self::line(&r));
-        self.files.send(r)
-    }
 }

@@ -11,12 +11,14 @@
 //! - [`serve`]: the daemon: Kafka or file source, pipeline, sinks, HTTP, shutdown.
 //! - [`demo`]: `memaudit demo`, the whole pipeline on a small local corpus, no broker.
 //! - [`units`]: parsing sizes such as `1GiB` on the command line.
+//! - [`loopback`]: a minimal HTTP GET for the demo and the tests.
 //! - [`memory`]: resident-set and physical-memory figures from `/proc`.
 
 pub mod config;
 pub mod corpus;
 pub mod demo;
 pub mod index;
+pub mod loopback;
 pub mod memory;
 pub mod metrics;
 pub mod probe;

@@ -468,7 +468,10 @@ fn the_daemon_finds_a_safetensors_checkpoints_tokenizer_like_the_probe() {
             &input,
         );
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        json_lines(&String::from_utf8(o.stdout).unwrap())
+        // Messages finish concurrently: compare the records in input order.
+        let mut records = json_lines(&String::from_utf8(o.stdout).unwrap());
+        records.sort_by_key(|r| (r["source"]["offset"].as_i64(), r["kind"].to_string()));
+        records
     };
     let (from_dir, from_gguf) = (run(&checkpoint), run(&model));
     let tokens: Vec<u64> = from_dir

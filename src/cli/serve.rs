@@ -80,7 +80,10 @@ pub fn run(a: ServeArgs) -> Result<()> {
         return Ok(());
     }
     let rt = super::runtime()?;
-    let result = rt.block_on(memaudit::serve::run(cfg));
+    let result = rt.block_on(memaudit::serve::run(
+        cfg,
+        memaudit::serve::Outputs::default(),
+    ));
     // A blocking read that never returns (stdin or a FIFO held open by its writer) must not
     // hold the exit: the runtime does not wait for it.
     rt.shutdown_timeout(std::time::Duration::from_millis(200));

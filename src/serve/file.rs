@@ -4,7 +4,8 @@
 
 use super::message::{Envelope, Origin};
 use super::offsets::InFlight;
-use super::pipeline::{DeadLetterRecord, Record, SendError, Sink, Stream};
+use super::output::{Output, PerStream};
+use super::pipeline::{SendError, Sink};
 use crate::config::FileConfig;
 use anyhow::{Context, Result};
 use futures::future::BoxFuture;
@@ -78,7 +79,7 @@ type Out = Arc<Mutex<Box<dyn Write + Send>>>;
 /// Writes records as JSON lines: verdicts, alerts and dead letters each to their own file, or
 /// to stdout for `-` (every record carries a `kind`, so a shared stream stays readable).
 pub struct FileSink {
-    outs: [Out; 3],
+    outs: PerStream<Out>,
 }
 
 impl FileSink {
@@ -102,39 +103,21 @@ impl FileSink {
             Ok(w)
         };
         Ok(FileSink {
-            outs: [
-                open(&cfg.verdicts, "verdicts")?,
-                open(&cfg.alerts, "alerts")?,
-                open(&cfg.dead_letters, "dead_letters")?,
-            ],
+            outs: PerStream {
+                verdicts: open(&cfg.verdicts, "verdicts")?,
+                alerts: open(&cfg.alerts, "alerts")?,
+                dead_letters: open(&cfg.dead_letters, "dead_letters")?,
+            },
         })
     }
 
-    fn write(&self, r: &Record) -> Result<()> {
-        let i = match r.stream {
-            Stream::Verdicts => 0,
-            Stream::Alerts => 1,
-            Stream::DeadLetters => 2,
+    fn write(&self, r: &Output) -> Result<()> {
+        let line = match r {
+            Output::Verdict(v) => v.json(),
+            Output::DeadLetter(d) => d.json(),
         };
-        let mut w = self.outs[i].lock().expect("sink lock");
-        if r.stream == Stream::DeadLetters {
-            let h = |k: &str| r.header(k);
-            let origin = Origin {
-                topic: h("memaudit-source-topic").to_string(),
-                partition: h("memaudit-source-partition").parse().unwrap_or(0),
-                offset: h("memaudit-source-offset").parse().unwrap_or(0),
-            };
-            let reason = super::message::Reason::ALL
-                .into_iter()
-                .find(|x| x.code() == h("memaudit-reason"))
-                .map_or("unknown", |x| x.code());
-            serde_json::to_writer(
-                &mut *w,
-                &DeadLetterRecord::new(reason, h("memaudit-detail"), &origin, &r.payload),
-            )?;
-        } else {
-            w.write_all(&r.payload)?;
-        }
+        let mut w = self.outs.get(r.stream()).lock().expect("sink lock");
+        w.write_all(&line)?;
         w.write_all(b"\n")?;
         w.flush()?;
         Ok(())
@@ -142,9 +125,9 @@ impl FileSink {
 }
 
 impl Sink for FileSink {
-    fn send(&self, record: Record) -> BoxFuture<'static, Result<(), SendError>> {
+    fn send(&self, record: &Output) -> BoxFuture<'static, Result<(), SendError>> {
         let r = self
-            .write(&record)
+            .write(record)
             .map_err(|e| SendError::GaveUp(format!("writing a record: {e:#}")));
         Box::pin(async move { r })
     }

@@ -19,7 +19,8 @@
 use super::http::Readiness;
 use super::message::{Envelope, Origin};
 use super::offsets::{Gap, InFlight, Partition};
-use super::pipeline::{Record, SendError, Sink, Stream};
+use super::output::{Output, PerStream};
+use super::pipeline::{SendError, Sink};
 use super::shutdown::Shutdown;
 use crate::config::{Config, KafkaClient};
 use crate::metrics::Metrics;
@@ -283,7 +284,7 @@ impl Committer {
 /// The producer side: one record per `send`, resolved on the broker's acknowledgement.
 pub struct KafkaSink {
     producer: FutureProducer,
-    topics: [String; 3],
+    topics: PerStream<String>,
     max_record_bytes: usize,
     metrics: Arc<Metrics>,
     shutdown: Shutdown,
@@ -298,11 +299,11 @@ impl KafkaSink {
             .context("creating the Kafka producer (check kafka.brokers and kafka.options)")?;
         Ok(KafkaSink {
             producer,
-            topics: [
-                cfg.topics.verdicts.clone(),
-                cfg.topics.alerts.clone(),
-                cfg.topics.dead_letters.clone(),
-            ],
+            topics: PerStream {
+                verdicts: cfg.topics.verdicts.clone(),
+                alerts: cfg.topics.alerts.clone(),
+                dead_letters: cfg.topics.dead_letters.clone(),
+            },
             max_record_bytes: cfg.limits.max_record_bytes,
             metrics,
             shutdown,
@@ -341,30 +342,35 @@ pub fn refused_for_good(e: &KafkaError) -> bool {
 }
 
 impl Sink for KafkaSink {
-    fn send(&self, r: Record) -> BoxFuture<'static, Result<(), SendError>> {
+    fn send(&self, r: &Output) -> BoxFuture<'static, Result<(), SendError>> {
         let producer = self.producer.clone();
-        let topic = self.topics[match r.stream {
-            Stream::Verdicts => 0,
-            Stream::Alerts => 1,
-            Stream::DeadLetters => 2,
-        }]
-        .clone();
+        let topic = self.topics.get(r.stream()).clone();
+        // Encoded here, at the edge: a verdict is its JSON keyed by the message id, a dead letter
+        // the input's own key and bytes with the reason and origin in headers.
+        let (key, payload, headers) = match r {
+            Output::Verdict(v) => (
+                Some(v.verdict.id.clone().into_bytes()),
+                v.json(),
+                v.headers(),
+            ),
+            Output::DeadLetter(d) => (d.key.clone(), d.payload.clone(), d.headers()),
+        };
         let metrics = self.metrics.clone();
         let shutdown = self.shutdown.clone();
         Box::pin(async move {
             let mut backoff = Duration::from_millis(50);
             loop {
-                let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
-                for (k, v) in &r.headers {
-                    headers = headers.insert(Header {
+                let mut h = OwnedHeaders::new_with_capacity(headers.len());
+                for (k, v) in &headers {
+                    h = h.insert(Header {
                         key: k,
                         value: Some(v.as_bytes()),
                     });
                 }
                 let mut rec = FutureRecord::<[u8], [u8]>::to(&topic)
-                    .payload(&r.payload)
-                    .headers(headers);
-                if let Some(k) = &r.key {
+                    .payload(&payload)
+                    .headers(h);
+                if let Some(k) = &key {
                     rec = rec.key(k.as_slice());
                 }
                 let sent = tokio::select! {

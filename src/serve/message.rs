@@ -38,7 +38,7 @@ pub struct Decoded {
 
 /// Why a payload could not be decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
+pub enum DeadLetterReason {
     Oversize,
     InvalidUtf8,
     InvalidJson,
@@ -55,33 +55,33 @@ pub enum Reason {
     OutputRefused,
 }
 
-impl Reason {
-    pub const ALL: [Reason; 10] = [
-        Reason::Oversize,
-        Reason::InvalidUtf8,
-        Reason::InvalidJson,
-        Reason::NotAnObject,
-        Reason::MissingText,
-        Reason::TextNotString,
-        Reason::BadId,
-        Reason::EmptyPayload,
-        Reason::Internal,
-        Reason::OutputRefused,
+impl DeadLetterReason {
+    pub const ALL: [DeadLetterReason; 10] = [
+        DeadLetterReason::Oversize,
+        DeadLetterReason::InvalidUtf8,
+        DeadLetterReason::InvalidJson,
+        DeadLetterReason::NotAnObject,
+        DeadLetterReason::MissingText,
+        DeadLetterReason::TextNotString,
+        DeadLetterReason::BadId,
+        DeadLetterReason::EmptyPayload,
+        DeadLetterReason::Internal,
+        DeadLetterReason::OutputRefused,
     ];
 
     /// The code in headers and metric labels.
     pub fn code(self) -> &'static str {
         match self {
-            Reason::Oversize => "oversize",
-            Reason::InvalidUtf8 => "invalid_utf8",
-            Reason::InvalidJson => "invalid_json",
-            Reason::NotAnObject => "not_an_object",
-            Reason::MissingText => "missing_text",
-            Reason::TextNotString => "text_not_string",
-            Reason::BadId => "bad_id",
-            Reason::EmptyPayload => "empty_payload",
-            Reason::Internal => "internal",
-            Reason::OutputRefused => "output_refused",
+            DeadLetterReason::Oversize => "oversize",
+            DeadLetterReason::InvalidUtf8 => "invalid_utf8",
+            DeadLetterReason::InvalidJson => "invalid_json",
+            DeadLetterReason::NotAnObject => "not_an_object",
+            DeadLetterReason::MissingText => "missing_text",
+            DeadLetterReason::TextNotString => "text_not_string",
+            DeadLetterReason::BadId => "bad_id",
+            DeadLetterReason::EmptyPayload => "empty_payload",
+            DeadLetterReason::Internal => "internal",
+            DeadLetterReason::OutputRefused => "output_refused",
         }
     }
 }
@@ -89,11 +89,11 @@ impl Reason {
 /// A payload that goes to the dead-letter topic.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeadLetter {
-    pub reason: Reason,
+    pub reason: DeadLetterReason,
     pub detail: String,
 }
 
-fn dead(reason: Reason, detail: impl Into<String>) -> DeadLetter {
+fn dead(reason: DeadLetterReason, detail: impl Into<String>) -> DeadLetter {
     DeadLetter {
         reason,
         detail: detail.into(),
@@ -104,7 +104,7 @@ fn dead(reason: Reason, detail: impl Into<String>) -> DeadLetter {
 pub fn decode(payload: &[u8], origin: &Origin, cfg: &InputConfig) -> Result<Decoded, DeadLetter> {
     if payload.len() > cfg.max_bytes {
         return Err(dead(
-            Reason::Oversize,
+            DeadLetterReason::Oversize,
             format!(
                 "payload is {} bytes, above input.max_bytes = {}",
                 payload.len(),
@@ -113,10 +113,14 @@ pub fn decode(payload: &[u8], origin: &Origin, cfg: &InputConfig) -> Result<Deco
         ));
     }
     if payload.is_empty() {
-        return Err(dead(Reason::EmptyPayload, "payload is empty"));
+        return Err(dead(DeadLetterReason::EmptyPayload, "payload is empty"));
     }
-    let s = std::str::from_utf8(payload)
-        .map_err(|e| dead(Reason::InvalidUtf8, format!("payload is not UTF-8: {e}")))?;
+    let s = std::str::from_utf8(payload).map_err(|e| {
+        dead(
+            DeadLetterReason::InvalidUtf8,
+            format!("payload is not UTF-8: {e}"),
+        )
+    })?;
     let fallback_id = || format!("{}/{}/{}", origin.topic, origin.partition, origin.offset);
     match cfg.format {
         InputFormat::Text => Ok(Decoded {
@@ -125,11 +129,15 @@ pub fn decode(payload: &[u8], origin: &Origin, cfg: &InputConfig) -> Result<Deco
             model: None,
         }),
         InputFormat::Json => {
-            let v: Value = serde_json::from_str(s)
-                .map_err(|e| dead(Reason::InvalidJson, format!("payload is not JSON: {e}")))?;
+            let v: Value = serde_json::from_str(s).map_err(|e| {
+                dead(
+                    DeadLetterReason::InvalidJson,
+                    format!("payload is not JSON: {e}"),
+                )
+            })?;
             let Value::Object(mut obj) = v else {
                 return Err(dead(
-                    Reason::NotAnObject,
+                    DeadLetterReason::NotAnObject,
                     format!(
                         "payload is JSON but not an object with `{}`",
                         cfg.text_field
@@ -140,13 +148,13 @@ pub fn decode(payload: &[u8], origin: &Origin, cfg: &InputConfig) -> Result<Deco
                 Some(Value::String(t)) => t,
                 Some(other) => {
                     return Err(dead(
-                        Reason::TextNotString,
+                        DeadLetterReason::TextNotString,
                         format!("`{}` is {}, not a string", cfg.text_field, kind(&other)),
                     ))
                 }
                 None => {
                     return Err(dead(
-                        Reason::MissingText,
+                        DeadLetterReason::MissingText,
                         format!("no `{}` field", cfg.text_field),
                     ))
                 }
@@ -157,7 +165,7 @@ pub fn decode(payload: &[u8], origin: &Origin, cfg: &InputConfig) -> Result<Deco
                 None | Some(Value::Null) => fallback_id(),
                 Some(other) => {
                     return Err(dead(
-                        Reason::BadId,
+                        DeadLetterReason::BadId,
                         format!(
                             "`{}` is {}, not a non-empty string or a number",
                             cfg.id_field,
@@ -231,14 +239,17 @@ mod tests {
     #[test]
     fn every_reason() {
         let r = |p: &[u8]| decode(p, &origin(), &cfg()).unwrap_err().reason;
-        assert_eq!(r(&[b'a'; 65]), Reason::Oversize);
-        assert_eq!(r(b""), Reason::EmptyPayload);
-        assert_eq!(r(b"\xff\xfe"), Reason::InvalidUtf8);
-        assert_eq!(r(b"{\"id\":"), Reason::InvalidJson);
-        assert_eq!(r(b"[1,2]"), Reason::NotAnObject);
-        assert_eq!(r(br#"{"id":"a"}"#), Reason::MissingText);
-        assert_eq!(r(br#"{"id":"a","text":5}"#), Reason::TextNotString);
-        assert_eq!(r(br#"{"id":["a"],"text":"t"}"#), Reason::BadId);
+        assert_eq!(r(&[b'a'; 65]), DeadLetterReason::Oversize);
+        assert_eq!(r(b""), DeadLetterReason::EmptyPayload);
+        assert_eq!(r(b"\xff\xfe"), DeadLetterReason::InvalidUtf8);
+        assert_eq!(r(b"{\"id\":"), DeadLetterReason::InvalidJson);
+        assert_eq!(r(b"[1,2]"), DeadLetterReason::NotAnObject);
+        assert_eq!(r(br#"{"id":"a"}"#), DeadLetterReason::MissingText);
+        assert_eq!(
+            r(br#"{"id":"a","text":5}"#),
+            DeadLetterReason::TextNotString
+        );
+        assert_eq!(r(br#"{"id":["a"],"text":"t"}"#), DeadLetterReason::BadId);
     }
 
     proptest! {

@@ -5,6 +5,7 @@
 //! - [`analyze`]: index lookup, probe policy, probe, verdict (synchronous, shared).
 //! - [`pipeline`]: the stages, batching, backpressure, finishing offsets after acknowledgement.
 //! - [`offsets`]: per-partition contiguous commit tracking, gaps, what is in flight.
+//! - [`output`]: the typed records written (verdict, alert, dead letter), encoded by each sink.
 //! - [`kafka`]: consumer group (pause/resume, rebalance drain, commits, lag) and producer.
 //! - [`file`]: the embedded source and sink (no broker).
 //! - [`http`]: `/metrics`, `/healthz`, `/readyz`.
@@ -18,6 +19,7 @@ pub mod http;
 pub mod kafka;
 pub mod message;
 pub mod offsets;
+pub mod output;
 pub mod pipeline;
 pub mod shutdown;
 
@@ -25,10 +27,12 @@ use crate::config::{Config, SourceKind};
 use crate::metrics::Metrics;
 use analyze::Analyzer;
 use anyhow::{Context, Result};
+use futures::future::BoxFuture;
 use http::Readiness;
 use offsets::{InFlight, OffsetTracker};
 use pipeline::{Pipeline, Sink};
 use shutdown::Shutdown;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,31 +84,51 @@ fn index_bytes(idx: &crate::index::Index) -> u64 {
         .sum()
 }
 
-/// Runs the daemon until the input ends (file source) or a signal (both), then drains.
-pub async fn run(cfg: Config) -> Result<()> {
+/// What a caller of [`run`] supplies besides the configuration. `Outputs::default()` is
+/// `memaudit serve`: the configured sink, nothing run after the input.
+#[derive(Default)]
+pub struct Outputs {
+    /// Records go here instead of the configured files (file source only: the demo prints
+    /// them).
+    pub sink: Option<Arc<dyn Sink>>,
+    /// Runs once the file input is finished and every message drained, while the HTTP server
+    /// still answers (with its bound address); the daemon stops when it returns or on a signal.
+    pub after_input: Option<AfterInput>,
+}
+
+/// See [`Outputs::after_input`].
+pub type AfterInput =
+    Box<dyn FnOnce(Option<SocketAddr>, Shutdown) -> BoxFuture<'static, Result<()>> + Send>;
+
+/// The daemon, the one way it starts (`memaudit serve`, `memaudit demo`, and through them the
+/// tests): loads the index and model, serves HTTP, runs the configured source through the
+/// pipeline until the input ends (file source) or a signal, then drains within the deadline.
+pub async fn run(cfg: Config, outputs: Outputs) -> Result<()> {
+    if outputs.sink.is_some() && cfg.source.kind != SourceKind::File {
+        anyhow::bail!("a caller's sink replaces the file sink only (source.kind = \"file\")");
+    }
     let shutdown = Shutdown::new(Duration::from_secs_f64(cfg.shutdown.deadline_secs));
     shutdown
         .listen_for_signals()
         .context("installing signal handlers")?;
     shutdown::exit_at_deadline(&shutdown);
-    let loaded = load(&cfg).await?;
     let Loaded {
         analyzer,
         metrics,
         ready,
-    } = loaded;
-    let http = if cfg.http.bind.is_empty() {
-        None
+    } = load(&cfg).await?;
+    let (http_addr, http) = if cfg.http.bind.is_empty() {
+        (None, None)
     } else {
         let s = shutdown.clone();
-        let (_, h) = http::serve(
+        let (addr, h) = http::serve(
             cfg.http.bind.parse().expect("validated"),
             metrics.clone(),
             ready.clone(),
             async move { s.triggered().await },
         )
         .await?;
-        Some(h)
+        (Some(addr), Some(h))
     };
     let tracker = InFlight::new(
         if cfg.kafka.strict_offsets && cfg.source.kind == SourceKind::Kafka {
@@ -145,7 +169,10 @@ pub async fn run(cfg: Config) -> Result<()> {
         SourceKind::File => {
             ready.partitions_assigned.store(true, Ordering::Relaxed);
             ready.broker_reachable.store(true, Ordering::Relaxed);
-            let sink: Arc<dyn Sink> = Arc::new(file::FileSink::open(&cfg.file)?);
+            let sink: Arc<dyn Sink> = match outputs.sink {
+                Some(s) => s,
+                None => Arc::new(file::FileSink::open(&cfg.file)?),
+            };
             let pipeline = Pipeline::new(&cfg, analyzer, sink, tracker.clone(), metrics.clone());
             let (tx, rx) = tokio::sync::mpsc::channel(cfg.limits.max_in_flight);
             let pipe = tokio::spawn(pipeline.run(rx));
@@ -159,6 +186,11 @@ pub async fn run(cfg: Config) -> Result<()> {
             };
             let left = tracker.load().0;
             tracing::info!(messages = sent, unfinished = left, finished, "input done");
+            if let Some(after) = outputs.after_input {
+                if !shutdown.is_triggered() {
+                    after(http_addr, shutdown.clone()).await?;
+                }
+            }
             shutdown.trigger();
         }
     }

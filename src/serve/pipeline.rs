@@ -18,48 +18,20 @@
 //! every message it took is finished, which is what shutdown waits for.
 
 use super::analyze::{Analyzer, Probed};
-use super::message::{decode, DeadLetter, Decoded, Envelope, Origin, Reason};
+use super::message::{decode, DeadLetter, DeadLetterReason, Decoded, Envelope};
 use super::offsets::InFlight;
+use super::output::{DeadLetterOut, Output, Stream, VerdictOut};
 use crate::config::{Config, InputConfig};
 use crate::index::SpanReport;
 use crate::metrics::Metrics;
 use crate::verdict::{Severity, Verdict};
 use futures::future::BoxFuture;
 use prometheus::Histogram;
-use serde::Serialize;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::task::TaskTracker;
-
-/// Which output a record goes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stream {
-    Verdicts,
-    Alerts,
-    DeadLetters,
-}
-
-/// One output record: a verdict, an alert or a dead letter.
-#[derive(Debug, Clone)]
-pub struct Record {
-    pub stream: Stream,
-    /// The message id (verdicts, alerts) or the source key (dead letters).
-    pub key: Option<Vec<u8>>,
-    pub payload: Vec<u8>,
-    pub headers: Vec<(String, String)>,
-}
-
-impl Record {
-    /// A header's value, `""` when absent.
-    pub fn header(&self, key: &str) -> &str {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == key)
-            .map_or("", |(_, v)| v.as_str())
-    }
-}
 
 /// Why a sink did not take a record.
 #[derive(Debug, thiserror::Error)]
@@ -77,71 +49,13 @@ pub enum SendError {
 /// Where records go. `send` resolves once the record is durably accepted (the broker's
 /// acknowledgement, or the write to a file); it retries transient failures itself.
 pub trait Sink: Send + Sync + 'static {
-    fn send(&self, record: Record) -> BoxFuture<'static, Result<(), SendError>>;
+    /// Encodes `record` at once (the future owns what it sends) and delivers it.
+    fn send(&self, record: &Output) -> BoxFuture<'static, Result<(), SendError>>;
 
     /// The largest record payload this sink takes (the pipeline keeps every record below it).
     fn max_record_bytes(&self) -> usize {
         usize::MAX
     }
-}
-
-/// The verdict as it is written out: the verdict plus where the message came from.
-#[derive(Serialize)]
-struct VerdictRecord<'a> {
-    kind: &'static str,
-    #[serde(flatten)]
-    verdict: &'a Verdict,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    model: Option<&'a str>,
-    source: &'a Origin,
-    /// Set on a record the broker refused whole and took without its spans and runs.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reduced: Option<&'a str>,
-}
-
-/// A dead letter as the file sink writes it (Kafka carries the raw payload and headers instead).
-/// The original line is kept exactly: as `payload` when it is UTF-8, else as `payload_hex`.
-#[derive(Serialize)]
-pub struct DeadLetterRecord<'a> {
-    pub kind: &'static str,
-    pub reason: &'static str,
-    pub detail: &'a str,
-    pub source: &'a Origin,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub payload: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub payload_hex: Option<String>,
-}
-
-impl<'a> DeadLetterRecord<'a> {
-    pub fn new(reason: &'static str, detail: &'a str, source: &'a Origin, raw: &'a [u8]) -> Self {
-        let text = std::str::from_utf8(raw).ok();
-        DeadLetterRecord {
-            kind: "dead_letter",
-            reason,
-            detail,
-            source,
-            payload: text,
-            payload_hex: match text {
-                Some(_) => None,
-                None => Some(raw.iter().map(|b| format!("{b:02x}")).collect()),
-            },
-        }
-    }
-}
-
-/// Headers on every dead letter.
-pub fn dead_letter_headers(dl: &DeadLetter, origin: &Origin) -> Vec<(String, String)> {
-    vec![
-        ("memaudit-reason".into(), dl.reason.code().into()),
-        ("memaudit-detail".into(), dl.detail.clone()),
-        ("memaudit-source-topic".into(), origin.topic.clone()),
-        (
-            "memaudit-source-partition".into(),
-            origin.partition.to_string(),
-        ),
-        ("memaudit-source-offset".into(), origin.offset.to_string()),
-    ]
 }
 
 /// A decoded message with its spans, on its way to the probe or the verdict. Keeps the
@@ -325,7 +239,7 @@ impl Pipeline {
             super::failpoint::check("verdict", &m.msg.text);
             self.analyzer.judge(&m.msg.id, &m.report, probed.as_ref())
         }));
-        let mut verdict = match judged {
+        let mut verdict: Verdict = match judged {
             Ok(v) => v,
             Err(p) => return self.dead_letter(m.env, internal("judging", &*p)),
         };
@@ -340,16 +254,20 @@ impl Pipeline {
             let t = Instant::now();
             let _slot = this.produce_slots.acquire().await.expect("never closed");
             let severity = verdict.severity;
-            let mut for_alert = alert.then(|| verdict.clone());
-            let (v, a) = futures::join!(
-                this.send_verdict(Stream::Verdicts, &mut verdict, &m),
-                async {
-                    match &mut for_alert {
-                        Some(v) => this.send_verdict(Stream::Alerts, v, &m).await,
-                        None => Ok(()),
-                    }
+            let out = |alert: bool, verdict: Verdict| VerdictOut {
+                alert,
+                verdict,
+                model: m.msg.model.clone(),
+                source: m.env.origin.clone(),
+                reduced: None,
+            };
+            let for_alert = alert.then(|| out(true, verdict.clone()));
+            let (v, a) = futures::join!(this.send_verdict(out(false, verdict)), async {
+                match for_alert {
+                    Some(v) => this.send_verdict(v).await,
+                    None => Ok(()),
                 }
-            );
+            });
             let mut refused = Vec::new();
             for r in [v, a] {
                 match r {
@@ -363,7 +281,7 @@ impl Pipeline {
             }
             if !refused.is_empty() {
                 let dl = DeadLetter {
-                    reason: Reason::OutputRefused,
+                    reason: DeadLetterReason::OutputRefused,
                     detail: format!("the broker refused the verdict or alert, also reduced: {}", refused.join("; ")),
                 };
                 return this.send_dead_letter(m.env, dl).await;
@@ -384,43 +302,32 @@ impl Pipeline {
     /// Sends a verdict or alert that fits the sink (fewer spans until it does); a record the
     /// broker still refuses for good is sent once more reduced to its summary (no spans, no
     /// runs), with the refusal in `reduced`.
-    async fn send_verdict(
-        &self,
-        stream: Stream,
-        v: &mut Verdict,
-        m: &Matched,
-    ) -> Result<(), SendError> {
-        let kind = if stream == Stream::Alerts {
-            "alert"
-        } else {
-            "verdict"
-        };
+    async fn send_verdict(&self, mut out: VerdictOut) -> Result<(), SendError> {
         let max = self.sink.max_record_bytes();
-        let mut payload = verdict_json(kind, v, m, None);
-        while payload.len() > max && !v.spans.is_empty() {
-            v.keep_longest_spans(v.spans.len() / 2);
-            payload = verdict_json(kind, v, m, None);
+        while max < usize::MAX && out.json().len() > max && !out.verdict.spans.is_empty() {
+            let half = out.verdict.spans.len() / 2;
+            out.verdict.keep_longest_spans(half);
         }
-        let (key, severity) = (v.id.clone().into_bytes(), v.severity.name());
-        let record = |payload| Record {
-            stream,
-            key: Some(key.clone()),
-            payload,
-            headers: vec![("memaudit-severity".into(), severity.into())],
-        };
-        let e = match self.sink.send(record(payload)).await {
+        let mut record = Output::Verdict(out);
+        let e = match self.sink.send(&record).await {
             Err(SendError::Refused(e)) => e,
             other => return other,
         };
-        tracing::error!(id = %v.id, stream = stream.name(), error = %e, "the broker refused a record for good; sending it reduced");
-        v.keep_longest_spans(0);
-        if let Some(en) = &mut v.entropy {
+        let Output::Verdict(out) = &mut record else {
+            unreachable!("built as a verdict above")
+        };
+        let stream = if out.alert {
+            Stream::Alerts
+        } else {
+            Stream::Verdicts
+        };
+        tracing::error!(id = %out.verdict.id, stream = stream.name(), error = %e, "the broker refused a record for good; sending it reduced");
+        out.verdict.keep_longest_spans(0);
+        if let Some(en) = &mut out.verdict.entropy {
             en.unexplained_runs.clear();
         }
-        let r = self
-            .sink
-            .send(record(verdict_json(kind, v, m, Some(&e))))
-            .await;
+        out.reduced = Some(e);
+        let r = self.sink.send(&record).await;
         let result = if r.is_ok() { "reduced" } else { "dead_letter" };
         self.metrics
             .produce_rejected
@@ -445,30 +352,34 @@ impl Pipeline {
         let origin = &env.origin;
         tracing::debug!(reason = dl.reason.code(), detail = %dl.detail, topic = %origin.topic,
             partition = origin.partition, offset = origin.offset, "dead letter");
-        let mut headers = dead_letter_headers(&dl, origin);
+        let mut out = DeadLetterOut {
+            reason: dl.reason,
+            detail: dl.detail.clone(),
+            source: origin.clone(),
+            key: env.key.clone(),
+            payload: env.payload.clone(),
+            original_bytes: None,
+        };
+        // Room for the payload: what the sink takes, less the key, the headers (with the two a
+        // cut adds) and framing.
+        out.original_bytes = Some(env.payload.len());
         let room = self
             .sink
             .max_record_bytes()
             .saturating_sub(
-                headers
+                out.headers()
                     .iter()
                     .map(|(k, v)| k.len() + v.len() + 8)
                     .sum::<usize>(),
             )
             .saturating_sub(env.key.as_ref().map_or(0, Vec::len) + 128);
-        let mut payload = env.payload.clone();
-        if payload.len() > room {
-            headers.push(("memaudit-original-bytes".into(), payload.len().to_string()));
-            headers.push(("memaudit-truncated".into(), "true".into()));
-            payload.truncate(room);
+        if out.payload.len() > room {
+            out.payload.truncate(room);
+        } else {
+            out.original_bytes = None;
         }
-        let record = Record {
-            stream: Stream::DeadLetters,
-            key: env.key.clone(),
-            headers,
-            payload,
-        };
-        match self.sink.send(record).await {
+        let record = Output::DeadLetter(out);
+        match self.sink.send(&record).await {
             Ok(()) => {
                 self.metrics
                     .dead_letters
@@ -503,21 +414,10 @@ impl Pipeline {
     }
 }
 
-impl Stream {
-    /// The label in metrics and logs.
-    pub fn name(self) -> &'static str {
-        match self {
-            Stream::Verdicts => "verdicts",
-            Stream::Alerts => "alerts",
-            Stream::DeadLetters => "dead_letters",
-        }
-    }
-}
-
 /// The dead letter for a message memaudit failed on.
 fn internal(stage: &str, p: &(dyn std::any::Any + Send)) -> DeadLetter {
     DeadLetter {
-        reason: Reason::Internal,
+        reason: DeadLetterReason::Internal,
         detail: format!("panic while {stage}: {}", panic_text(p)),
     }
 }
@@ -528,22 +428,6 @@ fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
         .map(|s| s.to_string())
         .or_else(|| p.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "a panic without a message".to_string())
-}
-
-fn verdict_json(
-    kind: &'static str,
-    verdict: &Verdict,
-    m: &Matched,
-    reduced: Option<&str>,
-) -> Vec<u8> {
-    serde_json::to_vec(&VerdictRecord {
-        kind,
-        verdict,
-        model: m.msg.model.as_deref(),
-        source: &m.env.origin,
-        reduced,
-    })
-    .expect("verdicts serialize")
 }
 
 /// Waits for one item, then takes whatever else is already queued, up to `max`.

@@ -488,7 +488,7 @@ impl Daemon {
 
     /// GET a path of the daemon's HTTP server.
     pub fn get(&self, path: &str) -> Option<(u16, String)> {
-        memaudit::serve::http::get_local(([127, 0, 0, 1], self.http).into(), path).ok()
+        memaudit::loopback::get(([127, 0, 0, 1], self.http).into(), path).ok()
     }
 
     /// Waits until `/readyz` answers 200.
