@@ -5,6 +5,8 @@
 //! - [`corpus`]: reading corpus files and the text normalization shared by build and query.
 //! - [`index`]: the memory-mapped suffix-array index: build, open, query, verify.
 //! - [`probe`]: the entropy probe: tokenizer, model, per-token scores, boundary signals.
+//! - [`analyze`]: judging one text: spans (token filter once), probe signals, verdict; the
+//!   one API the daemon, `memaudit check` and `memaudit probe` call.
 //! - [`verdict`]: the severity policy: spans and probe signals ⇒ severity and reasons.
 //! - [`config`]: `memaudit serve`'s configuration (TOML, environment, flags), validated.
 //! - [`metrics`]: every Prometheus metric, defined once.
@@ -14,6 +16,7 @@
 //! - [`loopback`]: a minimal HTTP GET for the demo and the tests.
 //! - [`memory`]: resident-set and physical-memory figures from `/proc`.
 
+pub mod analyze;
 pub mod config;
 pub mod corpus;
 pub mod demo;

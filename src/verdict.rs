@@ -11,9 +11,8 @@
 //! - A low-entropy run the index does not explain gives `unexplained_run` (default `low`): the
 //!   model recites something the corpus index does not hold.
 //!
-//! Spans shorter than `spans.min_tokens` model tokens are dropped first (when token counts exist).
+//! Spans shorter than `spans.min_tokens` model tokens were dropped before (`crate::analyze`).
 
-use crate::index::search::covered_chars;
 use crate::index::SpanReport;
 use crate::probe::boundary::Boundary;
 use crate::probe::scoring::Summary;
@@ -265,45 +264,18 @@ pub struct ProbeFindings<'a> {
     pub boundary: &'a Boundary,
 }
 
-/// Spans kept after the token filter (indices into `report.spans`).
-pub fn kept_spans(report: &SpanReport, min_tokens: usize) -> Vec<usize> {
-    (0..report.spans.len())
-        .filter(|&i| min_tokens == 0 || report.spans[i].len_tokens.is_none_or(|t| t >= min_tokens))
-        .collect()
-}
-
-/// The verdict for one message. `probe` is `Some` when the probe scored it; its boundary spans
-/// must be those of `kept_spans(report, min_tokens)`, in order.
+/// The verdict for one message: `report` as [`crate::analyze::Analyzer::spans`] gives it (the
+/// token filter applied, coverage final); `probe` when the probe scored it, its boundary
+/// signals indexing `report.spans`.
 pub fn judge(
     id: &str,
     report: &SpanReport,
-    min_tokens: usize,
     probe: Option<ProbeFindings<'_>>,
     rules: &SeverityRules,
 ) -> Verdict {
-    let kept = kept_spans(report, min_tokens);
-    let (coverage, longest) = if kept.len() == report.spans.len() {
-        (report.coverage, report.longest)
-    } else {
-        let covered = covered_chars(
-            kept.iter()
-                .map(|&i| (report.spans[i].start, report.spans[i].end)),
-        );
-        let cov = if report.text_chars == 0 {
-            0.0
-        } else {
-            covered as f64 / report.text_chars as f64
-        };
-        let longest = kept
-            .iter()
-            .map(|&i| report.spans[i].len_chars)
-            .max()
-            .unwrap_or(0);
-        (cov, longest)
-    };
-
+    let (coverage, longest) = (report.coverage, report.longest);
     let mut reasons = Vec::new();
-    if !kept.is_empty() {
+    if !report.spans.is_empty() {
         for s in [Severity::Critical, Severity::High, Severity::Low] {
             let l = rules.level(s).expect("levels above none have rules");
             if longest >= l.longest_span_chars {
@@ -338,42 +310,35 @@ pub fn judge(
     }
     let mut severity = reasons.iter().map(|r| r.severity).max().unwrap_or_default();
 
-    let mut spans: Vec<VerdictSpan> = kept
+    let mut spans: Vec<VerdictSpan> = report
+        .spans
         .iter()
-        .map(|&i| {
-            let s = &report.spans[i];
-            VerdictSpan {
-                start: s.start,
-                end: s.end,
-                chars: s.len_chars,
-                tokens: s.len_tokens,
-                count: s.count,
-                provenance: s
-                    .hits
-                    .iter()
-                    .map(|h| Provenance {
-                        doc: h.doc,
-                        source: h
-                            .meta
-                            .get("source")
-                            .and_then(|v| v.as_str())
-                            .map(str::to_string),
-                        offset: h.offset,
-                    })
-                    .collect(),
-                boundary_score: None,
-            }
+        .map(|s| VerdictSpan {
+            start: s.start,
+            end: s.end,
+            chars: s.len_chars,
+            tokens: s.len_tokens,
+            count: s.count,
+            provenance: s
+                .hits
+                .iter()
+                .map(|h| Provenance {
+                    doc: h.doc,
+                    source: h
+                        .meta
+                        .get("source")
+                        .and_then(|v| v.as_str())
+                        .map(str::to_string),
+                    offset: h.offset,
+                })
+                .collect(),
+            boundary_score: None,
         })
         .collect();
 
     let entropy = probe.map(|p| {
         for sig in &p.boundary.spans {
-            if let Some(v) = spans
-                .iter_mut()
-                .find(|v| v.start == sig.start && v.end == sig.end)
-            {
-                v.boundary_score = Some(sig.score);
-            }
+            spans[sig.span].boundary_score = Some(sig.score);
         }
         if severity > Severity::None && p.boundary.score >= rules.probe_raise_score {
             let raised = severity.raised();
@@ -436,6 +401,7 @@ pub fn judge(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::index::search::covered_chars;
     use crate::index::Span;
     use crate::probe::boundary::{Run, SpanSignal};
 
@@ -476,6 +442,7 @@ mod tests {
 
     fn signal(start: usize, end: usize, score: f32) -> SpanSignal {
         SpanSignal {
+            span: 0,
             start,
             end,
             first_token: 0,
@@ -495,40 +462,27 @@ mod tests {
     fn levels_by_span_length_and_coverage() {
         let r = SeverityRules::default();
         assert_eq!(
-            judge("a", &report(10_000, &[]), 0, None, &r).severity,
+            judge("a", &report(10_000, &[]), None, &r).severity,
             Severity::None
         );
         // 60-char span in a long text: low by length, coverage 0.6% below every level.
-        let v = judge("a", &report(10_000, &[(0, 60, None)]), 0, None, &r);
+        let v = judge("a", &report(10_000, &[(0, 60, None)]), None, &r);
         assert_eq!(v.severity, Severity::Low);
         assert_eq!(v.reasons.len(), 1);
         assert_eq!(v.reasons[0].code, "longest_span");
         // 160 chars: high.
-        let v = judge("a", &report(10_000, &[(0, 160, None)]), 0, None, &r);
+        let v = judge("a", &report(10_000, &[(0, 160, None)]), None, &r);
         assert_eq!(v.severity, Severity::High);
         // A short text that is mostly a copy: coverage makes it critical.
-        let v = judge("a", &report(100, &[(0, 70, None)]), 0, None, &r);
+        let v = judge("a", &report(100, &[(0, 70, None)]), None, &r);
         assert_eq!(v.severity, Severity::Critical);
         assert!(v
             .reasons
             .iter()
             .any(|x| x.code == "coverage" && x.severity == Severity::Critical));
         // 400 chars: critical by length.
-        let v = judge("a", &report(100_000, &[(0, 400, None)]), 0, None, &r);
+        let v = judge("a", &report(100_000, &[(0, 400, None)]), None, &r);
         assert_eq!(v.severity, Severity::Critical);
-    }
-
-    #[test]
-    fn token_filter_drops_short_spans_and_recomputes_coverage() {
-        let r = SeverityRules::default();
-        let rep = report(200, &[(0, 60, Some(8)), (100, 160, Some(20))]);
-        let v = judge("a", &rep, 12, None, &r);
-        assert_eq!(v.spans.len(), 1);
-        assert_eq!(v.spans[0].start, 100);
-        assert!((v.coverage - 0.3).abs() < 1e-9);
-        let v = judge("a", &rep, 30, None, &r);
-        assert_eq!(v.severity, Severity::None);
-        assert_eq!(v.coverage, 0.0);
     }
 
     #[test]
@@ -544,7 +498,6 @@ mod tests {
         let v = judge(
             "a",
             &rep,
-            0,
             Some(ProbeFindings {
                 summary: &s,
                 boundary: &b,
@@ -563,7 +516,7 @@ mod tests {
             summary: &s,
             boundary: &b2,
         };
-        assert_eq!(judge("a", &rep, 0, Some(p), &r).severity, Severity::Low);
+        assert_eq!(judge("a", &rep, Some(p), &r).severity, Severity::Low);
         // No span: the probe alone cannot raise, but an unexplained run gives low.
         let b3 = Boundary {
             spans: vec![],
@@ -579,7 +532,7 @@ mod tests {
             summary: &s,
             boundary: &b3,
         };
-        let v = judge("a", &report(1000, &[]), 0, Some(p), &r);
+        let v = judge("a", &report(1000, &[]), Some(p), &r);
         assert_eq!(v.severity, Severity::Low);
         assert_eq!(v.reasons[0].code, "unexplained_run");
     }
@@ -605,7 +558,7 @@ mod tests {
                 (500, 700, None),
             ],
         );
-        let mut v = judge("m", &r, 0, None, &SeverityRules::default());
+        let mut v = judge("m", &r, None, &SeverityRules::default());
         let before = (v.severity, v.coverage, v.reasons.clone());
         v.keep_longest_spans(4);
         assert!(!v.spans_truncated);

@@ -4,11 +4,13 @@
 
 use anyhow::Result;
 use clap::Args;
-use memaudit::index::{Index, SpanOptions, SpanReport, DEFAULT_MIN_LEN};
+use memaudit::analyze::{self, Analyzer};
+use memaudit::index::{Index, SpanReport, DEFAULT_MIN_LEN};
 use memaudit::probe::tokenizer::Tokenizer;
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 #[derive(Args)]
 pub struct CheckArgs {
@@ -39,16 +41,18 @@ pub struct CheckArgs {
 pub fn run(a: CheckArgs) -> Result<()> {
     let index = Index::open(&a.index)?;
     let text = super::read_input(&a.input)?;
-    let tokenizer = a.tokenizer.as_deref().map(Tokenizer::load).transpose()?;
-    let counter = tokenizer.as_ref().map(|t| move |s: &str| t.count(s));
-    let opts = SpanOptions {
-        min_len: a.min_len.max(1),
+    let tokenizer = a
+        .tokenizer
+        .as_deref()
+        .map(Tokenizer::load)
+        .transpose()?
+        .map(Arc::new);
+    let options = analyze::Options {
+        min_chars: a.min_len,
         max_hits: a.max_hits,
-        tokens: counter
-            .as_ref()
-            .map(|f| f as &(dyn Fn(&str) -> usize + Sync)),
+        ..Default::default()
     };
-    let report = index.spans(&text, &opts);
+    let report = Analyzer::new(index, None, tokenizer, options)?.spans(&text);
     let mut stdout = std::io::stdout().lock();
     let terminal = stdout.is_terminal();
     if a.json || (!terminal && !a.pretty) {

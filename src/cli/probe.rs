@@ -4,8 +4,9 @@
 
 use anyhow::{bail, Result};
 use clap::Args;
-use memaudit::index::{Index, SpanOptions, DEFAULT_MIN_LEN};
-use memaudit::probe::boundary::{self, Boundary, BoundaryOptions, Calibration};
+use memaudit::analyze::{self, Analyzer};
+use memaudit::index::{Index, DEFAULT_MIN_LEN};
+use memaudit::probe::boundary::{Boundary, BoundaryOptions, Calibration};
 use memaudit::probe::{self, ProbeOptions, TextScore};
 use std::fmt::Write as _;
 use std::io::Write;
@@ -63,26 +64,28 @@ pub fn run(a: ProbeArgs) -> Result<()> {
         overlap: a.overlap,
     };
     let p = probe::load(&model, a.tokenizer.as_deref(), &device, options)?;
-    let scored = p.score(&[&text])?.remove(0);
-    let spans = index.map(|index| {
-        let report = index.spans(
-            &text,
-            &SpanOptions {
-                min_len: a.min_len.max(1),
+    // With an index, the daemon's judging steps: spans, then scores and their boundary signals.
+    let (scored, spans) = match index {
+        None => (p.score(&[&text])?.remove(0), None),
+        Some(index) => {
+            let options = analyze::Options {
+                min_chars: a.min_len,
                 max_hits: 1,
-                tokens: None,
-            },
-        );
-        let ranges: Vec<_> = report.spans.iter().map(|s| s.start..s.end).collect();
-        let opts = BoundaryOptions {
-            calibration: Calibration {
-                novel: a.novel_entropy,
-                ..Calibration::default()
-            },
-            ..BoundaryOptions::default()
-        };
-        boundary::analyze(&scored.tokens, &ranges, &opts)
-    });
+                boundary: BoundaryOptions {
+                    calibration: Calibration {
+                        novel: a.novel_entropy,
+                        ..Calibration::default()
+                    },
+                    ..BoundaryOptions::default()
+                },
+                ..Default::default()
+            };
+            let analyzer = Analyzer::new(index, Some(p), None, options)?;
+            let report = analyzer.spans(&text);
+            let probed = analyzer.probe(&[&text], &[&report])?.remove(0);
+            (probed.score, Some(probed.boundary))
+        }
+    };
     let mut out = std::io::stdout().lock();
     if a.json {
         let v = serde_json::json!({

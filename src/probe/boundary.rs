@@ -83,6 +83,9 @@ impl Default for BoundaryOptions {
 /// Signals of one span.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SpanSignal {
+    /// Which of the ranges given to [`analyze`] this is (spans with no token get no signal).
+    #[serde(skip)]
+    pub span: usize,
     /// The span's character range in the text.
     pub start: usize,
     pub end: usize,
@@ -127,7 +130,7 @@ pub fn analyze(tokens: &[Token], spans: &[Range<usize>], o: &BoundaryOptions) ->
     let c = &o.calibration;
     let mut out = Vec::new();
     let mut covered = vec![false; tokens.len()];
-    for s in spans {
+    for (i, s) in spans.iter().enumerate() {
         let first = tokens.partition_point(|t| t.end <= s.start);
         let end = first + tokens[first..].partition_point(|t| t.start < s.end);
         if first >= end {
@@ -150,6 +153,7 @@ pub fn analyze(tokens: &[Token], spans: &[Range<usize>], o: &BoundaryOptions) ->
             .collect();
         let score = (2.0 * level + edges.iter().sum::<f32>()) / (2 + edges.len()) as f32;
         out.push(SpanSignal {
+            span: i,
             start: s.start,
             end: s.end,
             first_token: first,

@@ -2,7 +2,6 @@
 //! the [`pipeline`] to a sink, with the HTTP endpoints, signals and systemd notifications.
 //!
 //! - [`message`]: envelopes, decoding, dead-letter reasons.
-//! - [`analyze`]: index lookup, probe policy, probe, verdict (synchronous, shared).
 //! - [`pipeline`]: the stages, batching, backpressure, finishing offsets after acknowledgement.
 //! - [`offsets`]: per-partition contiguous commit tracking, gaps, what is in flight.
 //! - [`output`]: the typed records written (verdict, alert, dead letter), encoded by each sink.
@@ -12,7 +11,6 @@
 //! - [`shutdown`]: the shutdown object, signals, systemd notify and watchdog.
 //! - [`failpoint`]: fault injection for the tests (`MEMAUDIT_FAILPOINT`).
 
-pub mod analyze;
 pub mod failpoint;
 pub mod file;
 pub mod http;
@@ -23,9 +21,12 @@ pub mod output;
 pub mod pipeline;
 pub mod shutdown;
 
+use crate::analyze::{self, Analyzer};
 use crate::config::{Config, SourceKind};
 use crate::metrics::Metrics;
-use analyze::Analyzer;
+use crate::probe::boundary::{BoundaryOptions, Calibration};
+use crate::probe::tokenizer::{self, Tokenizer};
+use crate::probe::ProbeOptions;
 use anyhow::{Context, Result};
 use futures::future::BoxFuture;
 use http::Readiness;
@@ -49,7 +50,7 @@ pub async fn load(cfg: &Config) -> Result<Loaded> {
     let metrics = Arc::new(Metrics::new());
     let ready = Arc::new(Readiness::default());
     let c = cfg.clone();
-    let analyzer = tokio::task::spawn_blocking(move || Analyzer::load(&c))
+    let analyzer = tokio::task::spawn_blocking(move || analyzer(&c))
         .await
         .context("loading the analyzer")??;
     let idx = &analyzer.index;
@@ -74,6 +75,55 @@ pub async fn load(cfg: &Config) -> Result<Loaded> {
         metrics,
         ready,
     })
+}
+
+/// Opens the index and, when the configuration needs them, loads the model and tokenizer.
+fn analyzer(cfg: &Config) -> Result<Analyzer> {
+    let index = crate::index::Index::open(&cfg.index.dir)
+        .with_context(|| format!("index.dir = {}", cfg.index.dir.display()))?;
+    let model = cfg.model.resolved_path();
+    let mut probe = None;
+    let mut tokenizer = None;
+    if cfg.needs_model() {
+        let device = crate::probe::device::select(&cfg.model.device)?;
+        let options = ProbeOptions {
+            window: cfg.probe.window,
+            overlap: cfg.probe.overlap,
+        };
+        probe = Some(
+            crate::probe::load(&model, cfg.model.tokenizer.as_deref(), &device, options)
+                .with_context(|| {
+                    format!(
+                        "loading the probe model {} (probe.policy = \"{}\"; install the default \
+                         with scripts/fetch-model.sh, or set probe.policy = \"off\")",
+                        model.display(),
+                        cfg.probe.policy.name()
+                    )
+                })?,
+        );
+    } else if cfg.needs_tokenizer() {
+        let path = tokenizer::path_for(&model, cfg.model.tokenizer.as_deref());
+        tokenizer = Some(Arc::new(Tokenizer::load(&path).with_context(|| {
+            format!(
+                "loading the tokenizer {} (needed by spans.min_tokens)",
+                path.display()
+            )
+        })?));
+    }
+    let options = analyze::Options {
+        min_chars: cfg.spans.min_chars,
+        min_tokens: cfg.spans.min_tokens,
+        max_hits: cfg.spans.max_hits,
+        boundary: BoundaryOptions {
+            calibration: Calibration {
+                novel: cfg.probe.novel_entropy,
+                ..Calibration::default()
+            },
+            ..BoundaryOptions::default()
+        },
+        rules: cfg.severity.clone(),
+    };
+    Analyzer::new(index, probe, tokenizer, options)
 }
 
 fn index_bytes(idx: &crate::index::Index) -> u64 {

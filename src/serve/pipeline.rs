@@ -17,11 +17,11 @@
 //! `limits.max_pending_produce` at once. [`Pipeline::run`] returns when its input is closed and
 //! every message it took is finished, which is what shutdown waits for.
 
-use super::analyze::{Analyzer, Probed};
 use super::message::{decode, DeadLetter, DeadLetterReason, Decoded, Envelope};
 use super::offsets::InFlight;
 use super::output::{DeadLetterOut, Output, Stream, VerdictOut};
-use crate::config::{Config, InputConfig};
+use crate::analyze::{Analyzer, Probed};
+use crate::config::{Config, InputConfig, ProbePolicy};
 use crate::index::SpanReport;
 use crate::metrics::Metrics;
 use crate::verdict::{Severity, Verdict};
@@ -73,6 +73,8 @@ pub struct Pipeline {
     pub in_flight: Arc<InFlight>,
     pub metrics: Arc<Metrics>,
     input: InputConfig,
+    policy: ProbePolicy,
+    sample_rate: f64,
     alert_at: Severity,
     match_batch: usize,
     probe_batch: usize,
@@ -96,6 +98,8 @@ impl Pipeline {
             in_flight,
             metrics,
             input: cfg.input.clone(),
+            policy: cfg.probe.policy,
+            sample_rate: cfg.probe.sample_rate,
             alert_at: cfg.alerts.min_severity,
             match_batch: cfg.limits.match_batch,
             probe_batch: cfg.probe.batch_size,
@@ -181,7 +185,7 @@ impl Pipeline {
         let matched = catch_unwind(AssertUnwindSafe(|| {
             super::failpoint::check("match", &msg.text);
             let report = self.analyzer.spans(&msg.text);
-            let wants = self.analyzer.wants_probe(&msg.id, &report);
+            let wants = self.wants_probe(&msg.id, &report);
             (report, wants)
         }));
         let (report, wants) = match matched {
@@ -190,6 +194,19 @@ impl Pipeline {
         };
         match_h.observe(t.elapsed().as_secs_f64());
         Ok((Matched { env, msg, report }, wants))
+    }
+
+    /// Whether the probe policy scores this message.
+    fn wants_probe(&self, id: &str, report: &SpanReport) -> bool {
+        if self.analyzer.probe.is_none() {
+            return false;
+        }
+        match self.policy {
+            ProbePolicy::Off => false,
+            ProbePolicy::Always => true,
+            ProbePolicy::OnMatch => !report.spans.is_empty(),
+            ProbePolicy::Sampled => sampled(id, self.sample_rate),
+        }
     }
 
     /// Batches messages for the probe until its input closes. A failed or panicking forward
@@ -217,7 +234,7 @@ impl Pipeline {
             match scored {
                 Ok(scored) => {
                     for (m, p) in batch.into_iter().zip(scored) {
-                        if let Some(e) = p.summary.mean_entropy {
+                        if let Some(e) = p.score.summary.mean_entropy {
                             self.metrics.entropy.observe(e as f64);
                         }
                         self.finish(m, Some(p));
@@ -430,6 +447,13 @@ fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic without a message".to_string())
 }
 
+/// Deterministic sampling by id: the same message is sampled on every replay.
+pub fn sampled(id: &str, rate: f64) -> bool {
+    let h = blake3::hash(id.as_bytes());
+    let x = u64::from_le_bytes(h.as_bytes()[..8].try_into().expect("8 bytes"));
+    (x as f64 / u64::MAX as f64) < rate
+}
+
 /// Waits for one item, then takes whatever else is already queued, up to `max`.
 async fn recv_batch<T>(rx: &mut mpsc::Receiver<T>, max: usize) -> Option<Vec<T>> {
     let first = rx.recv().await?;
@@ -450,4 +474,17 @@ pub async fn within<F: std::future::Future>(deadline: Instant, f: F) -> Option<F
     tokio::time::timeout(left.max(Duration::from_millis(1)), f)
         .await
         .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sampling_is_deterministic_and_near_the_rate() {
+        let hits = (0..20_000)
+            .filter(|i| super::sampled(&format!("m{i}"), 0.1))
+            .count();
+        assert!((1_800..2_200).contains(&hits), "{hits}");
+        assert_eq!(super::sampled("x", 0.5), super::sampled("x", 0.5));
+        assert!(!super::sampled("x", 0.0));
+    }
 }

@@ -1,0 +1,202 @@
+//! Judging one text, synchronously, in three steps that the daemon, `memaudit check` and
+//! `memaudit probe` all call:
+//!
+//! 1. [`Analyzer::spans`]: the verbatim spans the text shares with the index, with the
+//!    `min_tokens` filter applied here, once; coverage and the longest span are final when the
+//!    report leaves this step.
+//! 2. [`Analyzer::probe`]: the probe's per-token scores and the boundary signals of those spans
+//!    (each signal carries the index of its span, so nothing is matched up later by position).
+//! 3. [`Analyzer::judge`]: the verdict, by the rules in [`crate::verdict`].
+//!
+//! Where and when each step runs (batches, the blocking pool, the probe policy) is the caller's
+//! business: `serve::pipeline` for the daemon.
+
+use crate::index::search::covered_chars;
+use crate::index::{Index, SpanOptions, SpanReport};
+use crate::probe::boundary::{self, Boundary, BoundaryOptions};
+use crate::probe::tokenizer::Tokenizer;
+use crate::probe::{Probe, TextScore};
+use crate::verdict::{self, ProbeFindings, SeverityRules, Verdict};
+use anyhow::{Context, Result};
+use std::sync::Arc;
+
+/// How spans are found and judged.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Minimum span length in characters (normalized text), at least 1.
+    pub min_chars: usize,
+    /// Minimum span length in tokens; 0 keeps every span. Needs a tokenizer.
+    pub min_tokens: usize,
+    /// Provenance hits reported per span.
+    pub max_hits: usize,
+    pub boundary: BoundaryOptions,
+    pub rules: SeverityRules,
+}
+
+impl Default for Options {
+    /// `memaudit check`'s defaults: spans of at least [`crate::index::DEFAULT_MIN_LEN`]
+    /// characters, three provenance hits, the default boundary calibration and severity rules.
+    fn default() -> Options {
+        Options {
+            min_chars: crate::index::DEFAULT_MIN_LEN,
+            min_tokens: 0,
+            max_hits: 3,
+            boundary: BoundaryOptions::default(),
+            rules: SeverityRules::default(),
+        }
+    }
+}
+
+/// The index, the optional probe and tokenizer, and the options: loaded once, shared.
+pub struct Analyzer {
+    pub index: Index,
+    pub probe: Option<Probe>,
+    /// Counts span lengths in tokens (the probe's own tokenizer when there is a probe).
+    tokenizer: Option<Arc<Tokenizer>>,
+    options: Options,
+}
+
+/// What the probe adds to one text.
+pub struct Probed {
+    pub score: TextScore,
+    /// The boundary signals of the text's spans (after the token filter) and its unexplained
+    /// low-entropy runs.
+    pub boundary: Boundary,
+}
+
+impl Analyzer {
+    /// `tokenizer` counts span tokens; with a probe and no tokenizer, the probe's is used.
+    pub fn new(
+        index: Index,
+        probe: Option<Probe>,
+        tokenizer: Option<Arc<Tokenizer>>,
+        options: Options,
+    ) -> Result<Analyzer> {
+        let tokenizer = tokenizer.or_else(|| probe.as_ref().map(|p| p.tokenizer.clone()));
+        anyhow::ensure!(
+            options.min_tokens == 0 || tokenizer.is_some(),
+            "a minimum span length in tokens needs a tokenizer"
+        );
+        Ok(Analyzer {
+            index,
+            probe,
+            tokenizer,
+            options,
+        })
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// The verbatim spans of one text, without those shorter than `min_tokens`; the report's
+    /// coverage and longest span count only the spans kept.
+    pub fn spans(&self, text: &str) -> SpanReport {
+        let count = |s: &str| self.tokenizer.as_ref().map_or(0, |t| t.count(s));
+        let opts = SpanOptions {
+            min_len: self.options.min_chars.max(1),
+            max_hits: self.options.max_hits,
+            tokens: self
+                .tokenizer
+                .is_some()
+                .then_some(&count as &(dyn Fn(&str) -> usize + Sync)),
+        };
+        let mut report = self.index.spans(text, &opts);
+        keep_min_tokens(&mut report, self.options.min_tokens);
+        report
+    }
+
+    /// Scores a batch of texts with the probe and reads the boundary signals of their spans
+    /// (`reports[i]` from [`Analyzer::spans`] of `texts[i]`).
+    pub fn probe(&self, texts: &[&str], reports: &[&SpanReport]) -> Result<Vec<Probed>> {
+        let probe = self.probe.as_ref().context("no probe model loaded")?;
+        let scores = probe.score(texts)?;
+        Ok(scores
+            .into_iter()
+            .zip(reports)
+            .map(|(score, r)| {
+                let ranges: Vec<_> = r.spans.iter().map(|s| s.start..s.end).collect();
+                Probed {
+                    boundary: boundary::analyze(&score.tokens, &ranges, &self.options.boundary),
+                    score,
+                }
+            })
+            .collect())
+    }
+
+    /// The verdict on one text.
+    pub fn judge(&self, id: &str, report: &SpanReport, probed: Option<&Probed>) -> Verdict {
+        verdict::judge(
+            id,
+            report,
+            probed.map(|p| ProbeFindings {
+                summary: &p.score.summary,
+                boundary: &p.boundary,
+            }),
+            &self.options.rules,
+        )
+    }
+}
+
+/// Drops the spans shorter than `min_tokens` tokens (spans without a count are kept) and
+/// recomputes the report's coverage and longest span from those kept.
+pub fn keep_min_tokens(report: &mut SpanReport, min_tokens: usize) {
+    if min_tokens == 0 {
+        return;
+    }
+    let before = report.spans.len();
+    report
+        .spans
+        .retain(|s| s.len_tokens.is_none_or(|t| t >= min_tokens));
+    if report.spans.len() == before {
+        return;
+    }
+    report.covered_chars = covered_chars(report.spans.iter().map(|s| (s.start, s.end)));
+    report.coverage = if report.text_chars == 0 {
+        0.0
+    } else {
+        report.covered_chars as f64 / report.text_chars as f64
+    };
+    report.longest = report.spans.iter().map(|s| s.len_chars).max().unwrap_or(0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::keep_min_tokens;
+    use crate::index::{Span, SpanReport};
+
+    #[test]
+    fn the_token_filter_drops_short_spans_and_recomputes_coverage() {
+        let span = |start, end, tokens| Span {
+            start,
+            end,
+            len_chars: end - start,
+            len_tokens: tokens,
+            count: 1,
+            hits: vec![],
+            text: String::new(),
+        };
+        let report = SpanReport {
+            index_id: "idx".into(),
+            min_len: 50,
+            text_chars: 200,
+            covered_chars: 120,
+            coverage: 0.6,
+            longest: 60,
+            spans: vec![span(0, 60, Some(8)), span(100, 160, Some(20))],
+        };
+        let mut r = report.clone();
+        keep_min_tokens(&mut r, 12);
+        assert_eq!(r.spans.len(), 1);
+        assert_eq!(r.spans[0].start, 100);
+        assert!((r.coverage - 0.3).abs() < 1e-9);
+        assert_eq!((r.covered_chars, r.longest), (60, 60));
+        let mut r = report.clone();
+        keep_min_tokens(&mut r, 30);
+        assert!(r.spans.is_empty());
+        assert_eq!((r.coverage, r.longest), (0.0, 0));
+        let mut r = report.clone();
+        keep_min_tokens(&mut r, 0);
+        assert_eq!(r.spans.len(), 2);
+    }
+}
