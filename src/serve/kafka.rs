@@ -20,7 +20,7 @@ use super::http::Readiness;
 use super::message::{Envelope, Origin};
 use super::offsets::{Gap, InFlight, Partition};
 use super::output::{Output, PerStream};
-use super::pipeline::{SendError, Sink};
+use super::pipeline::{Pipeline, SendError, Sink};
 use super::shutdown::Shutdown;
 use crate::config::{Config, KafkaClient};
 use crate::metrics::Metrics;
@@ -130,10 +130,7 @@ impl ConsumerContext for GroupContext {
             Instant::now() + self.drain
         };
         let wait = || loop {
-            let left: usize = {
-                let t = self.in_flight.lock();
-                parts.iter().map(|p| t.pending_in(p)).sum()
-            };
+            let left = self.in_flight.pending_in(&parts);
             if left == 0 || Instant::now() >= until {
                 return left;
             }
@@ -214,7 +211,6 @@ impl GroupContext {
             };
             if let Some(next) = next {
                 self.in_flight
-                    .lock()
                     .assigned(&(e.topic().to_string(), e.partition()), next);
                 seeded += 1;
             }
@@ -244,13 +240,7 @@ impl Committer {
         mode: CommitMode,
     ) -> bool {
         let _one_at_a_time = self.one_at_a_time.lock().expect("commit lock");
-        let todo: Vec<(Partition, i64)> = self
-            .in_flight
-            .lock()
-            .to_commit()
-            .into_iter()
-            .filter(|(p, _)| only.is_none_or(|o| o.contains(p)))
-            .collect();
+        let todo = self.in_flight.to_commit(only);
         if todo.is_empty() {
             return true;
         }
@@ -266,10 +256,7 @@ impl Committer {
         match consumer.commit(&tpl, mode) {
             Ok(()) => {
                 self.metrics.commits.with_label_values(&["ok"]).inc();
-                let mut t = self.in_flight.lock();
-                for (p, o) in &todo {
-                    t.committed(p, *o);
-                }
+                self.in_flight.committed(&todo);
                 true
             }
             Err(e) => {
@@ -417,55 +404,97 @@ async fn bounded<T: Send + 'static>(
         .and_then(Result::ok)
 }
 
-/// Runs the consumer loop until shutdown; then drains the pipeline, flushes and commits, each
-/// step bounded by the shutdown deadline.
-pub async fn run(
-    cfg: &Config,
-    pipeline: Arc<super::pipeline::Pipeline>,
-    sink: Arc<KafkaSink>,
+/// The Kafka source: a consumer-group member and what its parts share. [`KafkaSource::start`]
+/// creates and subscribes it; [`KafkaSource::run`] feeds the pipeline (the fetch loop, the
+/// interval commits) until shutdown and then drains. Rebalances are served by
+/// [`GroupContext`]'s callbacks inside the consumer's poll.
+pub struct KafkaSource {
+    consumer: Arc<StreamConsumer<GroupContext>>,
+    committer: Arc<Committer>,
     in_flight: Arc<InFlight>,
     metrics: Arc<Metrics>,
     ready: Arc<Readiness>,
     shutdown: Shutdown,
-) -> Result<()> {
-    let paused_flag = Arc::new(AtomicBool::new(false));
-    let committer = Arc::new(Committer {
-        one_at_a_time: Mutex::new(()),
-        in_flight: in_flight.clone(),
-        metrics: metrics.clone(),
-    });
-    let context = GroupContext {
-        in_flight: in_flight.clone(),
-        metrics: metrics.clone(),
-        ready: ready.clone(),
-        input: cfg.topics.input.clone(),
-        drain: Duration::from_secs_f64(cfg.shutdown.deadline_secs),
-        reset: Reset::of(&cfg.kafka_properties(KafkaClient::Consumer)["auto.offset.reset"]),
-        shutdown: shutdown.clone(),
-        paused: paused_flag.clone(),
-        committer: committer.clone(),
-    };
-    // The defaults (config::DEFAULT_KAFKA_OPTIONS) include cooperative-sticky rebalancing (only
-    // the partitions that move are revoked and drained) and a 16 MiB prefetch queue (held at the
-    // in-flight limit, librdkafka's queue is the rest of the daemon's input memory).
-    let consumer: Arc<StreamConsumer<GroupContext>> = Arc::new(
-        client_config(cfg, KafkaClient::Consumer)
+    /// Shared with [`GroupContext`]: whether fetching is paused for backpressure.
+    paused: Arc<AtomicBool>,
+    max_in_flight: usize,
+    max_in_flight_bytes: usize,
+    strict_offsets: bool,
+    commit_every: Duration,
+}
+
+impl KafkaSource {
+    /// Creates the consumer (its configuration: [`client_config`]) and subscribes to the input
+    /// topic.
+    pub fn start(
+        cfg: &Config,
+        in_flight: Arc<InFlight>,
+        metrics: Arc<Metrics>,
+        ready: Arc<Readiness>,
+        shutdown: Shutdown,
+    ) -> Result<KafkaSource> {
+        let paused = Arc::new(AtomicBool::new(false));
+        let committer = Arc::new(Committer {
+            one_at_a_time: Mutex::new(()),
+            in_flight: in_flight.clone(),
+            metrics: metrics.clone(),
+        });
+        let context = GroupContext {
+            in_flight: in_flight.clone(),
+            metrics: metrics.clone(),
+            ready: ready.clone(),
+            input: cfg.topics.input.clone(),
+            drain: Duration::from_secs_f64(cfg.shutdown.deadline_secs),
+            reset: Reset::of(&cfg.kafka_properties(KafkaClient::Consumer)["auto.offset.reset"]),
+            shutdown: shutdown.clone(),
+            paused: paused.clone(),
+            committer: committer.clone(),
+        };
+        // The defaults (config::DEFAULT_KAFKA_OPTIONS) include cooperative-sticky rebalancing
+        // (only the partitions that move are revoked and drained) and a 16 MiB prefetch queue
+        // (held at the in-flight limit, librdkafka's queue is the rest of the input memory).
+        let consumer: StreamConsumer<GroupContext> = client_config(cfg, KafkaClient::Consumer)
             .create_with_context(context)
-            .context("creating the Kafka consumer (check kafka.brokers and kafka.options)")?,
-    );
-    consumer
-        .subscribe(&[&cfg.topics.input])
-        .with_context(|| format!("subscribing to topics.input = {}", cfg.topics.input))?;
-    tracing::info!(brokers = %cfg.kafka.brokers, topic = %cfg.topics.input, group = %cfg.kafka.group_id, "consuming");
+            .context("creating the Kafka consumer (check kafka.brokers and kafka.options)")?;
+        consumer
+            .subscribe(&[&cfg.topics.input])
+            .with_context(|| format!("subscribing to topics.input = {}", cfg.topics.input))?;
+        tracing::info!(brokers = %cfg.kafka.brokers, topic = %cfg.topics.input, group = %cfg.kafka.group_id, "consuming");
+        Ok(KafkaSource {
+            consumer: Arc::new(consumer),
+            committer,
+            in_flight,
+            metrics,
+            ready,
+            shutdown,
+            paused,
+            max_in_flight: cfg.limits.max_in_flight,
+            max_in_flight_bytes: cfg.limits.max_in_flight_bytes,
+            strict_offsets: cfg.kafka.strict_offsets,
+            commit_every: Duration::from_millis(cfg.kafka.commit_interval_ms),
+        })
+    }
 
-    let (tx, rx) = mpsc::channel::<Envelope>(cfg.limits.max_in_flight + 1024);
-    let pipe = tokio::spawn(pipeline.run(rx));
+    /// Feeds `pipeline` until shutdown, committing finished offsets on an interval; then
+    /// drains the pipeline, flushes `sink` and commits, each step bounded by the deadline.
+    pub async fn run(self, pipeline: Arc<Pipeline>, sink: Arc<KafkaSink>) -> Result<()> {
+        let (tx, rx) = mpsc::channel::<Envelope>(self.max_in_flight + 1024);
+        let pipe = tokio::spawn(pipeline.run(rx));
+        let commits = self.spawn_interval_commits();
+        self.fetch(tx).await;
+        commits.abort();
+        self.drain(pipe, sink).await;
+        Ok(())
+    }
 
-    // Periodic commits of finished offsets.
-    let interval_commits = {
-        let (consumer, committer, shutdown) =
-            (consumer.clone(), committer.clone(), shutdown.clone());
-        let every = Duration::from_millis(cfg.kafka.commit_interval_ms);
+    /// Commits finished offsets every `kafka.commit_interval_ms` until shutdown.
+    fn spawn_interval_commits(&self) -> tokio::task::JoinHandle<()> {
+        let (consumer, committer, shutdown) = (
+            self.consumer.clone(),
+            self.committer.clone(),
+            self.shutdown.clone(),
+        );
+        let every = self.commit_every;
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             while !shutdown.is_triggered() {
@@ -480,90 +509,93 @@ pub async fn run(
                 .await;
             }
         })
-    };
-
-    let (max, max_bytes) = (cfg.limits.max_in_flight, cfg.limits.max_in_flight_bytes);
-    let mut flow = Flow::Open;
-    loop {
-        let (n, bytes) = in_flight.load();
-        let full = n >= max || bytes >= max_bytes;
-        let next = match flow {
-            Flow::Open if full => Flow::Held(Instant::now()),
-            Flow::Held(_) if !full => Flow::Open,
-            Flow::Held(since) if since.elapsed() >= PAUSE_AFTER => Flow::Paused,
-            Flow::Paused if n <= max / 2 && bytes <= max_bytes / 2 => Flow::Open,
-            f => f,
-        };
-        if next.paused() != flow.paused() {
-            paused_flag.store(next.paused(), Ordering::Relaxed);
-            set_paused(consumer.as_ref(), next.paused());
-        }
-        metrics.paused.set((next != Flow::Open) as i64);
-        flow = next;
-        tokio::select! {
-            _ = shutdown.triggered() => break,
-            m = consumer.recv(), if !matches!(flow, Flow::Held(_)) => match m {
-                Ok(m) => {
-                    let origin = Origin {
-                        topic: m.topic().to_string(),
-                        partition: m.partition(),
-                        offset: m.offset(),
-                    };
-                    let payload = m.payload().unwrap_or_default().to_vec();
-                    let p = (origin.topic.clone(), origin.partition);
-                    if let Some(gap) = in_flight.received(&p, origin.offset, payload.len()) {
-                        report_gap(&metrics, &p, gap, cfg.kafka.strict_offsets);
-                    }
-                    let env = Envelope {
-                        origin,
-                        key: m.key().map(<[u8]>::to_vec),
-                        payload,
-                        received: Instant::now(),
-                    };
-                    if tx.send(env).await.is_err() {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "consumer error");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
-            // At the limit: wake when a message finishes (or to re-check).
-            _ = in_flight.progress(Duration::from_millis(50)), if flow != Flow::Open => {}
-        }
     }
 
-    // Drain: stop taking messages, finish what was taken, flush, commit; all by the deadline.
-    ready.shutting_down.store(true, Ordering::Relaxed);
-    drop(tx);
-    let deadline = shutdown.deadline();
-    let drained = super::pipeline::within(deadline, pipe).await.is_some();
-    let left = || deadline.saturating_duration_since(Instant::now());
-    let s = sink.clone();
-    let flush_for = left().max(Duration::from_millis(100));
-    match bounded(flush_for, move || s.flush(flush_for)).await {
-        Some(Ok(())) => {}
-        Some(Err(e)) => tracing::warn!(error = %format!("{e:#}"), "flush incomplete"),
-        None => tracing::warn!("flush incomplete at the shutdown deadline"),
+    /// The fetch loop: receives messages into `tx` until shutdown, holding input at the
+    /// in-flight limits and pausing the partitions when held for long ([`Flow`]).
+    async fn fetch(&self, tx: mpsc::Sender<Envelope>) {
+        let (max, max_bytes) = (self.max_in_flight, self.max_in_flight_bytes);
+        let mut flow = Flow::Open;
+        loop {
+            let (n, bytes) = self.in_flight.load();
+            let full = n >= max || bytes >= max_bytes;
+            let next = match flow {
+                Flow::Open if full => Flow::Held(Instant::now()),
+                Flow::Held(_) if !full => Flow::Open,
+                Flow::Held(since) if since.elapsed() >= PAUSE_AFTER => Flow::Paused,
+                Flow::Paused if n <= max / 2 && bytes <= max_bytes / 2 => Flow::Open,
+                f => f,
+            };
+            if next.paused() != flow.paused() {
+                self.paused.store(next.paused(), Ordering::Relaxed);
+                set_paused(self.consumer.as_ref(), next.paused());
+            }
+            self.metrics.paused.set((next != Flow::Open) as i64);
+            flow = next;
+            tokio::select! {
+                _ = self.shutdown.triggered() => return,
+                m = self.consumer.recv(), if !matches!(flow, Flow::Held(_)) => match m {
+                    Ok(m) => {
+                        let origin = Origin {
+                            topic: m.topic().to_string(),
+                            partition: m.partition(),
+                            offset: m.offset(),
+                        };
+                        let payload = m.payload().unwrap_or_default().to_vec();
+                        let p = (origin.topic.clone(), origin.partition);
+                        if let Some(gap) = self.in_flight.received(&p, origin.offset, payload.len()) {
+                            report_gap(&self.metrics, &p, gap, self.strict_offsets);
+                        }
+                        let env = Envelope {
+                            origin,
+                            key: m.key().map(<[u8]>::to_vec),
+                            payload,
+                            received: Instant::now(),
+                        };
+                        if tx.send(env).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "consumer error");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                // At the limit: wake when a message finishes (or to re-check).
+                _ = self.in_flight.progress(Duration::from_millis(50)), if flow != Flow::Open => {}
+            }
+        }
     }
-    interval_commits.abort();
-    let (c, k) = (consumer.clone(), committer.clone());
-    let committed = bounded(left().max(Duration::from_millis(100)), move || {
-        k.commit(c.as_ref(), None, CommitMode::Sync)
-    })
-    .await;
-    let unfinished = in_flight.load().0;
-    if drained && unfinished == 0 && committed == Some(true) {
-        tracing::info!("drained: every received message finished and committed");
-    } else {
-        tracing::warn!(
-            unfinished,
-            committed = committed.unwrap_or(false),
-            "shutdown deadline reached: unfinished or uncommitted messages will be delivered again"
-        );
+
+    /// At shutdown: finish what was taken (the fetch loop dropped the pipeline's input), flush,
+    /// commit; all by the deadline.
+    async fn drain(&self, pipe: tokio::task::JoinHandle<()>, sink: Arc<KafkaSink>) {
+        self.ready.shutting_down.store(true, Ordering::Relaxed);
+        let deadline = self.shutdown.deadline();
+        let drained = super::pipeline::within(deadline, pipe).await.is_some();
+        let left = || deadline.saturating_duration_since(Instant::now());
+        let flush_for = left().max(Duration::from_millis(100));
+        match bounded(flush_for, move || sink.flush(flush_for)).await {
+            Some(Ok(())) => {}
+            Some(Err(e)) => tracing::warn!(error = %format!("{e:#}"), "flush incomplete"),
+            None => tracing::warn!("flush incomplete at the shutdown deadline"),
+        }
+        let (c, k) = (self.consumer.clone(), self.committer.clone());
+        let committed = bounded(left().max(Duration::from_millis(100)), move || {
+            k.commit(c.as_ref(), None, CommitMode::Sync)
+        })
+        .await;
+        let unfinished = self.in_flight.load().0;
+        if drained && unfinished == 0 && committed == Some(true) {
+            tracing::info!("drained: every received message finished and committed");
+        } else {
+            tracing::warn!(
+                unfinished,
+                committed = committed.unwrap_or(false),
+                "shutdown deadline reached: unfinished or uncommitted messages will be delivered again"
+            );
+        }
     }
-    Ok(())
 }
 
 /// How the consumer loop takes input, by what is in flight.

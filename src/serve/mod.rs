@@ -204,17 +204,10 @@ pub async fn run(cfg: Config, outputs: Outputs) -> Result<()> {
                 tracker.clone(),
                 metrics.clone(),
             );
+            let source =
+                kafka::KafkaSource::start(&cfg, tracker, metrics, ready, shutdown.clone())?;
             shutdown::notify(&[sd_notify::NotifyState::Ready]);
-            kafka::run(
-                &cfg,
-                pipeline,
-                sink,
-                tracker,
-                metrics,
-                ready,
-                shutdown.clone(),
-            )
-            .await?;
+            source.run(pipeline, sink).await?;
         }
         SourceKind::File => {
             ready.partitions_assigned.store(true, Ordering::Relaxed);
@@ -278,10 +271,7 @@ fn spawn_health_monitor(
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         while !s.is_triggered() {
             tick.tick().await;
-            let (oldest, held) = {
-                let t = t.lock();
-                (t.oldest_pending().unwrap_or_default(), t.held().len())
-            };
+            let (oldest, held) = t.health();
             m.oldest_unfinished.set(oldest.as_secs() as i64);
             m.commit_held.set(held as i64);
             st.store(oldest >= stuck_after, Ordering::Relaxed);

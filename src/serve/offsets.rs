@@ -218,10 +218,46 @@ impl InFlight {
         })
     }
 
-    /// The tracker, locked (for the reads and rebalance bookkeeping the methods below don't
-    /// cover). Never held across an await or a broker call.
-    pub fn lock(&self) -> MutexGuard<'_, OffsetTracker> {
+    /// The tracker, locked: the only lock site. Each method below holds it for one
+    /// bookkeeping step, never across an await or a broker call.
+    fn lock(&self) -> MutexGuard<'_, OffsetTracker> {
         self.tracker.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A partition assigned to this member, to be read from `next`: the first offset the gap
+    /// check expects.
+    pub fn assigned(&self, p: &Partition, next: i64) {
+        self.lock().assigned(p, next);
+    }
+
+    /// Messages received and not finished in these partitions.
+    pub fn pending_in(&self, parts: &[Partition]) -> usize {
+        let t = self.lock();
+        parts.iter().map(|p| t.pending_in(p)).sum()
+    }
+
+    /// Each partition's finished offset ahead of its last commit (`only`: just these).
+    pub fn to_commit(&self, only: Option<&[Partition]>) -> Vec<(Partition, i64)> {
+        let mut todo = self.lock().to_commit();
+        if let Some(only) = only {
+            todo.retain(|(p, _)| only.contains(p));
+        }
+        todo
+    }
+
+    /// The broker took these commits.
+    pub fn committed(&self, done: &[(Partition, i64)]) {
+        let mut t = self.lock();
+        for (p, o) in done {
+            t.committed(p, *o);
+        }
+    }
+
+    /// How long the oldest unfinished message has waited, and how many partitions are held at
+    /// an offset gap (strict mode).
+    pub fn health(&self) -> (Duration, usize) {
+        let t = self.lock();
+        (t.oldest_pending().unwrap_or_default(), t.held().len())
     }
 
     /// A message handed to the pipeline; the gap before it, if the source skipped offsets.
