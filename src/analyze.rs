@@ -29,7 +29,9 @@ pub struct Options {
     pub min_tokens: usize,
     /// Provenance hits reported per span.
     pub max_hits: usize,
+    /// How the probe's entropy reads at span edges.
     pub boundary: BoundaryOptions,
+    /// The severity rules of the verdict.
     pub rules: SeverityRules,
 }
 
@@ -49,7 +51,9 @@ impl Default for Options {
 
 /// The index, the optional probe and tokenizer, and the options: loaded once, shared.
 pub struct Analyzer {
+    /// The corpus index spans are found in.
     pub index: Index,
+    /// The probe model, when the caller scores texts.
     pub probe: Option<Probe>,
     /// Counts span lengths in tokens (the probe's own tokenizer when there is a probe).
     tokenizer: Option<Arc<Tokenizer>>,
@@ -58,6 +62,7 @@ pub struct Analyzer {
 
 /// What the probe adds to one text.
 pub struct Probed {
+    /// Every token's scores and the text's summary.
     pub score: TextScore,
     /// The boundary signals of the text's spans (after the token filter) and its unexplained
     /// low-entropy runs.
@@ -85,6 +90,7 @@ impl Analyzer {
         })
     }
 
+    /// The options it was made with.
     pub fn options(&self) -> &Options {
         &self.options
     }

@@ -8,8 +8,8 @@
 //! record.
 
 use crate::config::{Config, FileConfig, ProbePolicy, SourceKind};
+use crate::corpus::normalize::Normalization;
 use crate::index::build::{self, BuildOptions, BuildSummary, SaAlgorithm};
-use crate::index::format::Normalization;
 use anyhow::{Context, Result};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -17,11 +17,13 @@ use std::path::{Path, PathBuf};
 /// Where the licence texts live on Debian-family machines.
 pub const LICENSES_DIR: &str = "/usr/share/common-licenses";
 
+/// Where the demo's data is, where it works, and what it runs with.
 pub struct DemoOptions {
     /// The repository's `data/demo`.
     pub data: PathBuf,
     /// Scratch directory for the corpus copy, index and outputs.
     pub workdir: PathBuf,
+    /// Address of the HTTP server (`/metrics`).
     pub http: SocketAddr,
     /// Probe model; `None` runs with the probe off.
     pub model: Option<PathBuf>,
@@ -32,6 +34,7 @@ pub struct Prepared {
     /// The daemon's configuration: file source on the expanded outputs, records to
     /// `verdicts.jsonl`, `alerts.jsonl` and `dead-letters.jsonl` in the work directory.
     pub config: Config,
+    /// The index built from the corpus.
     pub index: BuildSummary,
     /// Corpus files indexed.
     pub files: usize,

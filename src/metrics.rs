@@ -16,6 +16,7 @@ pub const STAGES: [&str; 5] = ["decode", "match", "probe", "produce", "end_to_en
 
 /// All metrics, registered in their own registry.
 pub struct Metrics {
+    /// The registry `/metrics` encodes.
     pub registry: Registry,
     /// Messages finished, by outcome: `verdict`, `dead_letter`, or `dropped` (every record the
     /// message had, its dead letter too, was refused by the broker for good).
@@ -44,6 +45,7 @@ pub struct Metrics {
     pub paused: IntGauge,
     /// Jumps in an input partition's offsets (offsets never delivered), and the offsets skipped.
     pub offset_gaps: IntCounterVec,
+    /// Offsets skipped by those jumps.
     pub offset_gap_records: IntCounterVec,
     /// Partitions whose commits are held at a gap (`kafka.strict_offsets`).
     pub commit_held: IntGauge,
@@ -62,6 +64,7 @@ pub struct Metrics {
     pub rebalances: IntCounterVec,
     /// Index identity and size (value 1 / bytes).
     pub index_info: IntGaugeVec,
+    /// Bytes of the index files.
     pub index_bytes: IntGauge,
     /// Model identity (value 1).
     pub model_info: IntGaugeVec,
@@ -70,6 +73,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Every metric, registered in a fresh registry.
     pub fn new() -> Metrics {
         let registry = Registry::new();
         let counter_vec = |name: &str, help: &str, labels: &[&str]| {
@@ -259,6 +263,7 @@ impl Metrics {
         String::from_utf8(buf).expect("the text format is UTF-8")
     }
 
+    /// The duration histogram of one pipeline stage (one of [`STAGES`]).
     pub fn stage(&self, stage: &str) -> Histogram {
         self.stage_seconds.with_label_values(&[stage])
     }

@@ -12,6 +12,8 @@
 //!   model recites something the corpus index does not hold.
 //!
 //! Spans shorter than `spans.min_tokens` model tokens were dropped before (`crate::analyze`).
+//!
+//! (About 400 lines of rules; the rest of the file is their tests.)
 
 use crate::index::SpanReport;
 use crate::probe::boundary::Boundary;
@@ -153,6 +155,13 @@ impl SeverityRules {
         Ok(())
     }
 
+    /// The highest level (critical, high, low) whose thresholds `fires`.
+    fn highest(&self, fires: impl Fn(&Level) -> bool) -> Option<(Severity, &Level)> {
+        [Severity::Critical, Severity::High, Severity::Low]
+            .into_iter()
+            .find_map(|s| self.level(s).filter(|l| fires(l)).map(|l| (s, l)))
+    }
+
     fn level(&self, s: Severity) -> Option<&Level> {
         match s {
             Severity::None => None,
@@ -276,36 +285,28 @@ pub fn judge(
     let (coverage, longest) = (report.coverage, report.longest);
     let mut reasons = Vec::new();
     if !report.spans.is_empty() {
-        for s in [Severity::Critical, Severity::High, Severity::Low] {
-            let l = rules.level(s).expect("levels above none have rules");
-            if longest >= l.longest_span_chars {
-                reasons.push(Reason {
-                    code: "longest_span",
-                    severity: s,
-                    detail: format!(
-                        "longest verbatim span {longest} chars ≥ {} ({})",
-                        l.longest_span_chars,
-                        s.name()
-                    ),
-                });
-                break;
-            }
+        if let Some((s, l)) = rules.highest(|l| longest >= l.longest_span_chars) {
+            reasons.push(Reason {
+                code: "longest_span",
+                severity: s,
+                detail: format!(
+                    "longest verbatim span {longest} chars ≥ {} ({})",
+                    l.longest_span_chars,
+                    s.name()
+                ),
+            });
         }
-        for s in [Severity::Critical, Severity::High, Severity::Low] {
-            let l = rules.level(s).expect("levels above none have rules");
-            if coverage >= l.coverage {
-                reasons.push(Reason {
-                    code: "coverage",
-                    severity: s,
-                    detail: format!(
-                        "{:.1}% of the text is verbatim corpus ≥ {:.1}% ({})",
-                        coverage * 100.0,
-                        l.coverage * 100.0,
-                        s.name()
-                    ),
-                });
-                break;
-            }
+        if let Some((s, l)) = rules.highest(|l| coverage >= l.coverage) {
+            reasons.push(Reason {
+                code: "coverage",
+                severity: s,
+                detail: format!(
+                    "{:.1}% of the text is verbatim corpus ≥ {:.1}% ({})",
+                    coverage * 100.0,
+                    l.coverage * 100.0,
+                    s.name()
+                ),
+            });
         }
     }
     let mut severity = reasons.iter().map(|r| r.severity).max().unwrap_or_default();

@@ -205,6 +205,30 @@ fn clear_errors() {
         "{}",
         stderr(&o)
     );
+    // Each cause said once (an error chain printed the OS error twice).
+    assert_eq!(
+        stderr(&o).matches("No such file or directory").count(),
+        1,
+        "{}",
+        stderr(&o)
+    );
+    let o = run(
+        &[
+            "serve",
+            "--check-config",
+            "--index",
+            d.path().join("none").to_str().unwrap(),
+        ],
+        None,
+    );
+    let e = stderr(&o);
+    assert!(!o.status.success() && e.contains("index.dir"), "{e}");
+    assert_eq!(e.matches("No such file or directory").count(), 1, "{e}");
+    assert_eq!(
+        e.matches(d.path().join("none").to_str().unwrap()).count(),
+        1,
+        "{e}"
+    );
     let o = build_index(
         &d.path().join("x"),
         bad.to_str().unwrap(),

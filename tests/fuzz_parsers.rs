@@ -6,10 +6,11 @@
 
 mod common;
 
+use memaudit::corpus::normalize::Normalization;
 use memaudit::corpus::normalize::Normalizer;
 use memaudit::corpus::{self, Item};
 use memaudit::index::build::SaAlgorithm;
-use memaudit::index::format::{Normalization, MANIFEST};
+use memaudit::index::format::MANIFEST;
 use memaudit::index::{Index, SpanOptions};
 use proptest::prelude::*;
 use std::sync::atomic::AtomicU64;

@@ -7,9 +7,9 @@
 
 mod common;
 
+use memaudit::corpus::normalize::Normalization;
 use memaudit::corpus::normalize::Normalizer;
 use memaudit::index::build::SaAlgorithm;
-use memaudit::index::format::Normalization;
 use memaudit::index::{Index, SpanOptions};
 use proptest::prelude::*;
 

@@ -2,8 +2,8 @@
 
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand, ValueEnum};
+use memaudit::corpus::normalize::Normalization;
 use memaudit::index::build::{self, BuildOptions, SaAlgorithm};
-use memaudit::index::format::Normalization;
 use memaudit::index::verify::{self, VerifyOptions};
 use memaudit::index::Index;
 use memaudit::units::parse_size;

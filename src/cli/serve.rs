@@ -1,9 +1,8 @@
 //! `memaudit serve`: the daemon, configured from a file, the environment and flags.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Args;
 use memaudit::config::Config;
-use memaudit::index::Index;
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -59,19 +58,7 @@ pub fn run(a: ServeArgs) -> Result<()> {
     sets.extend(a.set);
     let cfg = Config::load(a.config.as_deref(), std::env::vars(), &sets)?;
     if a.check_config {
-        Index::open(&cfg.index.dir)
-            .with_context(|| format!("index.dir = {}", cfg.index.dir.display()))?;
-        if cfg.needs_model() {
-            let m = cfg.model.resolved_path();
-            if !m.exists() {
-                bail!(
-                    "model.path = {} does not exist (probe.policy = \"{}\"): run \
-                     scripts/fetch-model.sh, set model.path, or set probe.policy = \"off\"",
-                    m.display(),
-                    cfg.probe.policy.name()
-                );
-            }
-        }
+        memaudit::serve::preflight(&cfg)?;
         print!(
             "{}",
             toml::to_string_pretty(&cfg).context("printing the configuration")?

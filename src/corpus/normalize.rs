@@ -15,13 +15,14 @@
 //! [`Normalizer::normalize_mapped`] also returns, for every output byte, the range of input
 //! characters it came from; spans found on normalized text are reported in the user's characters.
 
-use crate::index::format::Normalization;
+use serde::{Deserialize, Serialize};
 use unicode_normalization::char::canonical_combining_class;
 use unicode_normalization::{is_nfc_quick, IsNormalized, UnicodeNormalization};
 
 /// Normalized text plus, for each of its bytes, the input character range it came from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Mapped {
+    /// The normalized text.
     pub text: String,
     /// `origin[b] = (first input char, one past last input char)` for output byte `b`.
     pub origin: Vec<(u32, u32)>,
@@ -39,9 +40,33 @@ impl Mapped {
     }
 }
 
+/// How text is normalized before it is indexed or queried. Recorded in the manifest and applied
+/// identically to queries, so a match never depends on formatting the user cannot see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Normalization {
+    /// Every run of Unicode whitespace (and NUL) becomes one ASCII space.
+    pub collapse_whitespace: bool,
+    /// Unicode NFC, applied segment by segment (see [`Normalizer`]).
+    pub nfc: bool,
+    /// Per-character Unicode lowercase mapping (a simple case fold).
+    pub lowercase: bool,
+}
+
+impl Default for Normalization {
+    fn default() -> Self {
+        Normalization {
+            collapse_whitespace: true,
+            nfc: true,
+            lowercase: false,
+        }
+    }
+}
+
 /// Applies one [`Normalization`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Normalizer {
+    /// The normalization applied.
     pub spec: Normalization,
 }
 
@@ -94,6 +119,7 @@ fn nfc_boundary(c: char) -> bool {
 }
 
 impl Normalizer {
+    /// A normalizer for `spec`.
     pub fn new(spec: Normalization) -> Self {
         Normalizer { spec }
     }

@@ -6,13 +6,18 @@
 //! `workers × SHARD_PEAK_FACTOR × shard size` stays inside `--memory-limit`. Everything is written
 //! into a hidden temporary directory beside the target, `manifest.json` last, and renamed into place
 //! at the end: an interrupted build never leaves anything that looks like an index.
+//!
+//! Why one file of about 600 lines: the build is one pipeline over shared state (the reader, the
+//! pool sorting shards within the memory limit, the writers, the manifest), its stages functions
+//! here in the order they run.
 
 use super::format::{
-    shard_file_name, BuildParams, FileEntry, FileHeader, FileKind, Manifest, Normalization,
-    ShardEntry, SkippedEntry, SourceEntry, Totals, FORMAT_NAME, FORMAT_VERSION, HEADER_LEN,
-    MAX_SHARD_BYTES, MAX_SKIPPED_LISTED, SEPARATOR,
+    shard_file_name, BuildParams, FileEntry, FileHeader, FileKind, Manifest, ShardEntry,
+    SkippedEntry, SourceEntry, Totals, FORMAT_NAME, FORMAT_VERSION, HEADER_LEN, MAX_SHARD_BYTES,
+    MAX_SKIPPED_LISTED, SEPARATOR,
 };
-use crate::corpus::{self, normalize::Normalizer, Item};
+use crate::corpus::normalize::{Normalization, Normalizer};
+use crate::corpus::{self, Item};
 use anyhow::{bail, Context, Result};
 use std::fs::File;
 use std::io::{BufWriter, Write};

@@ -17,6 +17,7 @@
 //! any query touches it. The manifest records every file's size and BLAKE3 checksum; `index verify`
 //! recomputes them. `manifest.json` is written last, so a directory without it is never an index.
 
+use crate::corpus::normalize::Normalization;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -146,29 +147,6 @@ impl FileHeader {
             ));
         }
         Ok(())
-    }
-}
-
-/// How text is normalized before it is indexed or queried. Recorded in the manifest and applied
-/// identically to queries, so a match never depends on formatting the user cannot see.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Normalization {
-    /// Every run of Unicode whitespace (and NUL) becomes one ASCII space.
-    pub collapse_whitespace: bool,
-    /// Unicode NFC, applied segment by segment (see `corpus::normalize`).
-    pub nfc: bool,
-    /// Per-character Unicode lowercase mapping (a simple case fold).
-    pub lowercase: bool,
-}
-
-impl Default for Normalization {
-    fn default() -> Self {
-        Normalization {
-            collapse_whitespace: true,
-            nfc: true,
-            lowercase: false,
-        }
     }
 }
 

@@ -19,19 +19,21 @@ use std::path::{Path, PathBuf};
 /// Why an index could not be opened. Every variant names the file at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
-    #[error("{path}: cannot read the index manifest: {source}. Is this a directory made by `memaudit index build`?")]
+    // The I/O error is part of the message, not a `source`: a chain printer (`{:#}`) would say
+    // the same cause twice.
+    #[error("{path}: cannot read the index manifest: {cause}. Is this a directory made by `memaudit index build`?")]
     Manifest {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{path}: the index manifest is not valid: {reason}. Rebuild the index with `memaudit index build`.")]
     BadManifest { path: PathBuf, reason: String },
     #[error("{path}: index format version {found}; this memaudit reads version {FORMAT_VERSION}. Rebuild the index with this version's `memaudit index build`.")]
     Version { path: PathBuf, found: u32 },
-    #[error("{path}: cannot open index file: {source}")]
+    #[error("{path}: cannot open index file: {cause}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{path}: corrupted or truncated index file: {reason}. Run `memaudit index verify` and rebuild the index.")]
     Corrupt { path: PathBuf, reason: String },
@@ -49,6 +51,8 @@ impl Mapped {
     }
 }
 
+// One of the two places with `unsafe` (Cargo.toml [lints]): mapping an index file.
+#[allow(unsafe_code)]
 fn map_file(dir: &Path, entry: &ShardEntry, kind: FileKind) -> Result<Mapped, OpenError> {
     let expected = entry.file(kind);
     let path = dir.join(&expected.name);
@@ -61,15 +65,15 @@ fn map_file(dir: &Path, entry: &ShardEntry, kind: FileKind) -> Result<Mapped, Op
             ),
         });
     }
-    let file = File::open(&path).map_err(|source| OpenError::Io {
+    let file = File::open(&path).map_err(|cause| OpenError::Io {
         path: path.clone(),
-        source,
+        cause,
     })?;
     let len = file
         .metadata()
-        .map_err(|source| OpenError::Io {
+        .map_err(|cause| OpenError::Io {
             path: path.clone(),
-            source,
+            cause,
         })?
         .len();
     if len != expected.bytes {
@@ -84,9 +88,9 @@ fn map_file(dir: &Path, entry: &ShardEntry, kind: FileKind) -> Result<Mapped, Op
     // SAFETY: the file is opened read-only and the index directory is treated as immutable once
     // built (builds write a new directory and rename it into place). A concurrent truncation by
     // another process would be outside this contract, as with any mapped file.
-    let map = unsafe { Mmap::map(&file) }.map_err(|source| OpenError::Io {
+    let map = unsafe { Mmap::map(&file) }.map_err(|cause| OpenError::Io {
         path: path.clone(),
-        source,
+        cause,
     })?;
     FileHeader::check(&map, kind, entry.count(kind))
         .map_err(|reason| OpenError::Corrupt { path, reason })?;
@@ -219,9 +223,9 @@ impl Index {
     pub fn open(dir: impl AsRef<Path>) -> Result<Index, OpenError> {
         let dir = dir.as_ref().to_path_buf();
         let path = dir.join(MANIFEST);
-        let raw = std::fs::read(&path).map_err(|source| OpenError::Manifest {
+        let raw = std::fs::read(&path).map_err(|cause| OpenError::Manifest {
             path: path.clone(),
-            source,
+            cause,
         })?;
         // Check the version before the schema, so an old or newer index gets the helpful error.
         let value: serde_json::Value =

@@ -103,6 +103,7 @@ impl Shard {
 pub struct Hit {
     /// Global document id (documents are numbered across shards in build order).
     pub doc: u64,
+    /// The shard holding the document.
     pub shard: u32,
     /// Byte offset of the occurrence inside the document's normalized text.
     pub offset: u64,
@@ -115,6 +116,7 @@ pub struct Hit {
 pub struct Span {
     /// Character range `[start, end)` in the original query text.
     pub start: usize,
+    /// See `start`.
     pub end: usize,
     /// Length of the matched (normalized) text in characters.
     pub len_chars: usize,
@@ -132,7 +134,9 @@ pub struct Span {
 /// Everything `spans` found in one text.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SpanReport {
+    /// The index queried.
     pub index_id: String,
+    /// The minimum span length asked for, characters.
     pub min_len: usize,
     /// Characters in the original text.
     pub text_chars: usize,
@@ -142,6 +146,7 @@ pub struct SpanReport {
     pub coverage: f64,
     /// Longest span, in characters (0 when there is none).
     pub longest: usize,
+    /// The spans, in text order.
     pub spans: Vec<Span>,
 }
 

@@ -218,7 +218,7 @@ pub struct Stats {
     pub format_version: u32,
     pub memaudit_version: String,
     pub created_unix: u64,
-    pub normalization: super::format::Normalization,
+    pub normalization: crate::corpus::normalize::Normalization,
     pub shards: usize,
     pub documents: u64,
     pub text_bytes: u64,

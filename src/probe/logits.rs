@@ -90,6 +90,8 @@ fn reduce_avx2(row: &[f32], above: f32) -> (f32, f32, f32, u32) {
     reduce(row, above)
 }
 
+// One of the two places with `unsafe` (Cargo.toml [lints]): calling the CPU-specific copies.
+#[allow(unsafe_code)]
 fn reduce_dispatch(row: &[f32], above: f32) -> (f32, f32, f32, u32) {
     #[cfg(target_arch = "x86_64")]
     {

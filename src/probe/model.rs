@@ -4,7 +4,8 @@
 //! candle-transformers' `quantized_llama` returns only the last position's logits and keeps a KV
 //! cache inside the model; scoring needs all positions at once and no state, so this module has its
 //! own forward (no cache: one call scores whole texts). Weights are dequantized at load because
-//! full-sequence prefill was measured ~4.5× faster in f32 than in Q4_1 on this CPU (DESIGN.md);
+//! a full-sequence prefill runs faster in f32 than through candle's quantized kernels (built for
+//! one-token decoding) on the CPU;
 //! matrices are stored transposed (and q/k/v fused) so every projection is one plain matmul.
 //!
 //! Two sources: a GGUF file (the default model), or a Hugging Face safetensors checkpoint (a
@@ -17,6 +18,9 @@
 //! projected to the vocabulary, and the vocabulary-sized logits are reduced to entropy, surprisal
 //! and rank a block of rows at a time (see [`super::logits`]). [`Model::log_probs_batch`]
 //! materializes full log-softmax rows and is kept as the plain reference.
+//!
+//! Why one file of about 650 lines: both loaders (GGUF, safetensors) fill the one weight layout
+//! the forward pass reads; apart, each half would need the other's private layout.
 
 use super::logits::{score_rows_cpu, score_rows_tensor, RowScore};
 use super::ops::{CausalSoftmax, SwiGlu};

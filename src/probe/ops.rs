@@ -26,8 +26,11 @@ fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [f3
 /// `r` is the query at position `first_position + r % period` and sees keys `0..=position`
 /// (masked entries come out 0). Scores are multiplied by `scale` first.
 pub struct CausalSoftmax {
+    /// Multiplies the scores before the softmax.
     pub scale: f32,
+    /// The position of row 0.
     pub first_position: usize,
+    /// Rows per sequence (positions repeat with this period).
     pub period: usize,
 }
 

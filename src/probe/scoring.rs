@@ -39,11 +39,13 @@ impl Default for ProbeOptions {
 /// One token of a scored text.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Token {
+    /// The token id in the model's vocabulary.
     pub id: u32,
     /// The token's text (byte-level pieces of a multi-byte character show as U+FFFD).
     pub text: String,
     /// Character range in the input text.
     pub start: usize,
+    /// See `start`.
     pub end: usize,
     /// Entropy of the distribution this token was predicted from, nats.
     pub entropy: f32,
@@ -56,9 +58,11 @@ pub struct Token {
 /// Per-text summary.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Summary {
+    /// Tokens scored.
     pub tokens: usize,
     /// Means over tokens, nats; `None` for an empty text.
     pub mean_entropy: Option<f32>,
+    /// See `mean_entropy`.
     pub mean_surprisal: Option<f32>,
     /// Share of tokens that were the model's top choice.
     pub top1_share: Option<f32>,
@@ -69,7 +73,9 @@ pub struct Summary {
 /// A scored text.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TextScore {
+    /// Every token, in text order.
     pub tokens: Vec<Token>,
+    /// Means and shares over the tokens.
     pub summary: Summary,
 }
 
@@ -94,8 +100,11 @@ impl Summary {
 /// shared (`Arc`), so one loaded model serves every worker of a process.
 #[derive(Clone)]
 pub struct Probe {
+    /// The causal LM.
     pub model: Arc<Model>,
+    /// Its tokenizer.
     pub tokenizer: Arc<Tokenizer>,
+    /// Windowing of long texts.
     pub options: ProbeOptions,
     start: u32,
 }

@@ -83,6 +83,7 @@ pub struct FileSink {
 }
 
 impl FileSink {
+    /// Opens (appends to) the configured files; `-` is stdout.
     pub fn open(cfg: &FileConfig) -> Result<FileSink> {
         let stdout: Out = Arc::new(Mutex::new(Box::new(std::io::stdout())));
         let mut opened: Vec<(std::path::PathBuf, Out)> = Vec::new();

@@ -10,8 +10,11 @@ use serde::Serialize;
 /// Which output a record goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stream {
+    /// One verdict per message.
     Verdicts,
+    /// Verdicts at or above `alerts.min_severity`, again.
     Alerts,
+    /// Messages that got no verdict.
     DeadLetters,
 }
 
@@ -29,12 +32,16 @@ impl Stream {
 /// One value per stream (a topic name, an open file), looked up by [`Stream`].
 #[derive(Debug, Clone)]
 pub struct PerStream<T> {
+    /// For [`Stream::Verdicts`].
     pub verdicts: T,
+    /// For [`Stream::Alerts`].
     pub alerts: T,
+    /// For [`Stream::DeadLetters`].
     pub dead_letters: T,
 }
 
 impl<T> PerStream<T> {
+    /// The value for `s`.
     pub fn get(&self, s: Stream) -> &T {
         match s {
             Stream::Verdicts => &self.verdicts,
@@ -47,11 +54,14 @@ impl<T> PerStream<T> {
 /// One record for a sink.
 #[derive(Debug, Clone)]
 pub enum Output {
+    /// A verdict or an alert.
     Verdict(VerdictOut),
+    /// A dead letter.
     DeadLetter(DeadLetterOut),
 }
 
 impl Output {
+    /// The stream it goes to.
     pub fn stream(&self) -> Stream {
         match self {
             Output::Verdict(v) if v.alert => Stream::Alerts,
@@ -66,9 +76,11 @@ impl Output {
 pub struct VerdictOut {
     /// Sent to the alerts stream (`"kind": "alert"`).
     pub alert: bool,
+    /// The verdict.
     pub verdict: Verdict,
     /// The generating model, when the message named it.
     pub model: Option<String>,
+    /// Where the message came from.
     pub source: Origin,
     /// Set on a record the broker refused whole and took without its spans and runs: the
     /// refusal.
@@ -111,8 +123,11 @@ impl VerdictOut {
 /// size) so that it can be replayed.
 #[derive(Debug, Clone)]
 pub struct DeadLetterOut {
+    /// Why the message got no verdict.
     pub reason: DeadLetterReason,
+    /// The reason in words (the decoding error, the panic, the refusal).
     pub detail: String,
+    /// Where the message came from.
     pub source: Origin,
     /// The input's key.
     pub key: Option<Vec<u8>>,

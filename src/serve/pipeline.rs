@@ -67,11 +67,11 @@ struct Matched {
 }
 
 /// Shared by every pipeline task.
-pub struct Pipeline {
-    pub analyzer: Arc<Analyzer>,
-    pub sink: Arc<dyn Sink>,
-    pub in_flight: Arc<InFlight>,
-    pub metrics: Arc<Metrics>,
+pub(crate) struct Pipeline {
+    analyzer: Arc<Analyzer>,
+    sink: Arc<dyn Sink>,
+    in_flight: Arc<InFlight>,
+    metrics: Arc<Metrics>,
     input: InputConfig,
     policy: ProbePolicy,
     sample_rate: f64,
@@ -85,7 +85,8 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn new(
+    /// The pipeline of the configured limits and policy, writing to `sink`.
+    pub(crate) fn new(
         cfg: &Config,
         analyzer: Arc<Analyzer>,
         sink: Arc<dyn Sink>,
@@ -112,7 +113,7 @@ impl Pipeline {
 
     /// Processes everything `rx` delivers; returns when `rx` is closed and every message is
     /// finished. The source must have recorded each envelope in [`InFlight`] before sending it.
-    pub async fn run(self: Arc<Self>, mut rx: mpsc::Receiver<Envelope>) {
+    pub(crate) async fn run(self: Arc<Self>, mut rx: mpsc::Receiver<Envelope>) {
         let (probe_tx, probe_rx) = mpsc::channel::<Matched>(self.probe_batch * 4);
         let prober = tokio::spawn(self.clone().probe_stage(probe_rx));
         while let Some(batch) = recv_batch(&mut rx, self.match_batch).await {

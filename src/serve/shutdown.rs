@@ -18,6 +18,7 @@ pub struct Shutdown {
 }
 
 impl Shutdown {
+    /// A shutdown not yet triggered; once it is, the work left has `grace` to finish.
     pub fn new(grace: Duration) -> Shutdown {
         Shutdown {
             token: CancellationToken::new(),
@@ -36,10 +37,12 @@ impl Shutdown {
         self.token.cancel();
     }
 
+    /// Whether shutdown has begun.
     pub fn is_triggered(&self) -> bool {
         self.token.is_cancelled()
     }
 
+    /// Resolves when shutdown begins.
     pub async fn triggered(&self) {
         self.token.cancelled().await
     }

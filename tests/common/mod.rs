@@ -2,8 +2,8 @@
 
 #![allow(dead_code)]
 
+use memaudit::corpus::normalize::Normalization;
 use memaudit::index::build::{build, BuildOptions, SaAlgorithm};
-use memaudit::index::format::Normalization;
 use memaudit::index::Index;
 use std::path::{Path, PathBuf};
 
