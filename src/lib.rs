@@ -7,6 +7,8 @@
 //! - [`probe`]: the entropy probe: tokenizer, model, per-token scores, boundary signals.
 //! - [`analyze`]: judging one text: spans (token filter once), probe signals, verdict; the
 //!   one API the daemon, `memaudit check` and `memaudit probe` call.
+//! - [`audit`]: `memaudit audit`, the memorization analyses of Chen, Han & Miyao (2024) and
+//!   their report.
 //! - [`verdict`]: the severity policy: spans and probe signals ⇒ severity and reasons.
 //! - [`config`]: `memaudit serve`'s configuration (TOML, environment, flags), validated.
 //! - [`metrics`]: every Prometheus metric, defined once.
@@ -17,6 +19,7 @@
 //! - [`memory`]: resident-set and physical-memory figures from `/proc`.
 
 pub mod analyze;
+pub mod audit;
 // Documentation debt (Cargo.toml [lints] missing_docs): its public fields mirror formats
 // documented elsewhere (the manifest, config/memaudit.toml, the verdict JSON in the README).
 #[allow(missing_docs)]

@@ -3,6 +3,7 @@
 //!
 //! - [`scoring`]: [`Probe`], texts in, per-token scores and summaries out (the entry point).
 //! - [`boundary`]: entropy at the edges of verbatim spans, unexplained low-entropy runs, score.
+//! - [`decode`]: greedy continuation with a KV cache (the audit's memorization score).
 //! - [`window`]: overlapping windows for texts longer than one pass.
 //! - [`model`]: GGUF or safetensors loading and the batched all-positions forward pass.
 //! - [`logits`]: vocabulary-sized logit rows reduced to entropy, surprisal and rank.
@@ -14,6 +15,7 @@
 // documented elsewhere (the manifest, config/memaudit.toml, the verdict JSON in the README).
 #[allow(missing_docs)]
 pub mod boundary;
+pub mod decode;
 pub mod device;
 pub mod logits;
 // Documentation debt (Cargo.toml [lints] missing_docs): its public fields mirror formats

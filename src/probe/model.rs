@@ -51,7 +51,7 @@ pub struct Config {
     pub context: usize,
 }
 
-struct Layer {
+pub(super) struct Layer {
     attn_norm: Tensor,
     /// q, k and v projections side by side, transposed: (embedding, (heads + 2·kv_heads)·head_dim).
     wqkv: Tensor,
@@ -63,6 +63,11 @@ struct Layer {
     ffn: usize,
 }
 
+/// Keys and values of every layer for the positions seen so far: per layer (k, v), each of shape
+/// (b, kv_heads, positions, head_dim). Filled by a prefill, extended one position per decode step
+/// (see [`super::decode`]).
+pub(super) type KvCache = Vec<(Tensor, Tensor)>;
+
 /// A loaded model on one device. Immutable after load: share one `Arc<Model>` across workers.
 pub struct Model {
     pub config: Config,
@@ -71,11 +76,11 @@ pub struct Model {
     pub dtype: DType,
     /// Where the weights came from.
     pub source: PathBuf,
-    embed: Tensor,
+    pub(super) embed: Tensor,
     layers: Vec<Layer>,
     norm: Tensor,
     /// Output projection, transposed: (embedding, vocab).
-    output_t: Tensor,
+    pub(super) output_t: Tensor,
     cos: Tensor,
     sin: Tensor,
 }
@@ -361,7 +366,7 @@ impl Model {
             + self.layers.iter().map(layer).sum::<usize>()
     }
 
-    fn check_lengths(&self, texts: &[&[u32]]) -> Result<()> {
+    pub(super) fn check_lengths(&self, texts: &[&[u32]]) -> Result<()> {
         let n = texts.iter().map(|t| t.len()).max().unwrap_or(0);
         if texts.is_empty() || texts.iter().any(|t| t.is_empty()) || n > self.config.context {
             bail!(
@@ -387,7 +392,6 @@ impl Model {
     /// row `i·n + j` for position `j` of text `i`. Under the causal mask a real position never
     /// attends to padding after it, so padding does not change real rows.
     fn hidden(&self, texts: &[&[u32]]) -> Result<(Tensor, usize)> {
-        let cfg = &self.config;
         let b = texts.len();
         let n = texts.iter().map(|t| t.len()).max().unwrap_or(0);
         let mut padded = Vec::with_capacity(b * n);
@@ -396,33 +400,79 @@ impl Model {
             padded.extend(std::iter::repeat_n(0u32, n - t.len()));
         }
         let ids = Tensor::new(padded.as_slice(), &self.device)?;
-        let mut x = self.embed.index_select(&ids, 0)?; // (b·n, emb)
-        let cos = self.cos.narrow(0, 0, n)?;
-        let sin = self.sin.narrow(0, 0, n)?;
+        Ok((self.forward_layers(&ids, b, n, None)?, n))
+    }
+
+    /// The transformer over token ids `ids` (b·n of them, text-major), returning the final hidden
+    /// states (after the output norm), shape (b·n, embedding).
+    ///
+    /// Without a cache the `n` positions are 0..n under the causal mask. With one, the `n`
+    /// positions follow the cache's (empty: a prefill, causal as above; else `n` must be 1, one
+    /// decode step attending to every cached position), and their keys and values are appended.
+    pub(super) fn forward_layers(
+        &self,
+        ids: &Tensor,
+        b: usize,
+        n: usize,
+        mut cache: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
+        let cfg = &self.config;
+        let start = match cache.as_deref() {
+            Some(c) if !c.is_empty() => c[0].0.dim(2)?,
+            _ => 0,
+        };
+        if start > 0 && n != 1 {
+            bail!("a cached forward extends by one position at a time, got {n}");
+        }
+        if start + n > cfg.context {
+            bail!(
+                "{} positions exceed the model's context of {}",
+                start + n,
+                cfg.context
+            );
+        }
+        let mut x = self.embed.index_select(ids, 0)?; // (b·n, emb)
+        let cos = self.cos.narrow(0, start, n)?;
+        let sin = self.sin.narrow(0, start, n)?;
         let (hd, kv, heads) = (cfg.head_dim, cfg.kv_heads, cfg.heads);
         let eps = cfg.rms_eps as f32;
-        // The CPU attention masks inside its fused softmax; other devices add this mask.
-        let mask = if self.device.is_cpu() {
+        // The CPU attention masks inside its fused softmax; other devices add this mask. A
+        // decode step sees every earlier position and needs none.
+        let mask = if self.device.is_cpu() || start > 0 {
             None
         } else {
             Some(causal_mask(heads / kv, n, &self.device, self.dtype)?)
         };
-        for l in &self.layers {
+        for (i, l) in self.layers.iter().enumerate() {
             let h = candle_nn::ops::rms_norm(&x, &l.attn_norm, eps)?;
             let qkv = h.matmul(&l.wqkv)?; // (b·n, (heads + 2kv)·hd)
-            let split = |start: usize, count: usize| -> Result<Tensor> {
+            let split = |first: usize, count: usize| -> Result<Tensor> {
                 Ok(qkv
-                    .narrow(1, start * hd, count * hd)?
+                    .narrow(1, first * hd, count * hd)?
                     .reshape((b, n, count, hd))?
                     .transpose(1, 2)?
                     .contiguous()?)
             };
             let q = candle_nn::rotary_emb::rope_i(&split(0, heads)?, &cos, &sin)?;
-            let k = candle_nn::rotary_emb::rope_i(&split(heads, kv)?, &cos, &sin)?;
-            let v = split(heads + kv, kv)?;
-            let out = attention(&q, &k, &v, mask.as_ref())? // (b, heads, n, hd)
-                .transpose(1, 2)?
-                .reshape((b * n, cfg.embedding))?;
+            let mut k = candle_nn::rotary_emb::rope_i(&split(heads, kv)?, &cos, &sin)?;
+            let mut v = split(heads + kv, kv)?;
+            if let Some(cache) = cache.as_deref_mut() {
+                if start > 0 {
+                    let (pk, pv) = &cache[i];
+                    k = Tensor::cat(&[pk, &k], 2)?;
+                    v = Tensor::cat(&[pv, &v], 2)?;
+                    cache[i] = (k.clone(), v.clone());
+                } else {
+                    cache.push((k.clone(), v.clone()));
+                }
+            }
+            let out = if start > 0 {
+                attention_step(&q, &k, &v)?
+            } else {
+                attention(&q, &k, &v, mask.as_ref())?
+            } // (b, heads, n, hd)
+            .transpose(1, 2)?
+            .reshape((b * n, cfg.embedding))?;
             x = (x + out.matmul(&l.wo)?)?;
             let h = candle_nn::ops::rms_norm(&x, &l.ffn_norm, eps)?;
             let gu = h.matmul(&l.w_gate_up)?;
@@ -433,7 +483,7 @@ impl Model {
             };
             x = (x + ff.matmul(&l.w_down)?)?;
         }
-        Ok((candle_nn::ops::rms_norm(&x, &self.norm, eps)?, n))
+        Ok(candle_nn::ops::rms_norm(&x, &self.norm, eps)?)
     }
 
     /// Next-token log-probabilities at every position of `ids`: shape (len, vocab). Row `i` is the
@@ -561,6 +611,17 @@ fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Resul
         blocks.push(att.matmul(&vb)?.reshape((b, kv, group, len, hd))?);
     }
     Ok(Tensor::cat(&blocks, 3)?.reshape((b, heads, n, hd))?)
+}
+
+/// Attention of one new position per text to every cached one: q (b, heads, 1, hd), k and v
+/// (b, kv_heads, t, hd) → (b, heads, 1, hd). No mask: the new position sees all of the past.
+fn attention_step(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
+    let (b, heads, _, hd) = q.dims4()?;
+    let kv = k.dim(1)?;
+    let q = q.reshape((b, kv, heads / kv, hd))?;
+    let att = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?;
+    let att = candle_nn::ops::softmax_last_dim(&att)?;
+    Ok(att.matmul(v)?.reshape((b, heads, 1, hd))?)
 }
 
 /// The additive causal mask for `group` stacked query heads over `n` positions: shape

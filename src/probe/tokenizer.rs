@@ -188,6 +188,21 @@ impl Tokenizer {
             .unwrap_or(0)
     }
 
+    /// The end-of-text token, if the vocabulary has one (`<|endoftext|>`, `</s>` or
+    /// `<|end_of_text|>`): what the audit's EOS parity switch keeps out of greedy decoding.
+    pub fn end_of_text(&self) -> Option<u32> {
+        ["<|endoftext|>", "</s>", "<|end_of_text|>"]
+            .iter()
+            .find_map(|t| self.inner.token_to_id(t))
+    }
+
+    /// A fingerprint of the tokenizer (vocabulary, merges, pre-tokenizer): caches of token counts
+    /// are keyed by it.
+    pub fn fingerprint(&self) -> String {
+        let json = self.inner.to_string(false).unwrap_or_default();
+        blake3::hash(json.as_bytes()).to_hex()[..16].to_string()
+    }
+
     /// Writes the tokenizer as a `tokenizer.json` (e.g. one rebuilt from a GGUF).
     pub fn save(&self, path: &Path) -> Result<()> {
         self.inner
