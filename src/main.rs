@@ -32,6 +32,9 @@ enum Command {
     /// The daemon's pipeline on a small local corpus, no broker: verdicts, alerts, dead letters
     /// and the metrics it served.
     Demo(cli::demo::DemoArgs),
+    /// Measure how much a model memorized of a corpus (Chen, Han & Miyao 2024): greedy
+    /// continuations of sampled rows, census, dynamics, embeddings, predictor; an HTML report.
+    Audit(cli::audit::AuditArgs),
 }
 
 fn main() {
@@ -56,6 +59,7 @@ fn main() {
         Command::Probe(a) => cli::probe::run(a),
         Command::Serve(a) => cli::serve::run(a),
         Command::Demo(a) => cli::demo::run(a),
+        Command::Audit(a) => cli::audit::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

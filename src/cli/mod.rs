@@ -7,7 +7,9 @@
 //! - [`probe`]: `memaudit probe`, every token's scores and the boundary signals.
 //! - [`serve`]: `memaudit serve`, the daemon.
 //! - [`demo`]: `memaudit demo`, the daemon on a small local corpus with its records printed.
+//! - [`audit`]: `memaudit audit`, the memorization analyses and their report.
 
+pub mod audit;
 pub mod check;
 pub mod demo;
 pub mod index;

@@ -344,6 +344,12 @@ impl Model {
         })
     }
 
+    /// Weights held, as a count of numbers (a tied output projection is held, and counted, as
+    /// its own copy).
+    pub fn parameter_count(&self) -> usize {
+        self.weight_bytes() / self.dtype.size_in_bytes()
+    }
+
     /// Bytes held by the weights (the model's resident size, shared by every caller).
     pub fn weight_bytes(&self) -> usize {
         let n = |t: &Tensor| t.elem_count() * t.dtype().size_in_bytes();
