@@ -11,15 +11,25 @@
 //! - [`store`]: `rows.jsonl` and the hidden-state files; resuming a killed audit.
 //! - [`stats`]: bootstrap intervals.
 //! - [`census`]: A1/A2, the census by model, continuation and context length.
+//! - [`transitions`]: A3, bucket transitions between models.
+//! - [`frequency`]: A4/A5, corpus frequency of the tokens by position; token counts.
+//! - [`entropy`]: A7, entropy by position.
+//! - [`curves`]: per-position group means and boundary tables (A4, A7).
+//! - [`duplication`]: memorization by corpus count; continuity of partial matches.
 //! - [`report`]: `report.json`, the CSV tables and `report.html`; [`svg`] draws its plots.
 
 pub mod census;
+pub mod curves;
+pub mod duplication;
+pub mod entropy;
+pub mod frequency;
 pub mod report;
 pub mod rows;
 pub mod score;
 pub mod stats;
 pub mod store;
 pub mod svg;
+pub mod transitions;
 
 use crate::index::Index;
 use crate::probe::decode::DecodeOptions;
@@ -80,6 +90,8 @@ pub struct AuditOptions {
     pub device: String,
     /// Show a progress bar.
     pub progress: bool,
+    /// Where token counts of corpora are cached.
+    pub cache_dir: PathBuf,
     /// Start over even if the report directory holds another audit.
     pub force: bool,
 }
@@ -282,6 +294,16 @@ fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
+/// What the analyses read besides the scored rows.
+pub struct Inputs<'a> {
+    /// The index rows came from (or given beside a token file).
+    pub index: Option<&'a Index>,
+    /// The token file rows came from.
+    pub token_file: Option<&'a TokenFile>,
+    /// Each model's tokenizer.
+    pub tokenizers: &'a [Tokenizer],
+}
+
 /// A short name for a model path.
 fn model_name(p: &Path) -> String {
     p.file_name()
@@ -305,6 +327,7 @@ pub fn run(o: &AuditOptions) -> Result<report::Report> {
     let tok_refs: Vec<&Tokenizer> = tokenizers.iter().collect();
     // Rows first: bad input is refused before any model is loaded.
     let mut warnings = Vec::new();
+    let mut token_file = None;
     let (index, windows, source_json) = match &o.source {
         Source::Index(dir) => {
             let index = Index::open(dir).map_err(anyhow::Error::from)?;
@@ -376,6 +399,7 @@ pub fn run(o: &AuditOptions) -> Result<report::Report> {
                 )?);
             }
             let json = serde_json::json!({"token_file": absolute(path), "row_len": row_len, "dtype": width, "rows_in_file": file.rows});
+            token_file = Some(file);
             (None, windows, json)
         }
     };
@@ -498,7 +522,12 @@ pub fn run(o: &AuditOptions) -> Result<report::Report> {
     }
     pb.finish_and_clear();
     let scored = Scored::new(plan, models, &store.done)?;
-    let report = report::build(o, &scored, index.as_ref(), warnings, params, started)?;
+    let inputs = Inputs {
+        index: index.as_ref(),
+        token_file: token_file.as_ref(),
+        tokenizers: &tokenizers,
+    };
+    let report = report::build(o, &scored, &inputs, warnings, params, started)?;
     report::write(&o.out, &report)?;
     Ok(report)
 }

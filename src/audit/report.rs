@@ -4,9 +4,14 @@
 //! these models and where they do not.
 
 use super::census::{Census, Censuses};
-use super::svg::{fmt_num, LineChart, Series};
-use super::{AuditOptions, ModelInfo, Plan, Scored};
-use crate::index::Index;
+use super::curves::{Boundary, Curve};
+use super::duplication::{Duplication, PrefixLevel};
+use super::entropy::Entropy;
+use super::frequency::Frequency;
+use super::score::Group;
+use super::svg::{fmt_num, Heatmap, LineChart, Series};
+use super::transitions::Transition;
+use super::{AuditOptions, Inputs, ModelInfo, Plan, Scored};
 use anyhow::{Context, Result};
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -45,6 +50,16 @@ pub struct Report {
     pub warnings: Vec<String>,
     /// A1/A2.
     pub census: Censuses,
+    /// A3 (two or more models).
+    pub transitions: Vec<Transition>,
+    /// A4/A5.
+    pub frequency: Option<Frequency>,
+    /// A7.
+    pub entropy: Entropy,
+    /// Memorization by corpus count of the row (index source only).
+    pub duplication: Vec<Duplication>,
+    /// Continuity of partial memorization (spec Q11).
+    pub prefixes: Vec<PrefixLevel>,
     /// The paper's findings, checked.
     pub findings: Vec<Finding>,
     /// Seconds: the whole run, decoding (all models), analyses.
@@ -68,15 +83,56 @@ pub struct Timings {
 pub fn build(
     o: &AuditOptions,
     s: &Scored,
-    _index: Option<&Index>,
-    warnings: Vec<String>,
+    inputs: &Inputs,
+    mut warnings: Vec<String>,
     parameters: serde_json::Value,
     started: Instant,
 ) -> Result<Report> {
     let t0 = Instant::now();
     let census = super::census::run(s, o.seed);
+    let transitions = super::transitions::run(s);
+    let entropy = super::entropy::run(s, o.seed);
+    let counts = super::frequency::counts_for(
+        s,
+        inputs.tokenizers,
+        inputs.index,
+        inputs.token_file,
+        &o.cache_dir,
+        o.progress,
+    )?;
+    let frequency = Some(super::frequency::run(s, &counts, o.seed));
+    drop(counts);
+    let duplication = match inputs.index {
+        Some(index) => super::duplication::run(s, index, inputs.tokenizers, o.seed)?,
+        None => Vec::new(),
+    };
+    let prefixes = super::duplication::prefixes(s);
+    let k0 = s.plan.continuations[0];
+    for m in 0..s.models.len() {
+        for g in Group::ALL {
+            let Some(level) = g.level(k0) else { continue };
+            let n = s
+                .rows(m, "base")
+                .iter()
+                .filter(|r| r.matches.k(k0) == level)
+                .count();
+            if n < 10 {
+                warnings.push(format!(
+                    "{}: only {n} base rows in the {} group (k = {level}): its curves are not readable; audit more rows (--rows)",
+                    s.models[m].name,
+                    g.name()
+                ));
+            }
+        }
+    }
     let mut findings = Vec::new();
     findings.extend(census_findings(s, &census));
+    findings.extend(transition_findings(s, &transitions));
+    if let Some(f) = &frequency {
+        findings.extend(frequency_findings(s, f));
+    }
+    findings.extend(entropy_findings(s, &entropy));
+    findings.extend(beyond_findings(s, &duplication, &prefixes));
     let decode_seconds: f64 = s.models.iter().map(|m| m.decode_seconds).sum();
     let decoded: usize = s.models.iter().map(|m| m.rows_decoded).sum();
     Ok(Report {
@@ -91,6 +147,11 @@ pub fn build(
         models: s.models.clone(),
         warnings,
         census,
+        transitions,
+        frequency,
+        entropy,
+        duplication,
+        prefixes,
         findings,
         timings: Timings {
             total_seconds: started.elapsed().as_secs_f64(),
@@ -292,6 +353,7 @@ fn html(r: &Report) -> String {
     }
     h.push_str("</table>");
     census_html(&mut h, r);
+    dynamics_html(&mut h, r);
     h.push_str("</body></html>\n");
     h
 }
@@ -431,5 +493,483 @@ fn ci(e: &super::stats::Estimate, percent: bool) -> String {
             fmt_num(e.lo),
             fmt_num(e.hi)
         )
+    }
+}
+
+fn boundary_of(b: &[Boundary], m: usize, g: Group) -> Option<&Boundary> {
+    b.iter().find(|x| x.model == m && x.group == g)
+}
+
+fn transition_findings(s: &Scored, t: &[Transition]) -> Vec<Finding> {
+    t.iter()
+        .map(|x| {
+            let stay: Vec<f64> = (0..5).map(|i| x.p[i][i]).collect();
+            let dominant =
+                (0..5).all(|i| x.from_sizes[i] == 0 || (0..5).all(|j| x.p[i][j] <= x.p[i][i]));
+            Finding {
+                analysis: "A3".into(),
+                claim: "most rows stay in their bucket from one model to the other".into(),
+                holds: Some(dominant),
+                evidence: format!(
+                    "{} → {}: stay {} (very low … very high); very high stays very high {}",
+                    s.models[x.from].name,
+                    s.models[x.to].name,
+                    stay.iter()
+                        .map(|p| fmt_num(*p))
+                        .collect::<Vec<_>>()
+                        .join(" / "),
+                    fmt_num(x.p[4][4])
+                ),
+            }
+        })
+        .collect()
+}
+
+fn frequency_findings(s: &Scored, f: &Frequency) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for m in 0..s.models.len() {
+        let b = &f.unigram_boundaries;
+        let name = &s.models[m].name;
+        if let Some(u) = boundary_of(b, m, Group::Unmemorized) {
+            out.push(Finding {
+                analysis: "A4".into(),
+                claim: "negative boundary effect: unmemorized rows continue with a rarer token than the last context token".into(),
+                holds: Some(u.diff < 0.0),
+                evidence: format!("{name}: unmemorized F(C−1) {} → F(C) {} ({} rows)", fmt_num(u.last_context), fmt_num(u.first_continuation), u.rows),
+            });
+        }
+        if let Some(mm) = boundary_of(b, m, Group::Memorized) {
+            out.push(Finding {
+                analysis: "A4".into(),
+                claim:
+                    "positive boundary effect: memorized rows continue with a more frequent token"
+                        .into(),
+                holds: if mm.rows >= 10 {
+                    Some(mm.diff > 0.0)
+                } else {
+                    None
+                },
+                evidence: format!(
+                    "{name}: memorized F(C−1) {} → F(C) {} ({} rows)",
+                    fmt_num(mm.last_context),
+                    fmt_num(mm.first_continuation),
+                    mm.rows
+                ),
+            });
+            if let Some(u) = boundary_of(b, m, Group::Unmemorized) {
+                out.push(Finding {
+                    analysis: "A5".into(),
+                    claim: "memorized rows have lower context and higher continuation frequency than unmemorized rows".into(),
+                    holds: if mm.rows >= 10 {
+                        Some(mm.context_mean < u.context_mean && mm.continuation_mean > u.continuation_mean)
+                    } else {
+                        None
+                    },
+                    evidence: format!(
+                        "{name}: context M {} vs U {}; continuation M {} vs U {}",
+                        fmt_num(mm.context_mean),
+                        fmt_num(u.context_mean),
+                        fmt_num(mm.continuation_mean),
+                        fmt_num(u.continuation_mean)
+                    ),
+                });
+            }
+        }
+        if let Some(h) = boundary_of(b, m, Group::Half) {
+            out.push(Finding {
+                analysis: "A4".into(),
+                claim: "half-memorized rows stay frequent up to the continuation's middle, then drop (matches form a prefix)".into(),
+                holds: if h.rows >= 10 { Some(h.at_half < h.before_half) } else { None },
+                evidence: format!("{name}: half F(C+K/2−1) {} → F(C+K/2) {} ({} rows)", fmt_num(h.before_half), fmt_num(h.at_half), h.rows),
+            });
+        }
+    }
+    out
+}
+
+fn entropy_findings(s: &Scored, e: &Entropy) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let b = &e.boundaries;
+    for m in 0..s.models.len() {
+        let name = &s.models[m].name;
+        if let Some(u) = boundary_of(b, m, Group::Unmemorized) {
+            out.push(Finding {
+                analysis: "A7".into(),
+                claim: "inverse boundary effect: entropy jumps where unmemorized rows' continuation starts".into(),
+                holds: Some(u.diff > 0.0),
+                evidence: format!("{name}: unmemorized H(C−1) {} → H(C) {} nats ({} rows)", fmt_num(u.last_context), fmt_num(u.first_continuation), u.rows),
+            });
+        }
+        if let Some(mm) = boundary_of(b, m, Group::Memorized) {
+            out.push(Finding {
+                analysis: "A7".into(),
+                claim: "entropy falls where memorized rows' continuation starts".into(),
+                holds: if mm.rows >= 10 {
+                    Some(mm.diff < 0.0)
+                } else {
+                    None
+                },
+                evidence: format!(
+                    "{name}: memorized H(C−1) {} → H(C) {} nats ({} rows)",
+                    fmt_num(mm.last_context),
+                    fmt_num(mm.first_continuation),
+                    mm.rows
+                ),
+            });
+            if let Some(u) = boundary_of(b, m, Group::Unmemorized) {
+                out.push(Finding {
+                    analysis: "A7".into(),
+                    claim: "memorized rows are already low-entropy inside the context".into(),
+                    holds: if mm.rows >= 10 {
+                        Some(mm.context_mean < u.context_mean)
+                    } else {
+                        None
+                    },
+                    evidence: format!(
+                        "{name}: context mean M {} vs U {} nats",
+                        fmt_num(mm.context_mean),
+                        fmt_num(u.context_mean)
+                    ),
+                });
+            }
+        }
+        if let Some(h) = boundary_of(b, m, Group::Half) {
+            out.push(Finding {
+                analysis: "A7".into(),
+                claim: "half-memorized rows' entropy jumps again at the continuation's middle"
+                    .into(),
+                holds: if h.rows >= 10 {
+                    Some(h.at_half > h.before_half)
+                } else {
+                    None
+                },
+                evidence: format!(
+                    "{name}: half H(C+K/2−1) {} → H(C+K/2) {} nats ({} rows)",
+                    fmt_num(h.before_half),
+                    fmt_num(h.at_half),
+                    h.rows
+                ),
+            });
+        }
+    }
+    // Entropy falls with model size.
+    if s.models.len() > 1 {
+        let mut by_size: Vec<(usize, f64)> = (0..s.models.len())
+            .map(|m| {
+                let rows = s.rows(m, "base");
+                let c = s.plan.contexts[0];
+                let mean = rows
+                    .iter()
+                    .map(|r| {
+                        r.entropy[..c - 1].iter().map(|&x| x as f64).sum::<f64>()
+                            / (c - 1).max(1) as f64
+                    })
+                    .sum::<f64>()
+                    / rows.len().max(1) as f64;
+                (s.models[m].parameters, mean)
+            })
+            .collect();
+        by_size.sort_by_key(|x| x.0);
+        out.push(Finding {
+            analysis: "A7".into(),
+            claim: "entropy falls with model size".into(),
+            holds: Some(by_size.windows(2).all(|w| w[1].1 <= w[0].1)),
+            evidence: by_size
+                .iter()
+                .map(|(p, h)| {
+                    format!(
+                        "{:.0}M params: context mean {} nats",
+                        *p as f64 / 1e6,
+                        fmt_num(*h)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+        });
+    }
+    out
+}
+
+fn beyond_findings(s: &Scored, d: &[Duplication], p: &[PrefixLevel]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for x in d {
+        out.push(Finding {
+            analysis: "beyond".into(),
+            claim: "rows that occur more often in the corpus are memorized more (Carlini et al.'s log-linear trend)".into(),
+            holds: if x.slope_per_decade.lo.is_finite() { Some(x.slope_per_decade.lo > 0.0) } else { None },
+            evidence: format!(
+                "{}: mean score rises {} [{}, {}] per tenfold count",
+                s.models[x.model].name,
+                fmt_num(x.slope_per_decade.value),
+                fmt_num(x.slope_per_decade.lo),
+                fmt_num(x.slope_per_decade.hi)
+            ),
+        });
+    }
+    for m in 0..s.models.len() {
+        let levels: Vec<&PrefixLevel> = p.iter().filter(|x| x.model == m).collect();
+        let rows: usize = levels.iter().map(|x| x.rows).sum();
+        let prefix: usize = levels.iter().map(|x| x.prefix_rows).sum();
+        if rows > 0 {
+            out.push(Finding {
+                analysis: "Q11".into(),
+                claim: "partially memorized rows match a prefix of the continuation (\"memorized tokens are continuous\")".into(),
+                holds: Some(2 * prefix > rows),
+                evidence: format!(
+                    "{}: {prefix} of {rows} partially matched rows ({}) match exactly a prefix",
+                    s.models[m].name,
+                    pct(prefix as f64 / rows as f64)
+                ),
+            });
+        }
+    }
+    out
+}
+
+/// A line chart of curves, one series per model and group.
+fn curve_chart(
+    title: &str,
+    y_label: &str,
+    curves: &[Curve],
+    models: &[ModelInfo],
+    c: usize,
+    k: usize,
+    log_y: bool,
+) -> String {
+    LineChart {
+        title: title.into(),
+        x_label: "position in the row".into(),
+        y_label: y_label.into(),
+        log_y,
+        markers: vec![
+            ((c - 1) as f64, "last context token".into()),
+            (c as f64, "first continuation token".into()),
+            ((c + k / 2) as f64, "continuation middle".into()),
+        ],
+        series: curves
+            .iter()
+            .map(|cv| Series {
+                name: if models.len() > 1 {
+                    format!("{} · {}", models[cv.model].name, cv.group.name())
+                } else {
+                    format!("{} ({} rows)", cv.group.name(), cv.rows)
+                },
+                points: cv
+                    .mean
+                    .iter()
+                    .enumerate()
+                    .map(|(i, e)| ((i + cv.first_position) as f64, e.value))
+                    .collect(),
+                band: Some(cv.mean.iter().map(|e| (e.lo, e.hi)).collect()),
+                dashed: cv.model > 0,
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+    .render()
+}
+
+fn boundary_table(h: &mut String, b: &[Boundary], models: &[ModelInfo], unit: &str) {
+    let _ = write!(
+        h,
+        "<table><tr><th>model</th><th>group</th><th>rows</th><th>at C−1</th><th>at C</th><th>difference</th><th>context mean</th><th>continuation mean</th><th>at C+K/2−1</th><th>at C+K/2</th></tr>"
+    );
+    for x in b {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&models[x.model].name),
+            x.group.name(),
+            x.rows,
+            fmt_num(x.last_context),
+            fmt_num(x.first_continuation),
+            fmt_num(x.diff),
+            fmt_num(x.context_mean),
+            fmt_num(x.continuation_mean),
+            fmt_num(x.before_half),
+            fmt_num(x.at_half)
+        );
+    }
+    let _ = write!(h, "</table><p>Values in {unit}.</p>");
+}
+
+fn dynamics_html(h: &mut String, r: &Report) {
+    let (c, k) = (r.plan.contexts[0], r.plan.continuations[0]);
+    if !r.transitions.is_empty() {
+        h.push_str("<h2 id=\"a3\">A3 · Transitions between models</h2><p>P(bucket under the second model | bucket under the first), on the same base rows. Buckets by score: very low ≤ 0.2, low ≤ 0.4, medium ≤ 0.6, high ≤ 0.8, very high &gt; 0.8, labelled in their true order. Each matrix's rows sum to 1 and Σ<sub>i</sub> N<sub>from</sub>[i]·P[i][j] equals N<sub>to</sub>[j] (largest error shown).</p>");
+        for t in &r.transitions {
+            let hm = Heatmap {
+                title: format!("{} → {}", r.models[t.from].name, r.models[t.to].name),
+                rows: super::transitions::labels()
+                    .iter()
+                    .zip(t.from_sizes)
+                    .map(|(l, n)| format!("{l} ({n})"))
+                    .collect(),
+                cols: super::transitions::labels()
+                    .iter()
+                    .zip(t.to_sizes)
+                    .map(|(l, n)| format!("{l} ({n})"))
+                    .collect(),
+                values: t.p.iter().map(|row| row.to_vec()).collect(),
+                row_axis: r.models[t.from].name.clone(),
+                col_axis: r.models[t.to].name.clone(),
+                annotate: true,
+            };
+            let _ = write!(
+                h,
+                "<figure>{}<figcaption>invariant error {}</figcaption></figure>",
+                hm.render(),
+                fmt_num(t.invariant_error())
+            );
+        }
+    }
+    if let Some(f) = &r.frequency {
+        h.push_str("<h2 id=\"a4\">A4/A5 · Frequency dynamics</h2>");
+        let _ = write!(
+            h,
+            "<p>Mean corpus count of the token at each position, per group (corpus tokens per model: {}). Counts within documents, with each model's tokenizer.</p>",
+            f.corpus_tokens.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", ")
+        );
+        let _ = write!(
+            h,
+            "<figure>{}</figure>",
+            curve_chart(
+                "Unigram count of the token at each position",
+                "mean count",
+                &f.unigram,
+                &r.models,
+                c,
+                k,
+                false
+            )
+        );
+        boundary_table(h, &f.unigram_boundaries, &r.models, "unigram counts");
+        let _ = write!(
+            h,
+            "<figure>{}</figure>",
+            curve_chart(
+                "Bigram count of (t[p−1], t[p])",
+                "mean count",
+                &f.bigram_ending,
+                &r.models,
+                c,
+                k,
+                false
+            )
+        );
+        h.push_str("<p>Bigram counts, in both conventions the paper leaves open: the pair ending at p (chart and first table) and the pair starting at p (second table).</p>");
+        boundary_table(
+            h,
+            &f.bigram_ending_boundaries,
+            &r.models,
+            "counts of the bigram ending at each position",
+        );
+        boundary_table(
+            h,
+            &f.bigram_starting_boundaries,
+            &r.models,
+            "counts of the bigram starting at each position",
+        );
+    }
+    h.push_str("<h2 id=\"a7\">A7 · Entropy dynamics</h2><p>Entropy H(p) of the model's prediction of token p: over the true context up to C−1, then over its own greedy continuation (end-of-text masked as in decoding). Bands are 95% bootstrap intervals of the mean.</p>");
+    let _ = write!(
+        h,
+        "<figure>{}</figure>",
+        curve_chart(
+            "Entropy at each position",
+            "mean entropy (nats)",
+            &r.entropy.curves,
+            &r.models,
+            c,
+            k,
+            false
+        )
+    );
+    boundary_table(h, &r.entropy.boundaries, &r.models, "nats");
+    if !r.duplication.is_empty() || !r.prefixes.is_empty() {
+        h.push_str("<h2 id=\"beyond\">Beyond the paper</h2>");
+    }
+    if !r.duplication.is_empty() {
+        h.push_str("<h3>Memorization against duplication</h3><p>Each base row's text (context and continuation) counted in the index; rows binned by count.</p>");
+        let chart = LineChart {
+            title: "Mean score by corpus count of the row".into(),
+            x_label: "corpus count (log2 bin lower edge)".into(),
+            y_label: "mean score".into(),
+            series: r
+                .duplication
+                .iter()
+                .map(|d| Series {
+                    name: r.models[d.model].name.clone(),
+                    points: d
+                        .bins
+                        .iter()
+                        .map(|b| ((b.lo as f64).log2(), b.mean_score.value))
+                        .collect(),
+                    band: Some(
+                        d.bins
+                            .iter()
+                            .map(|b| (b.mean_score.lo, b.mean_score.hi))
+                            .collect(),
+                    ),
+                    bars: true,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let _ = write!(h, "<figure>{}</figure>", chart.render());
+        h.push_str("<table><tr><th>model</th><th>count</th><th>rows</th><th>memorized</th><th>mean score</th></tr>");
+        for d in &r.duplication {
+            for b in &d.bins {
+                let _ = write!(
+                    h,
+                    "<tr><td>{}</td><td>{}–{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    esc(&r.models[d.model].name),
+                    b.lo,
+                    b.hi,
+                    b.rows,
+                    ci(&b.memorized, true),
+                    ci(&b.mean_score, false)
+                );
+            }
+        }
+        h.push_str("</table>");
+    }
+    if !r.prefixes.is_empty() {
+        h.push_str("<h3>Continuity of partial memorization</h3><p>For rows with 0 &lt; k &lt; K: the share whose matches are exactly the first k tokens, and the mean number of leading matches.</p>");
+        let chart = LineChart {
+            title: "Share of partially memorized rows that match a prefix".into(),
+            x_label: "matched tokens k".into(),
+            y_label: "share matching exactly a prefix".into(),
+            series: (0..r.models.len())
+                .map(|m| Series {
+                    name: r.models[m].name.clone(),
+                    points: r
+                        .prefixes
+                        .iter()
+                        .filter(|p| p.model == m)
+                        .map(|p| (p.k as f64, p.prefix_rows as f64 / p.rows as f64))
+                        .collect(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let _ = write!(h, "<figure>{}</figure>", chart.render());
+        h.push_str("<table><tr><th>model</th><th>k</th><th>rows</th><th>exact prefix</th><th>mean leading matches</th><th>first token matches</th></tr>");
+        for p in &r.prefixes {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&r.models[p.model].name),
+                p.k,
+                p.rows,
+                p.prefix_rows,
+                fmt_num(p.mean_prefix),
+                pct(p.first_matches)
+            );
+        }
+        h.push_str("</table>");
     }
 }

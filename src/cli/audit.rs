@@ -109,6 +109,7 @@ pub fn run(a: AuditArgs) -> Result<()> {
         mask_eos: !a.no_eos_mask,
         bos: a.bos,
         device: a.device,
+        cache_dir: memaudit::audit::frequency::default_cache_dir(),
         progress: !a.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
         force: a.force,
     };
