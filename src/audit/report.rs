@@ -201,10 +201,11 @@ fn census_findings(s: &Scored, c: &Censuses) -> Vec<Finding> {
             let falls = ks
                 .windows(2)
                 .all(|w| w[1].memorized.value <= w[0].memorized.value);
+            let any = ks.iter().any(|x| x.memorized.value > 0.0);
             out.push(Finding {
                 analysis: "A2".into(),
                 claim: "the memorized share falls as the continuation K grows".into(),
-                holds: Some(falls),
+                holds: any.then_some(falls),
                 evidence: format!(
                     "{}: {}",
                     s.models[m].name,
@@ -760,7 +761,8 @@ fn curve_chart(
                     .enumerate()
                     .map(|(i, e)| ((i + cv.first_position) as f64, e.value))
                     .collect(),
-                band: Some(cv.mean.iter().map(|e| (e.lo, e.hi)).collect()),
+                // A band over a handful of rows says nothing and hides the other curves.
+                band: (cv.rows >= 10).then(|| cv.mean.iter().map(|e| (e.lo, e.hi)).collect()),
                 dashed: cv.model > 0,
                 ..Default::default()
             })
