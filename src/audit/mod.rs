@@ -15,14 +15,18 @@
 //! - [`frequency`]: A4/A5, corpus frequency of the tokens by position; token counts.
 //! - [`entropy`]: A7, entropy by position.
 //! - [`curves`]: per-position group means and boundary tables (A4, A7).
+//! - [`embeddings`]: A6, hidden-state geometry by level; PCA; drift across decoding steps.
+//! - [`predictor`]: A8, a small Transformer trained to predict which tokens the model recalls.
 //! - [`duplication`]: memorization by corpus count; continuity of partial matches.
 //! - [`report`]: `report.json`, the CSV tables and `report.html`; [`svg`] draws its plots.
 
 pub mod census;
 pub mod curves;
 pub mod duplication;
+pub mod embeddings;
 pub mod entropy;
 pub mod frequency;
+pub mod predictor;
 pub mod report;
 pub mod rows;
 pub mod score;
@@ -92,6 +96,8 @@ pub struct AuditOptions {
     pub progress: bool,
     /// Where token counts of corpora are cached.
     pub cache_dir: PathBuf,
+    /// A8's sizes and switches.
+    pub predictor: predictor::PredictorOptions,
     /// Start over even if the report directory holds another audit.
     pub force: bool,
 }
@@ -302,6 +308,10 @@ pub struct Inputs<'a> {
     pub token_file: Option<&'a TokenFile>,
     /// Each model's tokenizer.
     pub tokenizers: &'a [Tokenizer],
+    /// Per model, the hidden states of each base row (in row order), positions × embedding.
+    pub hidden: Vec<Vec<Vec<f32>>>,
+    /// The device the predictor trains on.
+    pub device: candle_core::Device,
 }
 
 /// A short name for a model path.
@@ -521,11 +531,31 @@ pub fn run(o: &AuditOptions) -> Result<report::Report> {
         });
     }
     pb.finish_and_clear();
+    let plan_hidden = plan.hidden_positions();
     let scored = Scored::new(plan, models, &store.done)?;
+    let mut hidden = Vec::new();
+    for (m, info) in scored.models.iter().enumerate() {
+        let records = store.read_hidden(m, plan_hidden * info.embedding)?;
+        let order = store
+            .done
+            .iter()
+            .filter(|r| r.model == m && r.set == "base")
+            .map(|r| r.row);
+        let by_row: HashMap<usize, Vec<f32>> = order.zip(records).collect();
+        hidden.push(
+            scored
+                .rows(m, "base")
+                .iter()
+                .map(|r| by_row.get(&r.row).cloned().unwrap_or_default())
+                .collect(),
+        );
+    }
     let inputs = Inputs {
         index: index.as_ref(),
         token_file: token_file.as_ref(),
         tokenizers: &tokenizers,
+        hidden,
+        device: device.clone(),
     };
     let report = report::build(o, &scored, &inputs, warnings, params, started)?;
     report::write(&o.out, &report)?;

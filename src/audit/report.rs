@@ -6,8 +6,10 @@
 use super::census::{Census, Censuses};
 use super::curves::{Boundary, Curve};
 use super::duplication::{Duplication, PrefixLevel};
+use super::embeddings::Embeddings;
 use super::entropy::Entropy;
 use super::frequency::Frequency;
+use super::predictor::Predictor;
 use super::score::Group;
 use super::svg::{fmt_num, Heatmap, LineChart, Series};
 use super::transitions::Transition;
@@ -60,6 +62,10 @@ pub struct Report {
     pub duplication: Vec<Duplication>,
     /// Continuity of partial memorization (spec Q11).
     pub prefixes: Vec<PrefixLevel>,
+    /// A6, per model.
+    pub embeddings: Vec<Embeddings>,
+    /// A8, per model.
+    pub predictors: Vec<Predictor>,
     /// The paper's findings, checked.
     pub findings: Vec<Finding>,
     /// Seconds: the whole run, decoding (all models), analyses.
@@ -107,6 +113,31 @@ pub fn build(
         None => Vec::new(),
     };
     let prefixes = super::duplication::prefixes(s);
+    let mut embeddings = Vec::new();
+    let mut predictors = Vec::new();
+    for (m, info) in s.models.iter().enumerate() {
+        embeddings.extend(super::embeddings::run(
+            s,
+            m,
+            &inputs.hidden[m],
+            info.embedding,
+        ));
+        match super::predictor::run(
+            s,
+            m,
+            &inputs.hidden[m],
+            info.embedding,
+            &o.predictor,
+            o.seed,
+            &inputs.device,
+        )? {
+            Some(p) => predictors.push(p),
+            None => warnings.push(format!(
+                "{}: too few rows to train the predictor (A8)",
+                info.name
+            )),
+        }
+    }
     let k0 = s.plan.continuations[0];
     for m in 0..s.models.len() {
         for g in Group::ALL {
@@ -133,6 +164,8 @@ pub fn build(
     }
     findings.extend(entropy_findings(s, &entropy));
     findings.extend(beyond_findings(s, &duplication, &prefixes));
+    findings.extend(embedding_findings(s, &embeddings));
+    findings.extend(predictor_findings(s, &predictors));
     let decode_seconds: f64 = s.models.iter().map(|m| m.decode_seconds).sum();
     let decoded: usize = s.models.iter().map(|m| m.rows_decoded).sum();
     Ok(Report {
@@ -152,6 +185,8 @@ pub fn build(
         entropy,
         duplication,
         prefixes,
+        embeddings,
+        predictors,
         findings,
         timings: Timings {
             total_seconds: started.elapsed().as_secs_f64(),
@@ -355,6 +390,7 @@ fn html(r: &Report) -> String {
     h.push_str("</table>");
     census_html(&mut h, r);
     dynamics_html(&mut h, r);
+    model_html(&mut h, r);
     h.push_str("</body></html>\n");
     h
 }
@@ -974,4 +1010,213 @@ fn dynamics_html(h: &mut String, r: &Report) {
         }
         h.push_str("</table>");
     }
+}
+
+fn embedding_findings(s: &Scored, e: &[Embeddings]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for x in e {
+        let name = &s.models[x.model].name;
+        // Distance shrinks across steps: mean over levels of the drift, first step vs last.
+        let first: f64 = x.drift.iter().map(|d| d[0]).sum::<f64>() / x.drift.len() as f64;
+        let last: f64 = x
+            .drift
+            .iter()
+            .map(|d| *d.last().unwrap_or(&f64::NAN))
+            .sum::<f64>()
+            / x.drift.len() as f64;
+        out.push(Finding {
+            analysis: "A6".into(),
+            claim: "the Euclidean distance between levels shrinks as tokens are generated".into(),
+            holds: if last.is_finite() {
+                Some(last < first)
+            } else {
+                None
+            },
+            evidence: format!(
+                "{name}: mean distance to level {} {} at the first step, {} at the last",
+                x.reference_level,
+                fmt_num(first),
+                fmt_num(last)
+            ),
+        });
+        let n = x.levels.len();
+        if n > 1 {
+            let lo = x
+                .cosine
+                .iter()
+                .flatten()
+                .copied()
+                .fold(f64::INFINITY, f64::min);
+            out.push(Finding {
+                analysis: "A6".into(),
+                claim: "level means stay similar in direction (high cosine similarity) while their distances differ".into(),
+                holds: Some(lo > 0.8),
+                evidence: format!(
+                    "{name}: lowest cosine between level means {}; largest L2 {}",
+                    fmt_num(lo),
+                    fmt_num(x.l2.iter().flatten().copied().fold(0.0, f64::max))
+                ),
+            });
+        }
+    }
+    out
+}
+
+fn predictor_findings(s: &Scored, p: &[Predictor]) -> Vec<Finding> {
+    p.iter()
+        .map(|x| Finding {
+            analysis: "A8".into(),
+            claim: "a predictor reading hidden states and entropies recovers which tokens are memorized, beyond the baselines (paper: ≈80% token accuracy)".into(),
+            holds: Some(x.test.token > x.majority.token.max(x.entropy_threshold.token)),
+            evidence: format!(
+                "{}: token accuracy {} (majority {}, entropy threshold {}); full-row accuracy {} (majority {})",
+                s.models[x.model].name,
+                pct(x.test.token),
+                pct(x.majority.token),
+                pct(x.entropy_threshold.token),
+                pct(x.test.full),
+                pct(x.majority.full)
+            ),
+        })
+        .collect()
+}
+
+fn model_html(h: &mut String, r: &Report) {
+    if !r.embeddings.is_empty() {
+        h.push_str("<h2 id=\"a6\">A6 · Embedding dynamics</h2><p>Last-layer hidden states (after the final norm). Level means at the last decoding step (position C+K−2), their cosine similarity and Euclidean distance; a PCA of every row's state and of the level means; and, at each decoding step, the distance of each level's mean state over the context and the tokens generated so far to the half level's.</p>");
+    }
+    for e in &r.embeddings {
+        let name = &r.models[e.model].name;
+        let labels: Vec<String> = e
+            .levels
+            .iter()
+            .zip(&e.level_rows)
+            .map(|(k, n)| format!("k={k} ({n})"))
+            .collect();
+        for (title, values) in [("cosine similarity", &e.cosine), ("L2 distance", &e.l2)] {
+            let hm = Heatmap {
+                title: format!("{name}: {title} of level means"),
+                rows: labels.clone(),
+                cols: e.levels.iter().map(|k| k.to_string()).collect(),
+                values: values.clone(),
+                row_axis: "level k".into(),
+                col_axis: "level k".into(),
+                annotate: e.levels.len() <= 10,
+            };
+            let _ = write!(h, "<figure>{}</figure>", hm.render());
+        }
+        let k = r.plan.continuations[0];
+        let bucket_of = |kk: usize| super::score::bucket(kk, k);
+        let groups = (0..5)
+            .map(|b| {
+                let pts: Vec<(f64, f64)> = e
+                    .rows_pca
+                    .iter()
+                    .filter(|p| bucket_of(p.2) == b)
+                    .map(|p| (p.0, p.1))
+                    .collect();
+                (super::score::BUCKETS[b].to_string(), pts, Vec::new())
+            })
+            .chain([(
+                "level means".to_string(),
+                e.levels_pca.clone(),
+                e.levels.iter().map(|k| format!("k={k}")).collect(),
+            )])
+            .collect();
+        let sc = super::svg::Scatter {
+            title: format!("{name}: PCA of hidden states at the last step"),
+            x_label: format!("PC1 ({})", pct(e.explained[0])),
+            y_label: format!("PC2 ({})", pct(e.explained[1])),
+            groups,
+        };
+        let _ = write!(h, "<figure>{}</figure>", sc.render());
+        let chart = LineChart {
+            title: format!(
+                "{name}: distance to level {} across decoding steps",
+                e.reference_level
+            ),
+            x_label: "decoding step".into(),
+            y_label: "L2 distance of mean states".into(),
+            series: e
+                .levels
+                .iter()
+                .zip(&e.drift)
+                .filter(|(l, _)| **l != e.reference_level)
+                .map(|(l, d)| Series {
+                    name: format!("k={l}"),
+                    points: d
+                        .iter()
+                        .enumerate()
+                        .map(|(i, v)| ((i + 1) as f64, *v))
+                        .collect(),
+                    ..Default::default()
+                })
+                .take(8)
+                .collect(),
+            ..Default::default()
+        };
+        let _ = write!(h, "<figure>{}</figure>", chart.render());
+    }
+    if r.predictors.is_empty() {
+        return;
+    }
+    h.push_str("<h2 id=\"a8\">A8 · Predicting memorized tokens</h2><p>A Transformer over the row's hidden states (context and continuation; attention across positions unless the parity switch says across the batch), then per continuation position with that step's entropy, predicts whether the greedy token equals the true one. Seeded 70/15/15 split; the epoch best on validation is scored on test. Baselines: always the training majority; \"matches\" when the step's entropy is below a threshold fitted on the training split.</p>");
+    h.push_str("<table><tr><th>model</th><th>train/val/test rows</th><th>positive share</th><th>token accuracy</th><th>full accuracy</th><th>majority token/full</th><th>entropy threshold token/full</th><th>best epoch</th><th>seconds</th></tr>");
+    for p in &r.predictors {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}/{}/{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} / {}</td><td>{} / {} (H &lt; {})</td><td>{}</td><td>{:.1}</td></tr>",
+            esc(&r.models[p.model].name),
+            p.split[0],
+            p.split[1],
+            p.split[2],
+            pct(p.positive_share),
+            pct(p.test.token),
+            pct(p.test.full),
+            pct(p.majority.token),
+            pct(p.majority.full),
+            pct(p.entropy_threshold.token),
+            pct(p.entropy_threshold.full),
+            fmt_num(p.threshold),
+            p.best_epoch,
+            p.seconds
+        );
+    }
+    h.push_str("</table>");
+    let chart = LineChart {
+        title: "Validation token accuracy by epoch".into(),
+        x_label: "epoch".into(),
+        y_label: "token accuracy".into(),
+        series: r
+            .predictors
+            .iter()
+            .map(|p| Series {
+                name: r.models[p.model].name.clone(),
+                points: p
+                    .validation_curve
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| ((i + 1) as f64, *v))
+                    .collect(),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let _ = write!(h, "<figure>{}</figure>", chart.render());
+    let o = &r.predictors[0].options;
+    let _ = write!(
+        h,
+        "<p>Predictor: width {}, {} layers, {} heads, head {}, Adam lr {}, batch {}, ≤{} epochs (patience {}), attention across {}, fully memorized rows {}.</p>",
+        o.dim,
+        o.layers,
+        o.heads,
+        o.head_dim,
+        o.lr,
+        o.batch,
+        o.epochs,
+        o.patience,
+        if o.attend_batch { "the batch (the authors' behaviour)" } else { "positions" },
+        if o.include_memorized { "included" } else { "left out (as the authors did)" }
+    );
 }

@@ -3,6 +3,7 @@
 
 use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
+use memaudit::audit::predictor::PredictorOptions;
 use memaudit::audit::rows::TokenWidth;
 use memaudit::audit::{self, AuditOptions, Source};
 use std::path::PathBuf;
@@ -59,6 +60,33 @@ pub struct AuditArgs {
     /// cpu, cuda or cuda:N (cuda needs a build with --features cuda).
     #[arg(long, default_value = "cpu", env = "MEMAUDIT_DEVICE")]
     device: String,
+    /// A8 predictor width (the paper used the model's hidden size).
+    #[arg(long, default_value_t = PredictorOptions::default().dim)]
+    predictor_dim: usize,
+    /// A8 predictor encoder layers (paper: 4).
+    #[arg(long, default_value_t = PredictorOptions::default().layers)]
+    predictor_layers: usize,
+    /// A8 predictor attention heads (paper: 8).
+    #[arg(long, default_value_t = PredictorOptions::default().heads)]
+    predictor_heads: usize,
+    /// A8 width of the layer before the output (paper: 512).
+    #[arg(long, default_value_t = PredictorOptions::default().head_dim)]
+    predictor_head_dim: usize,
+    /// A8 training epochs at most (paper: 30).
+    #[arg(long, default_value_t = PredictorOptions::default().epochs)]
+    predictor_epochs: usize,
+    /// A8 learning rate (paper: 1e-4).
+    #[arg(long, default_value_t = PredictorOptions::default().lr)]
+    predictor_lr: f64,
+    /// A8 rows per training step (paper: 128).
+    #[arg(long, default_value_t = PredictorOptions::default().batch)]
+    predictor_batch: usize,
+    /// A8 parity switch: attend across the batch, as the authors' code did (a batch_first slip).
+    #[arg(long)]
+    predictor_attend_batch: bool,
+    /// A8: keep fully memorized rows (the authors left them out).
+    #[arg(long)]
+    predictor_include_memorized: bool,
     /// Start over even if the report directory holds another audit's rows.
     #[arg(long)]
     force: bool,
@@ -109,6 +137,18 @@ pub fn run(a: AuditArgs) -> Result<()> {
         mask_eos: !a.no_eos_mask,
         bos: a.bos,
         device: a.device,
+        predictor: PredictorOptions {
+            dim: a.predictor_dim,
+            layers: a.predictor_layers,
+            heads: a.predictor_heads,
+            head_dim: a.predictor_head_dim,
+            epochs: a.predictor_epochs,
+            lr: a.predictor_lr,
+            batch: a.predictor_batch,
+            attend_batch: a.predictor_attend_batch,
+            include_memorized: a.predictor_include_memorized,
+            ..PredictorOptions::default()
+        },
         cache_dir: memaudit::audit::frequency::default_cache_dir(),
         progress: !a.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
         force: a.force,
