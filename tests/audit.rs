@@ -79,3 +79,277 @@ fn greedy_decoding_with_the_cache_equals_decoding_without_it() {
         }
     }
 }
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// An index of real text (the licences Debian ships, and the demo corpus) with whitespace kept,
+/// as an audit wants.
+fn licence_index(dir: &Path) -> PathBuf {
+    let mut docs = Vec::new();
+    for d in ["/usr/share/common-licenses", "data/demo/corpus"] {
+        let mut names: Vec<PathBuf> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_file())
+            .collect();
+        names.sort();
+        for p in names {
+            if let Ok(t) = std::fs::read_to_string(&p) {
+                docs.push(t);
+            }
+        }
+    }
+    let input = common::write_jsonl(dir, &docs);
+    let out = dir.join("index");
+    let mut opts = common::options(out.clone(), vec![input], 1 << 30);
+    opts.normalization.collapse_whitespace = false;
+    memaudit::index::build::build(&opts).unwrap();
+    out
+}
+
+/// Runs `memaudit audit` with small sizes; returns (status, stdout + stderr).
+fn audit(index: &Path, out: &Path, cache: &Path, extra: &[&str]) -> (bool, String) {
+    let o = Command::new(common::bin())
+        .args(["audit", "--quiet", "--index"])
+        .arg(index)
+        .arg("--out")
+        .arg(out)
+        .arg("--model")
+        .arg(common::default_model())
+        .args([
+            "--rows",
+            "40",
+            "--rows-per-config",
+            "12",
+            "--context",
+            "16,24",
+            "--continuation",
+            "8,16",
+            "--batch",
+            "8",
+            "--predictor-epochs",
+            "4",
+        ])
+        .args(extra)
+        .env("MEMAUDIT_CACHE_DIR", cache)
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+    )
+}
+
+/// report.json without what differs between runs (times, the command line).
+fn numbers(out: &Path) -> serde_json::Value {
+    let mut r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    let o = r.as_object_mut().unwrap();
+    for k in ["timings", "written_at", "command"] {
+        o.remove(k);
+    }
+    for m in o["models"].as_array_mut().unwrap() {
+        let m = m.as_object_mut().unwrap();
+        m.remove("decode_seconds");
+        m.remove("rows_decoded");
+    }
+    for p in o["predictors"].as_array_mut().unwrap() {
+        p.as_object_mut().unwrap().remove("seconds");
+    }
+    r
+}
+
+#[test]
+fn the_same_seed_gives_the_same_report_and_a_killed_audit_resumes_to_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = licence_index(dir.path());
+    let cache = dir.path().join("cache");
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let (ok, log) = audit(&index, &a, &cache, &[]);
+    assert!(ok, "{log}");
+    let html = std::fs::read_to_string(a.join("report.html")).unwrap();
+    for section in [
+        "id=\"a1\"",
+        "id=\"a2\"",
+        "id=\"a4\"",
+        "id=\"a6\"",
+        "id=\"a7\"",
+        "id=\"a8\"",
+        "<svg",
+    ] {
+        assert!(html.contains(section), "report.html lacks {section}");
+    }
+    let first = numbers(&a);
+    // Every row of every set was scored and recorded once.
+    let lines = std::fs::read_to_string(a.join("rows.jsonl")).unwrap();
+    assert_eq!(lines.lines().count(), 40 + 12);
+    let base = &first["census"]["base"][0];
+    assert_eq!(base["rows"], 40);
+    assert_eq!(
+        base["counts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_u64().unwrap())
+            .sum::<u64>(),
+        40
+    );
+
+    // Kill an audit of the same rows part-way, then resume it.
+    let mut child = Command::new(common::bin())
+        .args(["audit", "--quiet", "--index"])
+        .arg(&index)
+        .arg("--out")
+        .arg(&b)
+        .arg("--model")
+        .arg(common::default_model())
+        .args([
+            "--rows",
+            "40",
+            "--rows-per-config",
+            "12",
+            "--context",
+            "16,24",
+        ])
+        .args([
+            "--continuation",
+            "8,16",
+            "--batch",
+            "8",
+            "--predictor-epochs",
+            "4",
+        ])
+        .env("MEMAUDIT_CACHE_DIR", &cache)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let n = std::fs::read_to_string(b.join("rows.jsonl"))
+            .map(|s| s.lines().count())
+            .unwrap_or(0);
+        if n >= 16 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no rows appeared");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the audit ended before it was killed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let partial = std::fs::read_to_string(b.join("rows.jsonl"))
+        .unwrap()
+        .lines()
+        .count();
+    assert!(
+        partial < 52,
+        "killed too late to test resuming ({partial} rows)"
+    );
+    let (ok, log) = audit(&index, &b, &cache, &[]);
+    assert!(ok, "{log}");
+    let resumed = numbers(&b);
+    let rows_b = std::fs::read_to_string(b.join("rows.jsonl")).unwrap();
+    assert_eq!(rows_b.lines().count(), 52, "rows redone or lost on resume");
+    assert_eq!(
+        first, resumed,
+        "a resumed audit differs from an uninterrupted one"
+    );
+
+    // Other parameters in the same directory are refused, naming the difference.
+    let (ok, log) = audit(&index, &b, &cache, &["--seed", "2"]);
+    assert!(!ok && log.contains("seed: 1 before, 2 now"), "{log}");
+}
+
+#[test]
+fn bad_input_is_refused_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = licence_index(dir.path());
+    let cache = dir.path().join("cache");
+    // Longer than any document.
+    let (ok, log) = audit(
+        &index,
+        &dir.path().join("r1"),
+        &cache,
+        &["--context", "60000"],
+    );
+    assert!(!ok && log.contains("no place in the corpus"), "{log}");
+    // Not a model.
+    let bogus = dir.path().join("model.bin");
+    std::fs::write(&bogus, b"not a model").unwrap();
+    let o = Command::new(common::bin())
+        .args(["audit", "--quiet", "--index"])
+        .arg(&index)
+        .arg("--out")
+        .arg(dir.path().join("r2"))
+        .arg("--model")
+        .arg(&bogus)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("model.bin"), "{err}");
+    // A token file that is not whole rows.
+    let rows = dir.path().join("rows.bin");
+    std::fs::write(&rows, [0u8; 7]).unwrap();
+    let o = Command::new(common::bin())
+        .args(["audit", "--quiet", "--rows-file"])
+        .arg(&rows)
+        .args(["--row-len", "4", "--out"])
+        .arg(dir.path().join("r3"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("not a whole number of rows"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_row_whose_teacher_forced_ranks_are_all_zero_scores_k_equal_to_k() {
+    let path = common::default_model();
+    let model = Model::load(&path, &Device::Cpu).unwrap();
+    let tok = Tokenizer::for_model(&path, None).unwrap();
+    let (c, k) = (24, 12);
+    for ctx in contexts(&tok, c) {
+        // A continuation whose every token is the model's first choice (checked by the
+        // teacher-forced scoring path, not the decoder): free-running decoding must recall it.
+        let mut row = ctx.clone();
+        for _ in 0..k {
+            let lp = model.log_probs(&row).unwrap();
+            let last: Vec<f32> = lp
+                .narrow(0, row.len() - 1, 1)
+                .unwrap()
+                .squeeze(0)
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            row.push(argmax(&last));
+        }
+        let scores = model.score_batch(&[&row]).unwrap().remove(0);
+        assert!(
+            scores.rank[c - 1..].iter().all(|&r| r == 0),
+            "{:?}",
+            &scores.rank[c - 1..]
+        );
+        let d = model
+            .greedy(
+                &[&row[..c]],
+                &DecodeOptions {
+                    steps: k,
+                    mask: None,
+                    hidden: false,
+                },
+            )
+            .unwrap()
+            .remove(0);
+        let m = memaudit::audit::score::Matches::of(&d.tokens, &row[c..]);
+        assert_eq!(m.k(k), k);
+    }
+}

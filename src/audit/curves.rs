@@ -111,7 +111,7 @@ pub fn boundaries(curves: &[Curve], c: usize, k: usize) -> Vec<Boundary> {
     curves
         .iter()
         .map(|cv| {
-            let first = cv.first_position.max(0);
+            let first = cv.first_position;
             Boundary {
                 model: cv.model,
                 group: cv.group,

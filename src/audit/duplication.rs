@@ -47,11 +47,11 @@ pub fn run(
     let k0 = s.plan.continuations[0];
     let c0 = s.plan.contexts[0];
     let mut out = Vec::new();
-    for m in 0..s.models.len() {
+    for (m, tok) in tokenizers.iter().enumerate().take(s.models.len()) {
         let rows = s.rows(m, "base");
         let mut counts = Vec::with_capacity(rows.len());
         for r in rows {
-            let text = tokenizers[m].decode(&r.tokens[..c0 + k0])?;
+            let text = tok.decode(&r.tokens[..c0 + k0])?;
             counts.push(index.count(&text).max(1));
         }
         let ks: Vec<usize> = rows.iter().map(|r| r.matches.k(k0)).collect();

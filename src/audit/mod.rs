@@ -328,6 +328,9 @@ pub fn run(o: &AuditOptions) -> Result<report::Report> {
     if o.models.is_empty() {
         bail!("give at least one --model");
     }
+    for m in &o.models {
+        Model::check_path(m)?;
+    }
     let device = crate::probe::device::select(&o.device)?;
     let tokenizers = o
         .models

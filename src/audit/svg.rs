@@ -63,7 +63,7 @@ fn esc(s: &str) -> String {
 
 /// About `n` round tick values covering [lo, hi].
 fn ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
-    if !(hi > lo) {
+    if hi.partial_cmp(&lo) != Some(std::cmp::Ordering::Greater) {
         return vec![lo];
     }
     let raw = (hi - lo) / n as f64;
@@ -135,9 +135,7 @@ impl LineChart {
         }
         let pad = (y1 - y0) * 0.05;
         let (y0, y1) = (y0 - if y0 == 0.0 { 0.0 } else { pad }, y1 + pad);
-        let (x0, x1) = if x1 - x0 < 1e-12 {
-            (x0 - 0.5, x1 + 0.5)
-        } else if self.x_categories.is_some() {
+        let (x0, x1) = if x1 - x0 < 1e-12 || self.x_categories.is_some() {
             (x0 - 0.5, x1 + 0.5)
         } else {
             (x0, x1)
@@ -420,6 +418,9 @@ impl Heatmap {
     }
 }
 
+/// One group of a scatter: its name, its points, and labels shown beside the first points.
+pub type ScatterGroup = (String, Vec<(f64, f64)>, Vec<String>);
+
 /// A 2-D scatter of labelled groups (for PCA projections).
 #[derive(Debug, Clone, Default)]
 pub struct Scatter {
@@ -430,7 +431,7 @@ pub struct Scatter {
     /// Axis labels.
     pub y_label: String,
     /// (group name, points, point labels shown next to each point).
-    pub groups: Vec<(String, Vec<(f64, f64)>, Vec<String>)>,
+    pub groups: Vec<ScatterGroup>,
 }
 
 impl Scatter {

@@ -163,6 +163,24 @@ impl Model {
         r.with_context(|| format!("{}: cannot load the model", path.display()))
     }
 
+    /// Refuses, naming the path, what [`Model::load`] cannot be: a missing path, or a file that
+    /// is neither `.gguf` nor `.safetensors` (a cheap check before long work starts).
+    pub fn check_path(path: &Path) -> Result<()> {
+        let ext = path
+            .extension()
+            .map(|e| e.to_string_lossy().to_ascii_lowercase());
+        if !path.exists() {
+            bail!("{}: no such model", path.display());
+        }
+        if path.is_file() && !matches!(ext.as_deref(), Some("gguf" | "safetensors")) {
+            bail!(
+                "{}: unknown model format: give a .gguf file or a safetensors checkpoint (a directory with config.json and *.safetensors)",
+                path.display()
+            );
+        }
+        Ok(())
+    }
+
     fn load_gguf(path: &Path, device: &Device) -> Result<Model> {
         let mut file = std::fs::File::open(path)?;
         let c = gguf_file::Content::read(&mut file)
