@@ -34,8 +34,27 @@ fn greedy_decoding_with_the_cache_equals_decoding_without_it() {
         steps,
         mask: eos,
         hidden: true,
+        context_entropy: true,
     };
     let cached = model.greedy(&refs, &opts).unwrap();
+    // Without the context's entropies: the same tokens and continuation entropies.
+    let lean = model
+        .greedy(
+            &refs,
+            &DecodeOptions {
+                hidden: false,
+                context_entropy: false,
+                ..opts
+            },
+        )
+        .unwrap();
+    for (a, b) in cached.iter().zip(&lean) {
+        assert_eq!(a.tokens, b.tokens);
+        assert_eq!(b.entropy.len(), steps);
+        for (x, y) in a.entropy[a.entropy.len() - steps..].iter().zip(&b.entropy) {
+            assert!((x - y).abs() < 1e-4, "{x} vs {y}");
+        }
+    }
     for (i, c) in ctx.iter().enumerate() {
         // Without a cache: a full forward over everything so far at every step.
         let mut seq = c.clone();
@@ -345,6 +364,7 @@ fn a_row_whose_teacher_forced_ranks_are_all_zero_scores_k_equal_to_k() {
                     steps: k,
                     mask: None,
                     hidden: false,
+                    context_entropy: false,
                 },
             )
             .unwrap()

@@ -490,13 +490,17 @@ pub fn run(o: &AuditOptions) -> Result<report::Report> {
                         steps: k,
                         mask: masked,
                         hidden: set.name == "base",
+                        // Context entropies feed A7 and A8, which read the base set only.
+                        context_entropy: set.name == "base",
                     },
                 )?;
                 let mut records = Vec::with_capacity(chunk.len());
                 for (&r, mut d) in chunk.iter().zip(out) {
-                    if bos.is_some() {
+                    if bos.is_some() && set.name == "base" {
                         // The document-start position is not part of the row.
                         d.entropy.remove(0);
+                    }
+                    if bos.is_some() {
                         if let Some(h) = d.hidden.as_mut() {
                             h.drain(..model.config.embedding);
                         }
@@ -515,6 +519,7 @@ pub fn run(o: &AuditOptions) -> Result<report::Report> {
                         tokens,
                         generated: d.tokens,
                         entropy: d.entropy,
+                        entropy_from: if set.name == "base" { 1 } else { set.context },
                     });
                 }
                 decoded += records.len();

@@ -37,8 +37,12 @@ pub struct RowRecord {
     pub generated: Vec<u32>,
     /// Match bitmap, `1` where the generated token equals the true one.
     pub matches: String,
-    /// Entropy H(p), p = 1..C+K−1, nats (entry p−1).
+    /// Entropy H(p), nats, for p = `entropy_from`..C+K−1.
     pub entropy: Vec<f32>,
+    /// The first position with an entropy: 1 (the base set: context and continuation), or C
+    /// (other sets: the continuation only).
+    #[serde(default = "one")]
+    pub entropy_from: usize,
 }
 
 /// The report directory's scoring state.
@@ -176,6 +180,10 @@ impl Store {
             })
             .collect())
     }
+}
+
+fn one() -> usize {
+    1
 }
 
 fn hidden_path(dir: &Path, model: usize) -> PathBuf {

@@ -31,6 +31,9 @@ pub struct DecodeOptions {
     pub mask: Option<u32>,
     /// Also return the final hidden states.
     pub hidden: bool,
+    /// Also the entropies over the context (each one projects a position to the vocabulary:
+    /// about a quarter of a small model's work). Without them `entropy` starts at H(C).
+    pub context_entropy: bool,
 }
 
 /// One row's continuation.
@@ -39,7 +42,8 @@ pub struct Decoded {
     /// The `K` greedy tokens.
     pub tokens: Vec<u32>,
     /// Entropy (nats) of the next-token distribution after positions 0..C+K−2: entry `p − 1`
-    /// is H(p), the entropy of the prediction of token `p`.
+    /// is H(p), the entropy of the prediction of token `p`. Without
+    /// [`DecodeOptions::context_entropy`] only H(C)..H(C+K−1): entry `p − C`.
     pub entropy: Vec<f32>,
     /// Final hidden states at positions 0..C+K−2, row-major (C+K−1 rows of `embedding`), when
     /// asked for.
@@ -91,14 +95,22 @@ impl Model {
         // Every prefill position's distribution: its entropy, and at each row's last position
         // the first generated token.
         let mut next = vec![0u32; b];
-        for first in (0..b * c).step_by(PREFILL_BLOCK_ROWS) {
-            let len = PREFILL_BLOCK_ROWS.min(b * c - first);
+        let h = if opts.context_entropy {
+            h
+        } else {
+            // Each row's last position only.
+            let last: Vec<u32> = (0..b).map(|i| (i * c + c - 1) as u32).collect();
+            h.index_select(&Tensor::new(last.as_slice(), &self.device)?, 0)?
+        };
+        let per_row = if opts.context_entropy { c } else { 1 };
+        for first in (0..b * per_row).step_by(PREFILL_BLOCK_ROWS) {
+            let len = PREFILL_BLOCK_ROWS.min(b * per_row - first);
             let logits = h.narrow(0, first, len)?.matmul(&self.output_t)?;
             for (j, (entropy, argmax)) in reduce_rows(&logits, opts.mask)?.into_iter().enumerate() {
                 let r = first + j;
-                out[r / c].entropy.push(entropy);
-                if r % c == c - 1 {
-                    next[r / c] = argmax;
+                out[r / per_row].entropy.push(entropy);
+                if r % per_row == per_row - 1 {
+                    next[r / per_row] = argmax;
                 }
             }
         }
