@@ -11,6 +11,9 @@
 //! Texts: windows of 128 and 512 tokens cut from `/usr/share/common-licenses` and the Python
 //! standard library, scored in batches of 1, 8 and 32 (one forward pass per batch).
 
+mod common;
+
+use common::{model_path, peer_python};
 use memaudit::memory::{peak_rss_bytes, rss_bytes};
 use memaudit::probe::device;
 use memaudit::probe::model::Model;
@@ -18,18 +21,6 @@ use memaudit::probe::tokenizer::Tokenizer;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
-
-fn model_path() -> PathBuf {
-    let o = Command::new("scripts/fetch-model.sh")
-        .output()
-        .expect("run scripts/fetch-model.sh");
-    assert!(
-        o.status.success(),
-        "fetch-model failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    PathBuf::from(String::from_utf8(o.stdout).unwrap().trim())
-}
 
 fn corpus_tokens(tok: &Tokenizer) -> Vec<u32> {
     let mut text = String::new();
@@ -51,29 +42,6 @@ fn corpus_tokens(tok: &Tokenizer) -> Vec<u32> {
             .unwrap_or_default(),
     );
     tok.encode(&text).unwrap()
-}
-
-fn peer_python() -> PathBuf {
-    let venv = PathBuf::from("bench-data/llama-venv");
-    let py = venv.join("bin/python");
-    if !py.exists() {
-        eprintln!(
-            "installing llama-cpp-python and numpy into {} (builds llama.cpp: minutes)",
-            venv.display()
-        );
-        assert!(Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .unwrap()
-            .success());
-        let ok = Command::new(&py)
-            .args(["-m", "pip", "install", "-q", "llama-cpp-python", "numpy"])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    }
-    py
 }
 
 /// The devices named by `--device` (repeatable), or the CPU alone.

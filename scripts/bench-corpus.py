@@ -14,6 +14,8 @@ while the documents themselves are new. The same seed gives the same bytes.
 
 Usage:
   scripts/bench-corpus.py OUT.jsonl [--bytes 350MB]
+  scripts/bench-corpus.py OUT.jsonl --only cpython      # the CPython library alone, without the
+                                                        # third-party packages beside it (the audit example)
   scripts/bench-corpus.py OUT.jsonl --synthetic --bytes 2GB --seed 7 [--from REAL.jsonl]
 """
 
@@ -54,14 +56,19 @@ def roots():
     return [("cpython", cpython), ("crates", crates), ("include", "/usr/include")]
 
 
-def real_documents():
+def real_documents(only=None):
     for source, root in roots():
+        if only is not None and source != only:
+            continue
         if not os.path.isdir(root):
             print(f"bench-corpus: {root} not found, skipped", file=sys.stderr)
             continue
         paths = []
         for d, dirs, files in os.walk(root):
             dirs.sort()
+            if only == "cpython":
+                # Third-party packages installed beside the standard library are not CPython's.
+                dirs[:] = [x for x in dirs if x not in ("site-packages", "dist-packages")]
             for f in files:
                 if os.path.splitext(f)[1].lower() in TEXT_EXT:
                     paths.append(os.path.join(d, f))
@@ -77,10 +84,10 @@ def real_documents():
                 yield {"text": text, "path": os.path.relpath(p, root), "source": source}
 
 
-def write_real(out, limit):
+def write_real(out, limit, only=None):
     total = docs = 0
     with open(out, "w", encoding="utf-8") as fh:
-        for doc in real_documents():
+        for doc in real_documents(only):
             fh.write(json.dumps(doc, ensure_ascii=False) + "\n")
             total += len(doc["text"].encode("utf-8"))
             docs += 1
@@ -119,6 +126,7 @@ def main():
     ap.add_argument("out")
     ap.add_argument("--bytes", default="350MB", help="text to write (default 350MB)")
     ap.add_argument("--synthetic", action="store_true")
+    ap.add_argument("--only", choices=["cpython", "crates", "include"], help="one source only")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--from", dest="source", help="real corpus JSONL to sample lines from (synthetic)")
     a = ap.parse_args()
@@ -131,7 +139,7 @@ def main():
             write_real(source, 64 << 20)
         docs, total = write_synthetic(a.out, limit, a.seed, source)
     else:
-        docs, total = write_real(a.out, limit)
+        docs, total = write_real(a.out, limit, a.only)
     print(f"bench-corpus: wrote {docs} documents, {total / 1e6:.1f} MB of text to {a.out}", file=sys.stderr)
 
 

@@ -10,7 +10,7 @@ use std::fmt::Write;
 
 /// Series colours (Okabe–Ito, readable by colour-blind readers).
 pub const COLORS: [&str; 8] = [
-    "#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000",
+    "#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#000000", "#56B4E9", "#F0E442",
 ];
 
 /// One line of a chart.
