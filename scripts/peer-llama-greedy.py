@@ -20,12 +20,17 @@ def main():
     c, k, eos = spec["context"], spec["continuation"], spec["eos"]
     llm = llama_cpp.Llama(model_path=model, n_ctx=c + k + 8, n_batch=c + k + 8, n_threads=2, verbose=False)
 
+    n_vocab = llm.n_vocab()
+
     def greedy(ctx):
         llm.reset()
         llm.eval(ctx)
         out = []
         for _ in range(k):
-            logits = np.array(llm.scores[llm.n_tokens - 1], dtype=np.float32)
+            # The last evaluated position's logits, straight from llama.cpp (llm.scores is only
+            # filled with logits_all=True, which would project every context position too).
+            ptr = llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1)
+            logits = np.ctypeslib.as_array(ptr, shape=(n_vocab,)).astype(np.float32)
             if eos is not None:
                 logits[eos] = -np.inf
             t = int(np.argmax(logits))

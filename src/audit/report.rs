@@ -340,7 +340,7 @@ fn html(r: &Report) -> String {
     );
     let _ = write!(
         h,
-        "<p><code>{}</code></p><p>memaudit {} · seed {} · source {} · {} rows in the base set (C={}, K={}) · decoding {:.0} s ({:.2} rows/s) · total {:.0} s</p>",
+        "<p><code>{}</code></p><p>memaudit {} · seed {} · source {} · {} rows in the base set (C={}, K={}) · {} · total {:.0} s</p>",
         esc(&r.command.join(" ")),
         r.memaudit,
         r.parameters["seed"],
@@ -348,8 +348,16 @@ fn html(r: &Report) -> String {
         r.plan.sets[0].rows,
         r.plan.contexts[0],
         r.plan.continuations[0],
-        r.timings.decode_seconds,
-        r.timings.rows_per_second,
+        if r.models.iter().any(|m| m.rows_decoded > 0) {
+            format!(
+                "{} rows decoded in {:.0} s ({:.2} rows/s)",
+                r.models.iter().map(|m| m.rows_decoded).sum::<usize>(),
+                r.timings.decode_seconds,
+                r.timings.rows_per_second
+            )
+        } else {
+            "every row from an earlier run of this audit (resumed)".to_string()
+        },
         r.timings.total_seconds
     );
     h.push_str("<table><tr><th>model</th><th>weights</th><th>hidden size</th><th>vocabulary</th><th>masked token</th></tr>");
