@@ -85,7 +85,9 @@ fn ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
 /// A number as a short tick label.
 pub fn fmt_num(v: f64) -> String {
     let a = v.abs();
-    if v == 0.0 {
+    if !v.is_finite() {
+        "–".into()
+    } else if v == 0.0 {
         "0".into()
     } else if a >= 1e6 {
         format!("{v:.2e}")
