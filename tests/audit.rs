@@ -127,15 +127,29 @@ fn licence_index(dir: &Path) -> PathBuf {
     out
 }
 
-/// Runs `memaudit audit` with small sizes; returns (status, stdout + stderr).
+/// Runs `memaudit audit` with small sizes on the default model; returns (status, stdout +
+/// stderr).
 fn audit(index: &Path, out: &Path, cache: &Path, extra: &[&str]) -> (bool, String) {
-    let o = Command::new(common::bin())
-        .args(["audit", "--quiet", "--index"])
+    audit_models(index, out, cache, &[common::default_model()], extra)
+}
+
+/// [`audit`] with the models given.
+fn audit_models(
+    index: &Path,
+    out: &Path,
+    cache: &Path,
+    models: &[PathBuf],
+    extra: &[&str],
+) -> (bool, String) {
+    let mut cmd = Command::new(common::bin());
+    cmd.args(["audit", "--quiet", "--index"])
         .arg(index)
         .arg("--out")
-        .arg(out)
-        .arg("--model")
-        .arg(common::default_model())
+        .arg(out);
+    for m in models {
+        cmd.arg("--model").arg(m);
+    }
+    let o = cmd
         .args([
             "--rows",
             "40",
@@ -284,6 +298,59 @@ fn the_same_seed_gives_the_same_report_and_a_killed_audit_resumes_to_it() {
     // Other parameters in the same directory are refused, naming the difference.
     let (ok, log) = audit(&index, &b, &cache, &["--seed", "2"]);
     assert!(!ok && log.contains("seed: 1 before, 2 now"), "{log}");
+}
+
+/// Pythia's architecture audits like any model: two GPT-NeoX checkpoints (the committed tiny
+/// random ones, parallel and sequential residual) score the same text, with the transition
+/// matrix between them, whose invariant holds.
+#[test]
+fn two_gpt_neox_checkpoints_audit_with_transitions_between_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = licence_index(dir.path());
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let models = [
+        fixtures.join("neox-tiny"),
+        fixtures.join("neox-tiny-sequential"),
+    ];
+    let out = dir.path().join("neox");
+    let (ok, log) = audit_models(&index, &out, &dir.path().join("cache"), &models, &[]);
+    assert!(ok, "{log}");
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    let archs: Vec<&str> = r["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["architecture"].as_str().unwrap())
+        .collect();
+    assert_eq!(archs, ["gpt-neox (parallel residual)", "gpt-neox"]);
+    let t = r["transitions"].as_array().unwrap();
+    assert_eq!(t.len(), 2, "one matrix each way");
+    for t in t {
+        assert_eq!(t["rows"], 40);
+        let sizes = |k: &str| -> Vec<f64> {
+            t[k].as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect()
+        };
+        let (from, to) = (sizes("from_sizes"), sizes("to_sizes"));
+        assert_eq!(from.iter().sum::<f64>(), 40.0);
+        for j in 0..5 {
+            let through: f64 = (0..5)
+                .filter(|&i| from[i] > 0.0)
+                .map(|i| from[i] * t["p"][i][j].as_f64().unwrap())
+                .sum();
+            assert!(
+                (through - to[j]).abs() < 1e-9,
+                "bucket {j}: {through} vs {}",
+                to[j]
+            );
+        }
+    }
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("gpt-neox (parallel residual)") && html.contains("id=\"a3\""));
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! The probe's f32 all-positions forward pass against references: llama.cpp's entropies and
 //! surprisals on the committed fixture (scripts/make-entropy-fixture.py), and candle-transformers'
-//! quantized llama decoding token by token with its KV cache.
+//! quantized llama decoding token by token with its KV cache; and GPT-NeoX (Pythia's
+//! architecture) on tiny random checkpoints against Python transformers
+//! (scripts/make-neox-fixture.py).
 //!
 //! Needs the default model (`scripts/fetch-model.sh`; `MEMAUDIT_MODEL` overrides the path).
 
@@ -159,4 +161,145 @@ fn fast_scoring_equals_the_log_softmax_reference() {
         model.score_batch(&[&[49152]]).is_err(),
         "id outside the vocabulary"
     );
+}
+
+/// The committed GPT-NeoX checkpoints: parallel residual, a quarter of each head rotary, exact
+/// GELU (Pythia's settings); and sequential residual, full rotary, tanh GELU.
+const NEOX: [&str; 2] = ["neox-tiny", "neox-tiny-sequential"];
+
+fn neox_dir(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn neox_reference(name: &str) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(neox_dir(name).join("reference.json")).unwrap()).unwrap()
+}
+
+/// Every position's log-probabilities agree with transformers' to 1e-4, on the reference path
+/// and on the fast scoring path (entropy, surprisal, rank).
+#[test]
+fn gpt_neox_forward_matches_transformers() {
+    for name in NEOX {
+        let model = Model::load(&neox_dir(name), &Device::Cpu).unwrap();
+        let reference = neox_reference(name);
+        for row in reference["texts"].as_array().unwrap() {
+            let toks: Vec<u32> = ids(row, "ids").iter().map(|&x| x as u32).collect();
+            let want: Vec<Vec<f64>> = row["log_probs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    r.as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|v| v.as_f64().unwrap())
+                        .collect()
+                })
+                .collect();
+            let lp = model.log_probs(&toks).unwrap();
+            let ours: Vec<Vec<f32>> = lp.to_vec2().unwrap();
+            let mut worst = 0f64;
+            for (a, b) in ours.iter().zip(&want) {
+                for (x, y) in a.iter().zip(b) {
+                    worst = worst.max((*x as f64 - y).abs());
+                }
+            }
+            assert!(worst < 1e-4, "{name}: log-probabilities differ by {worst}");
+            // The spread of the reference shows the check can fail: a uniform model would
+            // pass any wiring.
+            let spread = want[0].iter().cloned().fold(f64::MIN, f64::max)
+                - want[0].iter().cloned().fold(f64::MAX, f64::min);
+            assert!(spread > 3.0, "{name}: reference too flat ({spread})");
+            let fast = model.score_batch(&[&toks]).unwrap().remove(0);
+            let slow = scores(&lp, &toks).unwrap();
+            assert_eq!(fast.rank, slow.rank, "{name}");
+            for (a, b) in fast.entropy.iter().zip(&slow.entropy) {
+                assert!((a - b).abs() < 1e-4, "{name}: entropy {a} vs {b}");
+            }
+        }
+    }
+}
+
+/// Greedy decoding with the KV cache (EOS masked, as transformers' `min_new_tokens` does)
+/// writes the tokens transformers' `generate` wrote.
+#[test]
+fn gpt_neox_greedy_decoding_matches_transformers_generate() {
+    use memaudit::probe::decode::DecodeOptions;
+    for name in NEOX {
+        let model = Model::load(&neox_dir(name), &Device::Cpu).unwrap();
+        let reference = neox_reference(name);
+        for row in reference["texts"].as_array().unwrap() {
+            let toks: Vec<u32> = ids(row, "ids").iter().map(|&x| x as u32).collect();
+            let want: Vec<u32> = ids(row, "greedy").iter().map(|&x| x as u32).collect();
+            let opts = DecodeOptions {
+                steps: want.len(),
+                mask: Some(0),
+                hidden: true,
+                context_entropy: true,
+            };
+            // Alone, and batched (each row of a batch decodes as alone).
+            let got = model.greedy(&[&toks], &opts).unwrap().remove(0);
+            assert_eq!(got.tokens, want, "{name}: {:?}", row["text"]);
+            for got in model.greedy(&[toks.as_slice(); 3], &opts).unwrap() {
+                assert_eq!(got.tokens, want, "{name}, batched: {:?}", row["text"]);
+            }
+        }
+    }
+}
+
+/// The probe loads a GPT-NeoX checkpoint with the tokenizer.json inside it and scores text as
+/// the model does on the same ids.
+#[test]
+fn the_probe_scores_with_a_gpt_neox_checkpoint() {
+    use memaudit::probe::{self, ProbeOptions};
+    let opts = ProbeOptions {
+        window: 64,
+        overlap: 16,
+    };
+    let probe = probe::load(&neox_dir("neox-tiny"), None, &Device::Cpu, opts).unwrap();
+    let reference = neox_reference("neox-tiny");
+    // The reference row of the text after the document-start token, as the probe reads it.
+    let row = reference["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["start"] == true)
+        .unwrap();
+    let scored = probe
+        .score(&[row["text"].as_str().unwrap()])
+        .unwrap()
+        .remove(0);
+    let got: Vec<u32> = scored.tokens.iter().map(|t| t.id).collect();
+    let want: Vec<u32> = ids(row, "ids").iter().map(|&x| x as u32).collect();
+    assert_eq!(
+        want[0], 0,
+        "the reference row starts with the document-start token"
+    );
+    assert_eq!(
+        got,
+        want[1..],
+        "the checkpoint's tokenizer.json tokenizes the text"
+    );
+    // Token i of the text is predicted at reference position i (after the start token).
+    let lp = row["log_probs"].as_array().unwrap();
+    for (i, t) in scored.tokens.iter().enumerate() {
+        let lp_i: Vec<f64> = lp[i]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        let want_s = -lp_i[t.id as usize];
+        let want_h: f64 = -lp_i.iter().map(|l| l.exp() * l).sum::<f64>();
+        assert!(
+            (t.surprisal as f64 - want_s).abs() < 1e-3,
+            "token {i}: {t:?} vs {want_s}"
+        );
+        assert!(
+            (t.entropy as f64 - want_h).abs() < 1e-3,
+            "token {i}: {t:?} vs {want_h}"
+        );
+    }
 }

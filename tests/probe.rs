@@ -7,7 +7,7 @@ mod common;
 
 use candle_core::{Device, Tensor};
 use memaudit::probe::boundary::{analyze, BoundaryOptions};
-use memaudit::probe::model::rotate_half_rope_rows;
+use memaudit::probe::checkpoint::rotate_half_rope_rows;
 use memaudit::probe::{self, Probe, ProbeOptions};
 use std::collections::HashMap;
 

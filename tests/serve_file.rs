@@ -486,3 +486,59 @@ fn the_daemon_finds_a_safetensors_checkpoints_tokenizer_like_the_probe() {
     );
     assert_eq!(from_dir, from_gguf);
 }
+
+/// The daemon runs a GPT-NeoX checkpoint (Pythia's architecture; the committed tiny random one,
+/// its tokenizer.json inside) as its probe: every message has its verdict, the quoting ones
+/// their alerts, and every well-formed verdict carries the probe's per-text entropy.
+#[test]
+fn the_daemon_probes_with_a_gpt_neox_checkpoint() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let index = build_index(dir.path());
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/neox-tiny");
+    let (recs, quoting) = messages(12, 3, "n", 1);
+    let input: Vec<u8> = recs
+        .into_iter()
+        .map(|r| r.2)
+        .collect::<Vec<_>>()
+        .join(&b'\n');
+    let o = memaudit_with_stdin(
+        &[
+            "serve",
+            "--input",
+            "-",
+            "--http",
+            "",
+            "--index",
+            index.to_str().unwrap(),
+            "--set",
+            "probe.policy=\"always\"",
+            "--set",
+            "probe.window=64",
+            "--set",
+            "probe.overlap=16",
+            "--set",
+            &format!("model.path={:?}", model.display().to_string()),
+        ],
+        &[],
+        &input,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let records = json_lines(&String::from_utf8(o.stdout).unwrap());
+    let verdicts: Vec<&serde_json::Value> =
+        records.iter().filter(|r| r["kind"] == "verdict").collect();
+    assert_eq!(verdicts.len(), 12, "every message has its verdict");
+    for v in &verdicts {
+        let e = &v["entropy"];
+        assert!(
+            e["tokens"].as_u64().unwrap() > 0 && e["mean_entropy"].as_f64().unwrap() > 0.0,
+            "{v}"
+        );
+    }
+    let alerted: std::collections::BTreeSet<String> = records
+        .iter()
+        .filter(|r| r["kind"] == "alert")
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(alerted, quoting, "every quote has its alert");
+}

@@ -219,6 +219,8 @@ pub struct ModelInfo {
     pub path: PathBuf,
     /// A short name (file or directory name).
     pub name: String,
+    /// The architecture ([`crate::probe::model::Arch::name`]).
+    pub architecture: String,
     /// Parameters, from the weights.
     pub parameters: usize,
     /// Hidden size.
@@ -530,6 +532,7 @@ pub fn run(o: &AuditOptions) -> Result<report::Report> {
         models.push(ModelInfo {
             path: path.clone(),
             name: model_name(path),
+            architecture: model.config.arch.name().to_string(),
             parameters: model.parameter_count(),
             embedding: model.config.embedding,
             vocab: model.config.vocab,

@@ -360,13 +360,18 @@ fn html(r: &Report) -> String {
         },
         r.timings.total_seconds
     );
-    h.push_str("<table><tr><th>model</th><th>weights</th><th>hidden size</th><th>vocabulary</th><th>masked token</th></tr>");
+    h.push_str("<table><tr><th>model</th><th>architecture</th><th>weights</th><th>hidden size</th><th>vocabulary</th><th>masked token</th></tr>");
     for m in &r.models {
         let _ = write!(
             h,
-            "<tr><td>{}</td><td>{:.1} M</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&m.name),
-            m.parameters as f64 / 1e6,
+            esc(&m.architecture),
+            if m.parameters >= 1_000_000 {
+                format!("{:.1} M", m.parameters as f64 / 1e6)
+            } else {
+                format!("{:.1} k", m.parameters as f64 / 1e3)
+            },
             m.embedding,
             m.vocab,
             m.masked_token

@@ -5,7 +5,8 @@
 //! - [`boundary`]: entropy at the edges of verbatim spans, unexplained low-entropy runs, score.
 //! - [`decode`]: greedy continuation with a KV cache (the audit's memorization score).
 //! - [`window`]: overlapping windows for texts longer than one pass.
-//! - [`model`]: GGUF or safetensors loading and the batched all-positions forward pass.
+//! - [`model`]: the model (llama or GPT-NeoX) and its batched all-positions forward pass.
+//! - [`checkpoint`]: reading weights from a GGUF file or a safetensors checkpoint.
 //! - [`logits`]: vocabulary-sized logit rows reduced to entropy, surprisal and rank.
 //! - [`ops`]: fused CPU kernels (causal softmax, SwiGLU) used by the forward pass.
 //! - [`tokenizer`]: a `tokenizer.json`, or the tokenizer rebuilt from a GGUF model's metadata.
@@ -15,6 +16,7 @@
 // documented elsewhere (the manifest, config/memaudit.toml, the verdict JSON in the README).
 #[allow(missing_docs)]
 pub mod boundary;
+pub mod checkpoint;
 pub mod decode;
 pub mod device;
 pub mod logits;

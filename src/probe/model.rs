@@ -1,33 +1,29 @@
-//! The probe model: a llama-family causal LM in candle, with weights dequantized to a float type,
-//! and a forward pass that scores *every* position of a batch of texts.
+//! The probe model: a causal LM in candle (llama, or GPT-NeoX such as Pythia), with weights
+//! dequantized to a float type, and a forward pass that scores *every* position of a batch of
+//! texts.
 //!
 //! candle-transformers' `quantized_llama` returns only the last position's logits and keeps a KV
 //! cache inside the model; scoring needs all positions at once and no state, so this module has its
-//! own forward (no cache: one call scores whole texts). Weights are dequantized at load because
-//! a full-sequence prefill runs faster in f32 than through candle's quantized kernels (built for
-//! one-token decoding) on the CPU;
-//! matrices are stored transposed (and q/k/v fused) so every projection is one plain matmul.
+//! own forward (no cache: one call scores whole texts; [`super::decode`] passes a cache when it
+//! decodes). Weights are dequantized at load because a full-sequence prefill runs faster in f32
+//! than through candle's quantized kernels (built for one-token decoding) on the CPU; matrices are
+//! stored transposed (and q/k/v fused) so every projection is one plain matmul.
 //!
-//! Two sources: a GGUF file (the default model), or a Hugging Face safetensors checkpoint (a
-//! directory with `config.json` and `*.safetensors`). Hugging Face stores q/k rows in the
-//! "rotate-half" order; they are permuted at load into the interleaved order llama.cpp uses, so
-//! both sources run the same forward with interleaved RoPE.
+//! [`super::checkpoint`] reads the weights (GGUF, or a Hugging Face safetensors checkpoint) into
+//! the layout of [`Layer`]; the architectures differ only in data: the norm kind, the
+//! feed-forward kind, biases, the rotary width and the residual wiring ([`Arch`]).
 //!
 //! [`Model::score_batch`] is the fast path: texts are packed into passes of at most
 //! [`PASS_TOKENS`] tokens (bounded activations, reused allocations), padding rows are never
 //! projected to the vocabulary, and the vocabulary-sized logits are reduced to entropy, surprisal
 //! and rank a block of rows at a time (see [`super::logits`]). [`Model::log_probs_batch`]
 //! materializes full log-softmax rows and is kept as the plain reference.
-//!
-//! Why one file of about 650 lines: both loaders (GGUF, safetensors) fill the one weight layout
-//! the forward pass reads; apart, each half would need the other's private layout.
 
+use super::checkpoint::{self, Weights};
 use super::logits::{score_rows_cpu, score_rows_tensor, RowScore};
 use super::ops::{CausalSoftmax, SwiGlu};
 use anyhow::{bail, Context, Result};
-use candle_core::quantized::gguf_file;
 use candle_core::{DType, Device, Tensor, D};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// Upper bound on tokens (padding included) in one forward pass of [`Model::score_batch`].
@@ -37,30 +33,205 @@ const VOCAB_BLOCK_ROWS: usize = 128;
 /// Query positions per attention block on the CPU.
 const QUERY_BLOCK: usize = 128;
 
+/// How a layer's two blocks are wired into the residual stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arch {
+    /// llama: `x += attn(norm1(x)); x += ffn(norm2(x))`.
+    Llama,
+    /// GPT-NeoX: with `parallel_residual` (Pythia) `x += attn(norm1(x)) + ffn(norm2(x))`, both
+    /// blocks reading the same `x`; without it, wired as llama.
+    NeoX { parallel_residual: bool },
+}
+
+impl Arch {
+    /// How reports name it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Arch::Llama => "llama",
+            Arch::NeoX {
+                parallel_residual: true,
+            } => "gpt-neox (parallel residual)",
+            Arch::NeoX { .. } => "gpt-neox",
+        }
+    }
+}
+
 /// Hyper-parameters, read from GGUF metadata or `config.json`.
 #[derive(Debug, Clone, Copy)]
 pub struct Config {
+    pub arch: Arch,
     pub layers: usize,
     pub embedding: usize,
     pub heads: usize,
     pub kv_heads: usize,
     pub head_dim: usize,
+    /// Leading dimensions of each head that rotary embedding turns (all of them for llama; a
+    /// quarter for Pythia); the rest pass through.
+    pub rotary_dims: usize,
     pub vocab: usize,
-    pub rms_eps: f64,
+    /// Epsilon of the RMSNorm (llama) or LayerNorm (GPT-NeoX).
+    pub norm_eps: f64,
     pub rope_base: f32,
     pub context: usize,
 }
 
+/// A normalization: RMSNorm with a weight, or LayerNorm with weight and bias.
+pub(super) enum Norm {
+    Rms(Tensor),
+    Layer(Tensor, Tensor),
+}
+
+impl Norm {
+    fn apply(&self, x: &Tensor, eps: f32) -> Result<Tensor> {
+        Ok(match self {
+            Norm::Rms(w) => candle_nn::ops::rms_norm(x, w, eps)?,
+            Norm::Layer(w, b) => candle_nn::ops::layer_norm(x, w, b, eps)?,
+        })
+    }
+    fn to(&self, dtype: DType, device: &Device) -> Result<Norm> {
+        let put = |t: &Tensor| -> Result<Tensor> { Ok(t.to_dtype(dtype)?.to_device(device)?) };
+        Ok(match self {
+            Norm::Rms(w) => Norm::Rms(put(w)?),
+            Norm::Layer(w, b) => Norm::Layer(put(w)?, put(b)?),
+        })
+    }
+    fn tensors(&self) -> Vec<&Tensor> {
+        match self {
+            Norm::Rms(w) => vec![w],
+            Norm::Layer(w, b) => vec![w, b],
+        }
+    }
+}
+
+/// A projection `x·w (+ b)`, `w` held transposed: (in, out).
+pub(super) struct Linear {
+    w: Tensor,
+    b: Option<Tensor>,
+}
+
+impl Linear {
+    /// From a weight stored (out, in), as checkpoints store it.
+    pub(super) fn new(w_out_in: &Tensor, b: Option<Tensor>) -> Result<Linear> {
+        Ok(Linear {
+            w: w_out_in.t()?.contiguous()?,
+            b,
+        })
+    }
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = x.matmul(&self.w)?;
+        Ok(match &self.b {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        })
+    }
+    fn to(&self, dtype: DType, device: &Device) -> Result<Linear> {
+        let put = |t: &Tensor| -> Result<Tensor> { Ok(t.to_dtype(dtype)?.to_device(device)?) };
+        Ok(Linear {
+            w: put(&self.w)?,
+            b: self.b.as_ref().map(put).transpose()?,
+        })
+    }
+    fn tensors(&self) -> Vec<&Tensor> {
+        std::iter::once(&self.w).chain(self.b.as_ref()).collect()
+    }
+}
+
+/// The feed-forward block.
+pub(super) enum Ffn {
+    /// llama: `down(silu(gate(x)) · up(x))`, gate and up fused side by side (`width` each).
+    SwiGlu {
+        gate_up: Linear,
+        down: Linear,
+        width: usize,
+    },
+    /// GPT-NeoX: `down(gelu(up(x)))`, GELU exact (erf) or the tanh approximation.
+    Gelu {
+        up: Linear,
+        down: Linear,
+        exact: bool,
+    },
+}
+
+impl Ffn {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Ffn::SwiGlu {
+                gate_up,
+                down,
+                width,
+            } => {
+                let gu = gate_up.forward(x)?;
+                let ff = if x.device().is_cpu() {
+                    gu.apply_op1_no_bwd(&SwiGlu)?
+                } else {
+                    (candle_nn::ops::silu(&gu.narrow(1, 0, *width)?)?
+                        * gu.narrow(1, *width, *width)?)?
+                };
+                down.forward(&ff)
+            }
+            Ffn::Gelu { up, down, exact } => {
+                let h = up.forward(x)?;
+                down.forward(&if *exact { h.gelu_erf()? } else { h.gelu()? })
+            }
+        }
+    }
+    fn to(&self, dtype: DType, device: &Device) -> Result<Ffn> {
+        Ok(match self {
+            Ffn::SwiGlu {
+                gate_up,
+                down,
+                width,
+            } => Ffn::SwiGlu {
+                gate_up: gate_up.to(dtype, device)?,
+                down: down.to(dtype, device)?,
+                width: *width,
+            },
+            Ffn::Gelu { up, down, exact } => Ffn::Gelu {
+                up: up.to(dtype, device)?,
+                down: down.to(dtype, device)?,
+                exact: *exact,
+            },
+        })
+    }
+    fn tensors(&self) -> Vec<&Tensor> {
+        match self {
+            Ffn::SwiGlu { gate_up, down, .. } => [gate_up.tensors(), down.tensors()].concat(),
+            Ffn::Gelu { up, down, .. } => [up.tensors(), down.tensors()].concat(),
+        }
+    }
+}
+
+/// One transformer layer. `qkv` produces q, k and v side by side,
+/// ((heads + 2·kv_heads)·head_dim) columns, with the rotary dimensions of q and k in
+/// interleaved-pair order.
 pub(super) struct Layer {
-    attn_norm: Tensor,
-    /// q, k and v projections side by side, transposed: (embedding, (heads + 2·kv_heads)·head_dim).
-    wqkv: Tensor,
-    wo: Tensor,
-    ffn_norm: Tensor,
-    /// gate and up projections side by side, transposed: (embedding, 2·ffn).
-    w_gate_up: Tensor,
-    w_down: Tensor,
-    ffn: usize,
+    pub attn_norm: Norm,
+    pub qkv: Linear,
+    pub out: Linear,
+    pub ffn_norm: Norm,
+    pub ffn: Ffn,
+}
+
+impl Layer {
+    fn to(&self, dtype: DType, device: &Device) -> Result<Layer> {
+        Ok(Layer {
+            attn_norm: self.attn_norm.to(dtype, device)?,
+            qkv: self.qkv.to(dtype, device)?,
+            out: self.out.to(dtype, device)?,
+            ffn_norm: self.ffn_norm.to(dtype, device)?,
+            ffn: self.ffn.to(dtype, device)?,
+        })
+    }
+    fn tensors(&self) -> Vec<&Tensor> {
+        [
+            self.attn_norm.tensors(),
+            self.qkv.tensors(),
+            self.out.tensors(),
+            self.ffn_norm.tensors(),
+            self.ffn.tensors(),
+        ]
+        .concat()
+    }
 }
 
 /// Keys and values of every layer for the positions seen so far: per layer (k, v), each of shape
@@ -78,7 +249,7 @@ pub struct Model {
     pub source: PathBuf,
     pub(super) embed: Tensor,
     layers: Vec<Layer>,
-    norm: Tensor,
+    norm: Norm,
     /// Output projection, transposed: (embedding, vocab).
     pub(super) output_t: Tensor,
     cos: Tensor,
@@ -94,73 +265,14 @@ pub fn dtype_for(device: &Device) -> DType {
     }
 }
 
-fn md_u32(c: &gguf_file::Content, key: &str) -> Result<usize> {
-    Ok(c.metadata
-        .get(key)
-        .with_context(|| format!("no {key}"))?
-        .to_u32()? as usize)
-}
-
-/// Per-layer tensor names in GGUF (`blk.N.NAME.weight`) and Hugging Face
-/// (`model.layers.N.NAME.weight`) checkpoints, in the order of [`Weights::layers`].
-const GGUF_LAYER: [&str; 9] = [
-    "attn_norm",
-    "attn_q",
-    "attn_k",
-    "attn_v",
-    "attn_output",
-    "ffn_norm",
-    "ffn_gate",
-    "ffn_up",
-    "ffn_down",
-];
-const HF_LAYER: [&str; 9] = [
-    "input_layernorm",
-    "self_attn.q_proj",
-    "self_attn.k_proj",
-    "self_attn.v_proj",
-    "self_attn.o_proj",
-    "post_attention_layernorm",
-    "mlp.gate_proj",
-    "mlp.up_proj",
-    "mlp.down_proj",
-];
-
-/// The nine tensors of one layer, fetched by name: `{prefix}.{name}.weight`.
-fn layer_tensors(
-    prefix: &str,
-    names: &[&str; 9],
-    get: &mut impl FnMut(&str) -> Result<Tensor>,
-) -> Result<[Tensor; 9]> {
-    let mut out = Vec::with_capacity(9);
-    for n in names {
-        out.push(get(&format!("{prefix}.{n}.weight"))?);
-    }
-    Ok(out.try_into().expect("nine names, nine tensors"))
-}
-
-/// Raw tensors by role, (out, in) as stored; q/k rows in interleaved-RoPE order.
-struct Weights {
-    embed: Tensor,
-    norm: Tensor,
-    output: Option<Tensor>,
-    layers: Vec<[Tensor; 9]>,
-}
-
 impl Model {
-    /// Loads a llama-architecture model: a `.gguf` file, or a safetensors checkpoint (a directory
-    /// holding `config.json` and `*.safetensors`, or one `.safetensors` file beside its
-    /// `config.json`). Errors name the path.
+    /// Loads a model: a `.gguf` file (llama), or a safetensors checkpoint (llama or GPT-NeoX; a
+    /// directory holding `config.json` and `*.safetensors`, or one `.safetensors` file beside
+    /// its `config.json`). Errors name the path.
     pub fn load(path: &Path, device: &Device) -> Result<Model> {
-        let is_gguf = path
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
-        let r = if is_gguf {
-            Self::load_gguf(path, device)
-        } else {
-            Self::load_safetensors(path, device)
-        };
-        r.with_context(|| format!("{}: cannot load the model", path.display()))
+        checkpoint::read(path)
+            .and_then(|(config, w)| Self::assemble(config, w, path, device))
+            .with_context(|| format!("{}: cannot load the model", path.display()))
     }
 
     /// Refuses, naming the path, what [`Model::load`] cannot be: a missing path, or a file that
@@ -181,166 +293,33 @@ impl Model {
         Ok(())
     }
 
-    fn load_gguf(path: &Path, device: &Device) -> Result<Model> {
-        let mut file = std::fs::File::open(path)?;
-        let c = gguf_file::Content::read(&mut file)
-            .map_err(|e| anyhow::anyhow!("not a readable GGUF file: {e}"))?;
-        let arch = c
-            .metadata
-            .get("general.architecture")
-            .map(|v| v.to_string().cloned())
-            .transpose()?;
-        if arch.as_deref() != Some("llama") {
-            bail!("architecture {arch:?} is not supported (llama only)");
-        }
-        let embedding = md_u32(&c, "llama.embedding_length")?;
-        let heads = md_u32(&c, "llama.attention.head_count")?;
-        let config = Config {
-            layers: md_u32(&c, "llama.block_count")?,
-            embedding,
-            heads,
-            kv_heads: md_u32(&c, "llama.attention.head_count_kv")?,
-            head_dim: embedding / heads,
-            vocab: 0, // the output projection's rows, set in `assemble`
-            rms_eps: c
-                .metadata
-                .get("llama.attention.layer_norm_rms_epsilon")
-                .map(|v| v.to_f32())
-                .transpose()?
-                .unwrap_or(1e-5) as f64,
-            rope_base: c
-                .metadata
-                .get("llama.rope.freq_base")
-                .map(|v| v.to_f32())
-                .transpose()?
-                .unwrap_or(10_000.0),
-            context: md_u32(&c, "llama.context_length")?,
-        };
-        // Dequantize on the CPU in f32, then move: quantized CUDA tensors are not needed.
-        let mut get = |name: &str| -> Result<Tensor> {
-            let q = c
-                .tensor(&mut file, name, &Device::Cpu)
-                .map_err(|e| anyhow::anyhow!("tensor {name}: {e}"))?;
-            Ok(q.dequantize(&Device::Cpu)?.to_dtype(DType::F32)?)
-        };
-        let layers = (0..config.layers)
-            .map(|i| layer_tensors(&format!("blk.{i}"), &GGUF_LAYER, &mut get))
-            .collect::<Result<Vec<_>>>()?;
-        let w = Weights {
-            embed: get("token_embd.weight")?,
-            norm: get("output_norm.weight")?,
-            output: get("output.weight").ok(),
-            layers,
-        };
-        Self::assemble(config, w, path, device)
-    }
-
-    fn load_safetensors(path: &Path, device: &Device) -> Result<Model> {
-        let (dir, files) = if path.is_dir() {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(path)?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
-                .collect();
-            files.sort();
-            (path.to_path_buf(), files)
-        } else {
-            let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
-            (dir, vec![path.to_path_buf()])
-        };
-        if files.is_empty() {
-            bail!("not a .gguf file, and no *.safetensors in the directory");
-        }
-        let cfg_path = dir.join("config.json");
-        let cfg: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(&cfg_path).with_context(|| format!("{}", cfg_path.display()))?,
-        )
-        .with_context(|| format!("{}: not JSON", cfg_path.display()))?;
-        let num = |key: &str| -> Result<f64> {
-            cfg[key]
-                .as_f64()
-                .with_context(|| format!("{}: no number {key}", cfg_path.display()))
-        };
-        let arch = cfg["model_type"].as_str().unwrap_or("");
-        if arch != "llama" {
-            bail!(
-                "{}: model_type {arch:?} is not supported (llama only)",
-                cfg_path.display()
-            );
-        }
-        let embedding = num("hidden_size")? as usize;
-        let heads = num("num_attention_heads")? as usize;
-        let config = Config {
-            layers: num("num_hidden_layers")? as usize,
-            embedding,
-            heads,
-            kv_heads: num("num_key_value_heads").unwrap_or(heads as f64) as usize,
-            head_dim: embedding / heads,
-            vocab: 0, // the output projection's rows, set in `assemble`
-            rms_eps: num("rms_norm_eps").unwrap_or(1e-5),
-            rope_base: num("rope_theta").unwrap_or(10_000.0) as f32,
-            context: num("max_position_embeddings")? as usize,
-        };
-        let mut all: HashMap<String, Tensor> = HashMap::new();
-        for f in &files {
-            let t = candle_core::safetensors::load(f, &Device::Cpu)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
-            all.extend(t);
-        }
-        let mut get = |name: &str| -> Result<Tensor> {
-            Ok(all
-                .remove(name)
-                .with_context(|| format!("no tensor {name} in {}", dir.display()))?
-                .to_dtype(DType::F32)?)
-        };
-        let mut layers = Vec::with_capacity(config.layers);
-        for i in 0..config.layers {
-            let mut t = layer_tensors(&format!("model.layers.{i}"), &HF_LAYER, &mut get)?;
-            t[1] = interleave_rope_rows(&t[1], heads)?;
-            t[2] = interleave_rope_rows(&t[2], config.kv_heads)?;
-            layers.push(t);
-        }
-        let w = Weights {
-            embed: get("model.embed_tokens.weight")?,
-            norm: get("model.norm.weight")?,
-            output: get("lm_head.weight").ok(),
-            layers,
-        };
-        Self::assemble(config, w, path, device)
-    }
-
     fn assemble(config: Config, w: Weights, path: &Path, device: &Device) -> Result<Model> {
         if config.heads == 0
             || config.kv_heads == 0
             || config.heads % config.kv_heads != 0
             || config.embedding % config.heads != 0
-            || config.head_dim % 2 != 0
+            || config.rotary_dims % 2 != 0
+            || config.rotary_dims == 0
+            || config.rotary_dims > config.head_dim
         {
             bail!("inconsistent attention shape: {config:?}");
         }
         let dtype = dtype_for(device);
         let put = |t: &Tensor| -> Result<Tensor> { Ok(t.to_dtype(dtype)?.to_device(device)?) };
-        let put_t = |t: &Tensor| -> Result<Tensor> { put(&t.t()?.contiguous()?) };
         let output = w.output.as_ref().unwrap_or(&w.embed); // tied embeddings
         let (vocab, _) = output.dims2()?;
-        let mut layers = Vec::with_capacity(w.layers.len());
-        for [attn_norm, wq, wk, wv, wo, ffn_norm, gate, up, down] in &w.layers {
-            layers.push(Layer {
-                attn_norm: put(attn_norm)?,
-                wqkv: put_t(&Tensor::cat(&[wq, wk, wv], 0)?)?,
-                wo: put_t(wo)?,
-                ffn_norm: put(ffn_norm)?,
-                w_gate_up: put_t(&Tensor::cat(&[gate, up], 0)?)?,
-                w_down: put_t(down)?,
-                ffn: gate.dims2()?.0,
-            });
-        }
-        // Rotary tables for every position of the context.
-        let half = config.head_dim / 2;
+        let layers = w
+            .layers
+            .iter()
+            .map(|l| l.to(dtype, device))
+            .collect::<Result<Vec<_>>>()?;
+        // Rotary tables for every position of the context, over the rotary dimensions.
+        let half = config.rotary_dims / 2;
         let inv: Vec<f32> = (0..half)
             .map(|i| {
                 1.0 / config
                     .rope_base
-                    .powf(2.0 * i as f32 / config.head_dim as f32)
+                    .powf(2.0 * i as f32 / config.rotary_dims as f32)
             })
             .collect();
         let inv = Tensor::new(inv.as_slice(), &Device::Cpu)?.reshape((1, half))?;
@@ -355,8 +334,8 @@ impl Model {
             source: path.to_path_buf(),
             embed: put(&w.embed)?,
             layers,
-            norm: put(&w.norm)?,
-            output_t: put_t(output)?,
+            norm: w.norm.to(dtype, device)?,
+            output_t: put(&output.t()?.contiguous()?)?,
             cos: put(&angles.cos()?)?,
             sin: put(&angles.sin()?)?,
         })
@@ -371,23 +350,11 @@ impl Model {
     /// Bytes held by the weights (the model's resident size, shared by every caller).
     pub fn weight_bytes(&self) -> usize {
         let n = |t: &Tensor| t.elem_count() * t.dtype().size_in_bytes();
-        let layer = |l: &Layer| {
-            [
-                &l.attn_norm,
-                &l.wqkv,
-                &l.wo,
-                &l.ffn_norm,
-                &l.w_gate_up,
-                &l.w_down,
-            ]
-            .into_iter()
-            .map(n)
-            .sum::<usize>()
-        };
+        let layers: usize = self.layers.iter().flat_map(|l| l.tensors()).map(n).sum();
         n(&self.embed)
-            + n(&self.norm)
+            + self.norm.tensors().into_iter().map(n).sum::<usize>()
             + n(&self.output_t)
-            + self.layers.iter().map(layer).sum::<usize>()
+            + layers
     }
 
     pub(super) fn check_lengths(&self, texts: &[&[u32]]) -> Result<()> {
@@ -459,7 +426,7 @@ impl Model {
         let cos = self.cos.narrow(0, start, n)?;
         let sin = self.sin.narrow(0, start, n)?;
         let (hd, kv, heads) = (cfg.head_dim, cfg.kv_heads, cfg.heads);
-        let eps = cfg.rms_eps as f32;
+        let eps = cfg.norm_eps as f32;
         // The CPU attention masks inside its fused softmax; other devices add this mask. A
         // decode step sees every earlier position and needs none.
         let mask = if self.device.is_cpu() || start > 0 {
@@ -468,8 +435,8 @@ impl Model {
             Some(causal_mask(heads / kv, n, &self.device, self.dtype)?)
         };
         for (i, l) in self.layers.iter().enumerate() {
-            let h = candle_nn::ops::rms_norm(&x, &l.attn_norm, eps)?;
-            let qkv = h.matmul(&l.wqkv)?; // (b·n, (heads + 2kv)·hd)
+            let h = l.attn_norm.apply(&x, eps)?;
+            let qkv = l.qkv.forward(&h)?; // (b·n, (heads + 2kv)·hd)
             let split = |first: usize, count: usize| -> Result<Tensor> {
                 Ok(qkv
                     .narrow(1, first * hd, count * hd)?
@@ -477,8 +444,8 @@ impl Model {
                     .transpose(1, 2)?
                     .contiguous()?)
             };
-            let q = candle_nn::rotary_emb::rope_i(&split(0, heads)?, &cos, &sin)?;
-            let mut k = candle_nn::rotary_emb::rope_i(&split(heads, kv)?, &cos, &sin)?;
+            let q = self.rotary(&split(0, heads)?, &cos, &sin)?;
+            let mut k = self.rotary(&split(heads, kv)?, &cos, &sin)?;
             let mut v = split(heads + kv, kv)?;
             if let Some(cache) = cache.as_deref_mut() {
                 if start > 0 {
@@ -490,24 +457,43 @@ impl Model {
                     cache.push((k.clone(), v.clone()));
                 }
             }
-            let out = if start > 0 {
+            let att = if start > 0 {
                 attention_step(&q, &k, &v)?
             } else {
                 attention(&q, &k, &v, mask.as_ref())?
             } // (b, heads, n, hd)
             .transpose(1, 2)?
             .reshape((b * n, cfg.embedding))?;
-            x = (x + out.matmul(&l.wo)?)?;
-            let h = candle_nn::ops::rms_norm(&x, &l.ffn_norm, eps)?;
-            let gu = h.matmul(&l.w_gate_up)?;
-            let ff = if self.device.is_cpu() {
-                gu.apply_op1_no_bwd(&SwiGlu)?
-            } else {
-                (candle_nn::ops::silu(&gu.narrow(1, 0, l.ffn)?)? * gu.narrow(1, l.ffn, l.ffn)?)?
+            let att = l.out.forward(&att)?;
+            x = match cfg.arch {
+                Arch::NeoX {
+                    parallel_residual: true,
+                } => {
+                    let ff = l.ffn.forward(&l.ffn_norm.apply(&x, eps)?)?;
+                    ((x + att)? + ff)?
+                }
+                _ => {
+                    let x = (x + att)?;
+                    let ff = l.ffn.forward(&l.ffn_norm.apply(&x, eps)?)?;
+                    (x + ff)?
+                }
             };
-            x = (x + ff.matmul(&l.w_down)?)?;
         }
-        Ok(candle_nn::ops::rms_norm(&x, &self.norm, eps)?)
+        self.norm.apply(&x, eps)
+    }
+
+    /// Interleaved rotary embedding of q or k, (b, heads, n, head_dim), over the first
+    /// [`Config::rotary_dims`] of each head; the rest pass through.
+    fn rotary(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+        let (r, hd) = (self.config.rotary_dims, self.config.head_dim);
+        if r == hd {
+            return Ok(candle_nn::rotary_emb::rope_i(x, cos, sin)?);
+        }
+        let turned = candle_nn::rotary_emb::rope_i(&x.narrow(3, 0, r)?.contiguous()?, cos, sin)?;
+        let rest = x.narrow(3, r, hd - r)?.contiguous()?;
+        // Contiguous parts concatenate into a contiguous result (the cache and the matmuls of
+        // attention need one).
+        Ok(Tensor::cat(&[&turned, &rest], 3)?.contiguous()?)
     }
 
     /// Next-token log-probabilities at every position of `ids`: shape (len, vocab). Row `i` is the
@@ -655,25 +641,6 @@ fn causal_mask(group: usize, n: usize, device: &Device, dtype: DType) -> Result<
         .flat_map(|r| (0..n).map(move |j| if j > r % n { f32::NEG_INFINITY } else { 0.0 }))
         .collect();
     Ok(Tensor::from_vec(mask, (group * n, n), device)?.to_dtype(dtype)?)
-}
-
-/// Hugging Face q/k projection rows (per head: the first halves of each rotary pair, then the
-/// second halves) reordered into llama.cpp's interleaved pairs, as its converter does.
-fn interleave_rope_rows(w: &Tensor, heads: usize) -> Result<Tensor> {
-    let (out, inp) = w.dims2()?;
-    Ok(w.reshape((heads, 2, out / heads / 2, inp))?
-        .transpose(1, 2)?
-        .contiguous()?
-        .reshape((out, inp))?)
-}
-
-/// The inverse of [`interleave_rope_rows`]: llama.cpp's q/k row order back to Hugging Face's.
-pub fn rotate_half_rope_rows(w: &Tensor, heads: usize) -> Result<Tensor> {
-    let (out, inp) = w.dims2()?;
-    Ok(w.reshape((heads, out / heads / 2, 2, inp))?
-        .transpose(1, 2)?
-        .contiguous()?
-        .reshape((out, inp))?)
 }
 
 /// Per-position scores of one text.
