@@ -147,3 +147,71 @@ proptest! {
         }
     }
 }
+
+/// The committed GPT-NeoX checkpoint's config.json with one value replaced.
+fn tampered_checkpoint(key: &str, value: serde_json::Value) -> tempfile::TempDir {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/neox-tiny");
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["model.safetensors", "tokenizer.json"] {
+        std::fs::copy(src.join(f), dir.path().join(f)).unwrap();
+    }
+    let mut cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(src.join("config.json")).unwrap()).unwrap();
+    cfg[key] = value;
+    std::fs::write(dir.path().join("config.json"), cfg.to_string()).unwrap();
+    dir
+}
+
+/// A checkpoint's config.json with any of these values in any key loads or is refused with the
+/// file named; it never panics (and never tries to allocate what it declares). Every pair is
+/// tried: a sampled few would miss the one that divides by zero.
+#[test]
+fn checkpoint_config_values_tampered() {
+    let keys = [
+        "hidden_size",
+        "num_attention_heads",
+        "num_hidden_layers",
+        "rotary_pct",
+        "max_position_embeddings",
+        "layer_norm_eps",
+        "rotary_emb_base",
+        "hidden_act",
+        "use_parallel_residual",
+        "attention_bias",
+        "model_type",
+        "intermediate_size",
+        "vocab_size",
+    ];
+    let values = [
+        serde_json::json!(0),
+        serde_json::json!(1),
+        serde_json::json!(3),
+        serde_json::json!(-1),
+        serde_json::json!(1e300),
+        serde_json::json!(u64::MAX),
+        serde_json::json!(0.5),
+        serde_json::json!(0.3),
+        serde_json::json!("gelu"),
+        serde_json::json!("llama"),
+        serde_json::json!(null),
+        serde_json::json!(false),
+        serde_json::json!([1]),
+    ];
+    for key in keys {
+        for value in &values {
+            let dir = tampered_checkpoint(key, value.clone());
+            let r = std::panic::catch_unwind(|| {
+                memaudit::probe::model::Model::load(dir.path(), &candle_core::Device::Cpu)
+                    .map(|_| ())
+            });
+            match r {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => assert!(
+                    format!("{e:#}").contains(&dir.path().display().to_string()),
+                    "{key} = {value}: {e:#}"
+                ),
+                Err(_) => panic!("panicked with {key} = {value}"),
+            }
+        }
+    }
+}

@@ -69,13 +69,14 @@ fn read_gguf(path: &Path) -> Result<(Config, Weights)> {
         embedding,
         heads,
         kv_heads: md_u32(&c, "llama.attention.head_count_kv")?,
-        head_dim: embedding / heads,
-        rotary_dims: embedding / heads,
+        head_dim: embedding / heads.max(1),
+        rotary_dims: embedding / heads.max(1),
         vocab: 0, // the output projection's rows, set in `assemble`
         norm_eps: md_f32(&c, "llama.attention.layer_norm_rms_epsilon")?.unwrap_or(1e-5) as f64,
         rope_base: md_f32(&c, "llama.rope.freq_base")?.unwrap_or(10_000.0),
         context: md_u32(&c, "llama.context_length")?,
     };
+    config.validate()?;
     // Dequantize on the CPU in f32; `assemble` moves them.
     let mut get = |name: &str| -> Result<Tensor> {
         let q = c
@@ -83,7 +84,7 @@ fn read_gguf(path: &Path) -> Result<(Config, Weights)> {
             .map_err(|e| anyhow::anyhow!("tensor {name}: {e}"))?;
         Ok(q.dequantize(&Device::Cpu)?.to_dtype(DType::F32)?)
     };
-    let mut layers = Vec::with_capacity(config.layers);
+    let mut layers = Vec::new();
     for i in 0..config.layers {
         let mut t = |n: &str| get(&format!("blk.{i}.{n}.weight"));
         let qkv = Tensor::cat(&[t("attn_q")?, t("attn_k")?, t("attn_v")?], 0)?;
@@ -208,7 +209,7 @@ fn read_hf_llama(
     let embedding = cfg.num("hidden_size")? as usize;
     let heads = cfg.num("num_attention_heads")? as usize;
     let kv_heads = cfg.num_or(&["num_key_value_heads"], heads as f64) as usize;
-    let head_dim = embedding / heads;
+    let head_dim = embedding / heads.max(1);
     let config = Config {
         arch: Arch::Llama,
         layers: cfg.num("num_hidden_layers")? as usize,
@@ -222,7 +223,10 @@ fn read_hf_llama(
         rope_base: cfg.num_or(&["rope_theta"], 10_000.0) as f32,
         context: cfg.num("max_position_embeddings")? as usize,
     };
-    let mut layers = Vec::with_capacity(config.layers);
+    config
+        .validate()
+        .with_context(|| cfg.path.display().to_string())?;
+    let mut layers = Vec::new();
     for i in 0..config.layers {
         let mut t = |n: &str| get(&format!("model.layers.{i}.{n}.weight"));
         let q = interleave_rope_rows(&t("self_attn.q_proj")?, heads, head_dim)?;
@@ -288,13 +292,10 @@ fn read_hf_neox(
         rope_base: cfg.num_or(&["rotary_emb_base", "rope_theta"], 10_000.0) as f32,
         context: cfg.num("max_position_embeddings")? as usize,
     };
-    if rotary_dims % 2 != 0 || rotary_dims > head_dim {
-        bail!(
-            "{}: rotary dimensions {rotary_dims} of a head of {head_dim} must be even and fit",
-            cfg.path.display()
-        );
-    }
-    let mut layers = Vec::with_capacity(config.layers);
+    config
+        .validate()
+        .with_context(|| cfg.path.display().to_string())?;
+    let mut layers = Vec::new();
     for i in 0..config.layers {
         let mut t = |n: &str| get(&format!("gpt_neox.layers.{i}.{n}"));
         // Stored per head as [q, k, v] (rows: heads × 3 × head_dim); regroup to all q, all k,

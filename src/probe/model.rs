@@ -75,6 +75,51 @@ pub struct Config {
     pub context: usize,
 }
 
+/// Longest context a model may declare (the rotary tables are built for all of it at load).
+const MAX_CONTEXT: usize = 1 << 20;
+
+impl Config {
+    /// Refuses shapes the forward cannot run (checked before any tensor is read).
+    pub fn validate(&self) -> Result<()> {
+        if self.layers == 0
+            || self.embedding == 0
+            || self.heads == 0
+            || self.kv_heads == 0
+            || self.heads % self.kv_heads != 0
+            || self.embedding % self.heads != 0
+            || self.head_dim != self.embedding / self.heads
+            || self.rotary_dims % 2 != 0
+            || self.rotary_dims == 0
+            || self.rotary_dims > self.head_dim
+        {
+            bail!("inconsistent attention shape: {self:?}");
+        }
+        if self.layers > 10_000 || self.embedding > 1 << 20 {
+            bail!(
+                "{} layers of width {}: not a model this loader reads",
+                self.layers,
+                self.embedding
+            );
+        }
+        if self.context == 0 || self.context > MAX_CONTEXT {
+            bail!(
+                "context of {} positions: expected 1 to {MAX_CONTEXT}",
+                self.context
+            );
+        }
+        if !(self.norm_eps.is_finite() && self.norm_eps >= 0.0)
+            || !(self.rope_base.is_finite() && self.rope_base > 0.0)
+        {
+            bail!(
+                "norm epsilon {} and rotary base {} must be finite and positive",
+                self.norm_eps,
+                self.rope_base
+            );
+        }
+        Ok(())
+    }
+}
+
 /// A normalization: RMSNorm with a weight, or LayerNorm with weight and bias.
 pub(super) enum Norm {
     Rms(Tensor),
@@ -294,16 +339,7 @@ impl Model {
     }
 
     fn assemble(config: Config, w: Weights, path: &Path, device: &Device) -> Result<Model> {
-        if config.heads == 0
-            || config.kv_heads == 0
-            || config.heads % config.kv_heads != 0
-            || config.embedding % config.heads != 0
-            || config.rotary_dims % 2 != 0
-            || config.rotary_dims == 0
-            || config.rotary_dims > config.head_dim
-        {
-            bail!("inconsistent attention shape: {config:?}");
-        }
+        config.validate()?;
         let dtype = dtype_for(device);
         let put = |t: &Tensor| -> Result<Tensor> { Ok(t.to_dtype(dtype)?.to_device(device)?) };
         let output = w.output.as_ref().unwrap_or(&w.embed); // tied embeddings
