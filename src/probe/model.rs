@@ -107,9 +107,9 @@ impl Config {
                 self.context
             );
         }
-        if !(self.norm_eps.is_finite() && self.norm_eps >= 0.0)
-            || !(self.rope_base.is_finite() && self.rope_base > 0.0)
-        {
+        let eps_ok = self.norm_eps.is_finite() && self.norm_eps >= 0.0;
+        let base_ok = self.rope_base.is_finite() && self.rope_base > 0.0;
+        if !(eps_ok && base_ok) {
             bail!(
                 "norm epsilon {} and rotary base {} must be finite and positive",
                 self.norm_eps,
