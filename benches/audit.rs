@@ -7,7 +7,7 @@
 //! ```text
 //! cargo bench --bench audit                 # memaudit only
 //! cargo bench --bench audit -- --peer       # and llama-cpp-python (installed into bench-data/)
-//! cargo bench --bench audit -- --rows 200 --batch 64
+//! cargo bench --bench audit -- --rows 256 --batch 64
 //! ```
 //!
 //! Rows: seeded windows of the CPython standard library (`scripts/bench-corpus.py --only
@@ -95,7 +95,7 @@ fn llama_cpp(model: &Path, rows: &[Vec<u32>], eos: Option<u32>) -> (f64, Vec<Vec
 
 fn main() {
     let peer = std::env::args().any(|a| a == "--peer");
-    let (n, batch) = (arg("--rows", 100), arg("--batch", 32));
+    let (n, batch) = (arg("--rows", 100), arg("--batch", 128));
     let path = model_path();
     let tok = Tokenizer::from_gguf(&path).unwrap();
     let index = Index::open(index()).unwrap();

@@ -46,8 +46,9 @@ pub struct AuditArgs {
     /// Rows of every other configuration.
     #[arg(long, default_value_t = 300)]
     rows_per_config: usize,
-    /// Rows decoded together.
-    #[arg(long, default_value_t = 32)]
+    /// Rows decoded together (128 is the fastest on a 2-core CPU: `cargo bench --bench audit --
+    /// --batch N`; each decode step's matrices are too thin to use the cores at 32).
+    #[arg(long, default_value_t = 128)]
     batch: usize,
     /// Let the model emit its end-of-text token (the paper's authors masked it, as their
     /// `generate` call's min_length did).
