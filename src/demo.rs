@@ -61,6 +61,7 @@ pub fn prepare(o: &DemoOptions) -> Result<Prepared> {
         force: true,
         algorithm: SaAlgorithm::Libsais,
         progress: false,
+        part: None,
     })?;
 
     let outputs = expand_outputs(&o.data.join("outputs.jsonl"), &corpus)?;

@@ -426,3 +426,77 @@ fn probe_table_json_and_boundary() {
         stderr(&o)
     );
 }
+
+/// Every document of an index, in id order: (metadata, normalized text).
+fn documents(dir: &Path) -> Vec<(serde_json::Value, Vec<u8>)> {
+    let index = memaudit::index::Index::open(dir).unwrap();
+    index
+        .shards
+        .iter()
+        .flat_map(|s| (0..s.entry.documents).map(move |k| (s.doc_meta(k), s.doc_text(k).to_vec())))
+        .collect()
+}
+
+/// `index build --part I/N` for every I: the parts split the inputs by whole files, and taken
+/// in order hold exactly the documents of a single build, in its order; each manifest records its
+/// part. A part the inputs leave empty, and a malformed part, are refused.
+#[test]
+fn parts_of_a_build_hold_the_single_builds_documents_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = dir.path().join("inputs");
+    std::fs::create_dir(&c).unwrap();
+    for i in 0..7 {
+        let text: String = (0..(1 + i * 37 % 11))
+            .map(|j| format!("file {i} paragraph {j}: {PASSAGE}\n"))
+            .collect();
+        std::fs::write(c.join(format!("doc{i}.txt")), text).unwrap();
+    }
+    let input = c.to_str().unwrap();
+    let single = dir.path().join("single");
+    let o = build_index(&single, input, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut joined = Vec::new();
+    for i in 0..3 {
+        let out = dir.path().join(format!("part{i}"));
+        let o = build_index(&out, input, &["--part", &format!("{i}/3")]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let docs = documents(&out);
+        assert!(
+            !docs.is_empty() && docs.len() < 7,
+            "part {i}: {} files",
+            docs.len()
+        );
+        joined.extend(docs);
+        let m: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+        assert_eq!(
+            m["build"]["part"],
+            serde_json::json!({"index": i, "count": 3})
+        );
+    }
+    assert_eq!(joined, documents(&single));
+    // Ten parts of seven files: at least three are empty and refused, naming the part.
+    let mut empty = 0;
+    for i in 0..10 {
+        let o = build_index(
+            &dir.path().join(format!("ten{i}")),
+            input,
+            &["--part", &format!("{i}/10")],
+        );
+        if !o.status.success() {
+            assert!(
+                stderr(&o).contains(&format!("part {i}/10 holds no input files")),
+                "{}",
+                stderr(&o)
+            );
+            empty += 1;
+        }
+    }
+    assert!(empty >= 3, "{empty} empty parts");
+    let o = build_index(&dir.path().join("p3"), input, &["--part", "3/3"]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("0 <= I < N"),
+        "{}",
+        stderr(&o)
+    );
+}

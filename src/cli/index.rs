@@ -55,6 +55,11 @@ pub struct BuildArgs {
     /// Suffix array construction.
     #[arg(long, value_enum, default_value = "libsais")]
     sa_algorithm: SaArg,
+    /// Build only part I of N (0 <= I < N) of the inputs, split by whole files into N runs of
+    /// about equal size, for N machines of a batch engine (e.g. a Kubernetes Indexed Job's
+    /// JOB_COMPLETION_INDEX). Every machine must be given the same inputs.
+    #[arg(long, value_name = "I/N")]
+    part: Option<memaudit::index::part::Part>,
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -134,6 +139,7 @@ fn index_build(a: BuildArgs) -> Result<()> {
         force: a.force,
         algorithm: a.sa_algorithm.into(),
         progress: !a.quiet && std::io::stderr().is_terminal(),
+        part: a.part,
     };
     let s = build::build(&opts)?;
     if a.json {

@@ -62,6 +62,8 @@ pub struct BuildOptions {
     pub force: bool,
     pub algorithm: SaAlgorithm,
     pub progress: bool,
+    /// Build only this part of the inputs ([`super::part`]).
+    pub part: Option<super::part::Part>,
 }
 
 /// What a build did, for the user.
@@ -138,9 +140,12 @@ pub fn build(opts: &BuildOptions) -> Result<BuildSummary> {
     if opts.threads == 0 {
         bail!("--threads must be at least 1");
     }
-    let found = corpus::discover(&opts.inputs)?;
+    let mut found = corpus::discover(&opts.inputs)?;
     if found.files.is_empty() {
         bail!("no input files found (memaudit reads .txt and .jsonl, optionally .gz or .zst)");
+    }
+    if let Some(part) = opts.part {
+        found.files = part.select(std::mem::take(&mut found.files))?;
     }
 
     // Fit shard size and worker count to the memory limit: the reader fills one shard while
@@ -441,6 +446,7 @@ fn build_into(
                 sa_algorithm: opts.algorithm.name().into(),
                 text_field: opts.text_field.clone(),
                 seconds: 0.0,
+                part: opts.part,
             },
             totals: Totals {
                 documents: next_doc,

@@ -228,6 +228,9 @@ pub struct BuildParams {
     pub sa_algorithm: String,
     pub text_field: String,
     pub seconds: f64,
+    /// The part of the inputs this index holds, when built with `--part I/N`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part: Option<super::part::Part>,
 }
 
 /// Totals over the whole index.

@@ -12,6 +12,7 @@ pub mod build;
 // documented elsewhere (the manifest, config/memaudit.toml, the verdict JSON in the README).
 #[allow(missing_docs)]
 pub mod format;
+pub mod part;
 // Documentation debt (Cargo.toml [lints] missing_docs): its public fields mirror formats
 // documented elsewhere (the manifest, config/memaudit.toml, the verdict JSON in the README).
 #[allow(missing_docs)]

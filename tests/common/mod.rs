@@ -31,6 +31,7 @@ pub fn options(out: PathBuf, inputs: Vec<PathBuf>, shard_bytes: u64) -> BuildOpt
         force: false,
         algorithm: SaAlgorithm::Libsais,
         progress: false,
+        part: None,
     }
 }
 
