@@ -84,18 +84,7 @@ fn read_gguf(path: &Path) -> Result<(Config, Weights)> {
             .map_err(|e| anyhow::anyhow!("tensor {name}: {e}"))?;
         Ok(q.dequantize(&Device::Cpu)?.to_dtype(DType::F32)?)
     };
-    let mut layers = Vec::new();
-    for i in 0..config.layers {
-        let mut t = |n: &str| get(&format!("blk.{i}.{n}.weight"));
-        let qkv = Tensor::cat(&[t("attn_q")?, t("attn_k")?, t("attn_v")?], 0)?;
-        layers.push(llama_layer(
-            t("attn_norm")?,
-            qkv,
-            t("attn_output")?,
-            t("ffn_norm")?,
-            [t("ffn_gate")?, t("ffn_up")?, t("ffn_down")?],
-        )?);
-    }
+    let layers = llama_layers(&config, "blk", &GGUF_LLAMA, false, &mut get)?;
     let w = Weights {
         embed: get("token_embd.weight")?,
         norm: Norm::Rms(get("output_norm.weight")?),
@@ -105,26 +94,76 @@ fn read_gguf(path: &Path) -> Result<(Config, Weights)> {
     Ok((config, w))
 }
 
-/// One llama layer from (out, in) matrices; `qkv` holds q, k, v rows in that order with q/k
-/// already in interleaved-rope order.
-fn llama_layer(
-    attn_norm: Tensor,
-    qkv: Tensor,
-    wo: Tensor,
-    ffn_norm: Tensor,
-    [gate, up, down]: [Tensor; 3],
-) -> Result<Layer> {
-    Ok(Layer {
-        attn_norm: Norm::Rms(attn_norm),
-        qkv: Linear::new(&qkv, None)?,
-        out: Linear::new(&wo, None)?,
-        ffn_norm: Norm::Rms(ffn_norm),
-        ffn: Ffn::SwiGlu {
-            width: gate.dims2()?.0,
-            gate_up: Linear::new(&Tensor::cat(&[gate, up], 0)?, None)?,
-            down: Linear::new(&down, None)?,
-        },
-    })
+/// Tensor names of a llama layer (`{prefix}.{i}.{name}.weight`) in GGUF and Hugging Face
+/// checkpoints, in the order attention norm, q, k, v, output, feed-forward norm, gate, up, down.
+const GGUF_LLAMA: [&str; 9] = [
+    "attn_norm",
+    "attn_q",
+    "attn_k",
+    "attn_v",
+    "attn_output",
+    "ffn_norm",
+    "ffn_gate",
+    "ffn_up",
+    "ffn_down",
+];
+const HF_LLAMA: [&str; 9] = [
+    "input_layernorm",
+    "self_attn.q_proj",
+    "self_attn.k_proj",
+    "self_attn.v_proj",
+    "self_attn.o_proj",
+    "post_attention_layernorm",
+    "mlp.gate_proj",
+    "mlp.up_proj",
+    "mlp.down_proj",
+];
+
+/// Every llama layer, read by `names`; `rotate_half` when q/k rows are stored in Hugging Face's
+/// rotate-half order (reordered here into interleaved pairs; GGUF stores them interleaved).
+fn llama_layers(
+    config: &Config,
+    prefix: &str,
+    names: &[&str; 9],
+    rotate_half: bool,
+    get: &mut impl FnMut(&str) -> Result<Tensor>,
+) -> Result<Vec<Layer>> {
+    let mut layers = Vec::new();
+    for i in 0..config.layers {
+        let mut t = |k: usize| get(&format!("{prefix}.{i}.{}.weight", names[k]));
+        let [norm1, q, k, v, o, norm2, gate, up, down] = [
+            t(0)?,
+            t(1)?,
+            t(2)?,
+            t(3)?,
+            t(4)?,
+            t(5)?,
+            t(6)?,
+            t(7)?,
+            t(8)?,
+        ];
+        let (q, k) = if rotate_half {
+            let hd = config.head_dim;
+            (
+                interleave_rope_rows(&q, config.heads, hd)?,
+                interleave_rope_rows(&k, config.kv_heads, hd)?,
+            )
+        } else {
+            (q, k)
+        };
+        layers.push(Layer {
+            attn_norm: Norm::Rms(norm1),
+            qkv: Linear::new(&Tensor::cat(&[q, k, v], 0)?, None)?,
+            out: Linear::new(&o, None)?,
+            ffn_norm: Norm::Rms(norm2),
+            ffn: Ffn::SwiGlu {
+                width: gate.dims2()?.0,
+                gate_up: Linear::new(&Tensor::cat(&[gate, up], 0)?, None)?,
+                down: Linear::new(&down, None)?,
+            },
+        });
+    }
+    Ok(layers)
 }
 
 /// `config.json` of a checkpoint, with the path for errors.
@@ -226,20 +265,7 @@ fn read_hf_llama(
     config
         .validate()
         .with_context(|| cfg.path.display().to_string())?;
-    let mut layers = Vec::new();
-    for i in 0..config.layers {
-        let mut t = |n: &str| get(&format!("model.layers.{i}.{n}.weight"));
-        let q = interleave_rope_rows(&t("self_attn.q_proj")?, heads, head_dim)?;
-        let k = interleave_rope_rows(&t("self_attn.k_proj")?, kv_heads, head_dim)?;
-        let qkv = Tensor::cat(&[q, k, t("self_attn.v_proj")?], 0)?;
-        layers.push(llama_layer(
-            t("input_layernorm")?,
-            qkv,
-            t("self_attn.o_proj")?,
-            t("post_attention_layernorm")?,
-            [t("mlp.gate_proj")?, t("mlp.up_proj")?, t("mlp.down_proj")?],
-        )?);
-    }
+    let layers = llama_layers(&config, "model.layers", &HF_LLAMA, true, get)?;
     let w = Weights {
         embed: get("model.embed_tokens.weight")?,
         norm: Norm::Rms(get("model.norm.weight")?),
