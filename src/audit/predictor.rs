@@ -283,7 +283,7 @@ pub fn run(
     let started = std::time::Instant::now();
     let (c, k) = (s.plan.contexts[0], s.plan.continuations[0]);
     let positions = c + k - 1;
-    if o.heads == 0 || o.dim % o.heads != 0 {
+    if o.heads == 0 || !o.dim.is_multiple_of(o.heads) {
         bail!(
             "predictor: --predictor-dim {} is not a multiple of --predictor-heads {}",
             o.dim,

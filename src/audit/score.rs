@@ -131,8 +131,8 @@ impl Group {
     pub fn level(self, big_k: usize) -> Option<usize> {
         match self {
             Group::Memorized => Some(big_k),
-            Group::Half => (big_k % 2 == 0).then_some(big_k / 2),
-            Group::Quarter => (big_k % 4 == 0).then_some(big_k / 4),
+            Group::Half => big_k.is_multiple_of(2).then_some(big_k / 2),
+            Group::Quarter => big_k.is_multiple_of(4).then_some(big_k / 4),
             Group::Unmemorized => Some(0),
         }
     }

@@ -1,11 +1,13 @@
-//! `memaudit index build | verify | stats`: build, check and describe a corpus index.
+//! `memaudit index build | verify | stats | remove | add | compact | merge`: build, check, describe
+//! and change a corpus index.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use memaudit::corpus::normalize::Normalization;
 use memaudit::index::build::{self, BuildOptions, SaAlgorithm};
 use memaudit::index::verify::{self, VerifyOptions};
 use memaudit::index::Index;
+use memaudit::index::{add, compact, merge, remove};
 use memaudit::units::parse_size;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -16,8 +18,87 @@ pub enum IndexCommand {
     Build(BuildArgs),
     /// Recompute checksums and check document offsets and suffix order.
     Verify(VerifyArgs),
-    /// Describe an index.
+    /// Describe an index, its generations and what each changed.
     Stats(StatsArgs),
+    /// Take documents down: hidden from every query at once, in a new generation.
+    Remove(RemoveArgs),
+    /// Index new documents into new shards, in a new generation.
+    Add(AddArgs),
+    /// Erase removed documents' text from the files and merge small shards.
+    Compact(CompactArgs),
+    /// Combine indexes built elsewhere (the parts of `build --part I/N`) into one.
+    Merge(MergeArgs),
+}
+
+#[derive(Args)]
+pub struct RemoveArgs {
+    /// The index directory.
+    dir: PathBuf,
+    /// Document ids (as `check` reports them in `hits[].doc`).
+    ids: Vec<u64>,
+    /// A file of document ids, one per line (`#` comments and blank lines allowed).
+    #[arg(long)]
+    ids_file: Option<PathBuf>,
+    /// Remove the documents whose metadata field KEY equals VALUE (all given must hold), e.g.
+    /// `--where url=https://example.com/a` or `--where source=crawl-07.jsonl`.
+    #[arg(long = "where", value_name = "KEY=VALUE", value_parser = memaudit::index::remove::parse_where)]
+    wheres: Vec<(String, String)>,
+    /// Why, recorded in the manifest's history (e.g. a takedown ticket).
+    #[arg(long)]
+    reason: Option<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct AddArgs {
+    /// The index directory.
+    dir: PathBuf,
+    /// Input files or directories, read as `index build` reads them.
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// Threads for sorting the new shards (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Memory the new shards' build may use (default: half of RAM).
+    #[arg(long, value_parser = parse_size)]
+    memory_limit: Option<u64>,
+    #[arg(long)]
+    json: bool,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+pub struct CompactArgs {
+    /// The index directory.
+    dir: PathBuf,
+    /// Target shard size (default: the one the index was built with).
+    #[arg(long, value_parser = parse_size)]
+    shard_size: Option<u64>,
+    /// Threads for sorting (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct MergeArgs {
+    /// Directory to create; refused if it exists and is not empty, unless --force.
+    out: PathBuf,
+    /// The indexes to combine, in order (for parts: 0/N first).
+    #[arg(required = true)]
+    parts: Vec<PathBuf>,
+    /// Copy the shard files instead of hard-linking them.
+    #[arg(long)]
+    copy: bool,
+    /// Replace an existing non-empty output directory.
+    #[arg(long)]
+    force: bool,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -111,7 +192,170 @@ pub fn run(c: IndexCommand) -> Result<()> {
         IndexCommand::Build(a) => index_build(a),
         IndexCommand::Verify(a) => index_verify(a),
         IndexCommand::Stats(a) => index_stats(a),
+        IndexCommand::Remove(a) => index_remove(a),
+        IndexCommand::Add(a) => index_add(a),
+        IndexCommand::Compact(a) => index_compact(a),
+        IndexCommand::Merge(a) => index_merge(a),
     }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+fn default_memory_limit() -> u64 {
+    memaudit::memory::physical_memory_bytes()
+        .map(|m| m / 2)
+        .unwrap_or(4 << 30)
+}
+
+/// Reads a file of document ids: one per line, `#` comments and blank lines ignored.
+fn read_ids(path: &std::path::Path) -> Result<Vec<u64>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut ids = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        ids.push(line.parse::<u64>().with_context(|| {
+            format!(
+                "{}:{}: {line:?} is not a document id",
+                path.display(),
+                n + 1
+            )
+        })?);
+    }
+    Ok(ids)
+}
+
+fn index_remove(a: RemoveArgs) -> Result<()> {
+    let mut ids = a.ids;
+    if let Some(f) = &a.ids_file {
+        ids.extend(read_ids(f)?);
+    }
+    let selection = remove::Selection {
+        ids,
+        wheres: a.wheres,
+    };
+    let s = remove::remove(&a.dir, &selection, a.reason)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+    } else if s.removed == 0 {
+        eprintln!(
+            "nothing new to remove: {} selected document(s) were already removed; generation {} stays",
+            s.already_removed, s.generation
+        );
+    } else {
+        eprintln!(
+            "removed {} document(s) in {:.3} s: generation {} ({}) hides them from every query{}; {} removed document(s) are not yet erased (run `memaudit index compact`)",
+            s.removed,
+            s.seconds,
+            s.generation,
+            s.index_id,
+            if s.already_removed > 0 {
+                format!(" ({} selected were already removed)", s.already_removed)
+            } else {
+                String::new()
+            },
+            s.hidden_not_erased
+        );
+    }
+    Ok(())
+}
+
+fn index_add(a: AddArgs) -> Result<()> {
+    let s = add::add(
+        &a.dir,
+        &add::AddOptions {
+            inputs: a.inputs,
+            threads: a.threads.unwrap_or_else(cores),
+            memory_limit: a.memory_limit.unwrap_or_else(default_memory_limit),
+            algorithm: SaAlgorithm::Libsais,
+            progress: !a.quiet && std::io::stderr().is_terminal(),
+        },
+    )?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+        return Ok(());
+    }
+    eprintln!(
+        "added {} document(s) (ids {} to {}) from {:.1} MB in {:.1} s: generation {} ({}), {} shard(s) now{}",
+        s.documents,
+        s.first_doc,
+        (s.first_doc + s.documents).saturating_sub(1),
+        s.input_bytes as f64 / 1e6,
+        s.seconds,
+        s.generation,
+        s.index_id,
+        s.shards,
+        if s.skipped > 0 {
+            format!("; {} skipped (listed in manifest.json)", s.skipped)
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
+}
+
+fn index_compact(a: CompactArgs) -> Result<()> {
+    let s = compact::compact(
+        &a.dir,
+        &compact::CompactOptions {
+            shard_bytes: a.shard_size,
+            threads: a.threads.unwrap_or_else(cores),
+            algorithm: SaAlgorithm::Libsais,
+        },
+    )?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+    } else if s.shards_written == 0 {
+        eprintln!(
+            "nothing to compact: no removed documents and no neighbouring shards that fit together; generation {} stays",
+            s.generation
+        );
+    } else {
+        eprintln!(
+            "compacted in {:.1} s: {} document(s) erased, {} shard(s) -> {} ({} written, {:.1} MB): generation {} ({})",
+            s.seconds,
+            s.erased,
+            s.shards_before,
+            s.shards_after,
+            s.shards_written,
+            s.bytes_written as f64 / 1e6,
+            s.generation,
+            s.index_id
+        );
+    }
+    Ok(())
+}
+
+fn index_merge(a: MergeArgs) -> Result<()> {
+    let how = if a.copy {
+        merge::Transfer::Copy
+    } else {
+        merge::Transfer::Link
+    };
+    let s = merge::merge(&a.out, &a.parts, how, a.force)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+        return Ok(());
+    }
+    eprintln!(
+        "merged {} part(s) into {} ({}): {} documents in {} shard(s); {} file(s) linked, {} copied, in {:.1} s",
+        s.parts,
+        s.index.display(),
+        s.index_id,
+        s.documents,
+        s.shards,
+        s.linked,
+        s.copied,
+        s.seconds
+    );
+    Ok(())
 }
 
 fn index_build(a: BuildArgs) -> Result<()> {
@@ -207,7 +451,18 @@ fn index_verify(a: VerifyArgs) -> Result<()> {
         );
     }
     if !a.json {
-        println!("ok: index {} is intact", r.index_id);
+        println!(
+            "ok: index {} (generation {}) is intact",
+            r.index_id, r.generation
+        );
+        if r.hidden_not_erased > 0 {
+            println!(
+                "note: {} removed document(s) are hidden from queries but their text is still in \
+                 the shard files; run `memaudit index compact {}` to erase it",
+                r.hidden_not_erased,
+                a.dir.display()
+            );
+        }
     }
     Ok(())
 }
@@ -251,5 +506,44 @@ fn index_stats(a: StatsArgs) -> Result<()> {
         "built        in {:.1} s with {}",
         s.build_seconds, s.sa_algorithm
     );
+    println!(
+        "generation   {}: {} live document(s); {} removed but not yet erased (hidden from queries; \
+         `index compact` erases them); {} erased",
+        s.generation, s.live_documents, s.hidden_not_erased, s.erased
+    );
+    for c in &s.history {
+        let ids = match c.ids.len() {
+            0 => String::new(),
+            n if n <= 8 => format!(
+                " [{}]",
+                c.ids
+                    .iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            n => format!(
+                " [{}, ... {n} ids]",
+                c.ids[..5]
+                    .iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        println!(
+            "  gen {:<4} {:<8} {:>8} doc(s){ids} -> {} ({} shard(s)), at unix {}{}",
+            c.generation,
+            c.action,
+            c.documents,
+            c.index_id,
+            c.shards,
+            c.created_unix,
+            c.reason
+                .as_deref()
+                .map(|r| format!("; reason: {r}"))
+                .unwrap_or_default()
+        );
+    }
     Ok(())
 }

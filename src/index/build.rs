@@ -12,7 +12,7 @@
 //! here in the order they run.
 
 use super::format::{
-    shard_file_name, BuildParams, FileEntry, FileHeader, FileKind, Manifest, ShardEntry,
+    shard_file_name, BuildParams, Change, FileEntry, FileHeader, FileKind, Manifest, ShardEntry,
     SkippedEntry, SourceEntry, Totals, FORMAT_NAME, FORMAT_VERSION, HEADER_LEN, MAX_SHARD_BYTES,
     MAX_SKIPPED_LISTED, SEPARATOR,
 };
@@ -87,18 +87,18 @@ pub struct BuildSummary {
     pub skipped_examples: Vec<SkippedEntry>,
 }
 
-/// A shard's contents, packed by the reader and handed to a worker.
-struct PendingShard {
-    id: u32,
-    first_doc: u64,
-    text: Vec<u8>,
+/// A shard's contents, packed by the reader (or by `index compact`) and handed to a worker.
+pub(crate) struct PendingShard {
+    pub(crate) id: u32,
+    pub(crate) first_doc: u64,
+    pub(crate) text: Vec<u8>,
     /// (text_start, meta_start) per document.
-    docs: Vec<(u64, u64)>,
-    meta: Vec<u8>,
+    pub(crate) docs: Vec<(u64, u64)>,
+    pub(crate) meta: Vec<u8>,
 }
 
 impl PendingShard {
-    fn new(id: u32, first_doc: u64, capacity: u64) -> Self {
+    pub(crate) fn new(id: u32, first_doc: u64, capacity: u64) -> Self {
         PendingShard {
             id,
             first_doc,
@@ -190,7 +190,17 @@ pub fn build(opts: &BuildOptions) -> Result<BuildSummary> {
         }
     };
     manifest.build.seconds = started.elapsed().as_secs_f64();
-    write_manifest(&tmp, &manifest)?;
+    manifest.history.push(Change {
+        generation: 1,
+        created_unix: manifest.created_unix,
+        action: "build".into(),
+        index_id: manifest.index_id.clone(),
+        documents: manifest.totals.documents,
+        ids: Vec::new(),
+        reason: None,
+        shards: manifest.shards.len(),
+    });
+    super::generation::write_manifest(&tmp, &manifest)?;
 
     if replace {
         let old = parent.join(format!(".{name}.old-{}", std::process::id()));
@@ -246,15 +256,6 @@ fn remove_dead_builds(parent: &Path, name: &str) {
     }
 }
 
-fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<()> {
-    let path = Manifest::path(dir);
-    let mut f = File::create(&path).with_context(|| format!("cannot write {}", path.display()))?;
-    serde_json::to_writer_pretty(&mut f, manifest)?;
-    f.write_all(b"\n")?;
-    f.sync_all()?;
-    Ok(())
-}
-
 fn progress_bar(total: u64, enabled: bool) -> indicatif::ProgressBar {
     if !enabled {
         return indicatif::ProgressBar::hidden();
@@ -296,7 +297,13 @@ fn build_into(
                 loop {
                     let next = rx.lock().expect("receiver lock").recv();
                     let Ok(shard) = next else { break };
-                    out.push(build_shard(dir, shard, algorithm, sort_threads)?);
+                    out.push(build_shard(
+                        dir,
+                        shard,
+                        algorithm,
+                        sort_threads,
+                        &shard_file_name,
+                    )?);
                     built.fetch_add(1, Ordering::Relaxed);
                 }
                 Ok(out)
@@ -432,12 +439,9 @@ fn build_into(
         let manifest = Manifest {
             format: FORMAT_NAME.into(),
             format_version: FORMAT_VERSION,
-            index_id: Manifest::compute_id(&shards),
+            index_id: Manifest::compute_id(&shards, &[]),
             memaudit_version: env!("CARGO_PKG_VERSION").into(),
-            created_unix: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
+            created_unix: super::generation::now_unix(),
             normalization: opts.normalization,
             build: BuildParams {
                 shard_bytes,
@@ -457,6 +461,10 @@ fn build_into(
             sources,
             skipped,
             shards,
+            generation: 1,
+            removed: Vec::new(),
+            erased: Vec::new(),
+            history: Vec::new(),
         };
         Ok((manifest, found.ignored))
     })
@@ -539,11 +547,13 @@ pub fn suffix_array(
     Ok(sa)
 }
 
-fn build_shard(
+/// Sorts a packed shard's suffixes and writes its four files into `dir`, named by `name`.
+pub(crate) fn build_shard(
     dir: &Path,
     shard: PendingShard,
     algorithm: SaAlgorithm,
     threads: usize,
+    name: &dyn Fn(u32, FileKind) -> String,
 ) -> Result<ShardEntry> {
     let n_docs = shard.docs.len() as u64;
     let text_bytes = shard.text.len() as u64;
@@ -560,7 +570,7 @@ fn build_shard(
 
     let mut w = HashingWriter::create(
         dir,
-        shard_file_name(shard.id, FileKind::Text),
+        name(shard.id, FileKind::Text),
         header(FileKind::Text, text_bytes),
     )?;
     w.write(&shard.text)?;
@@ -569,7 +579,7 @@ fn build_shard(
 
     let mut w = HashingWriter::create(
         dir,
-        shard_file_name(shard.id, FileKind::Sa),
+        name(shard.id, FileKind::Sa),
         header(FileKind::Sa, sa.len() as u64),
     )?;
     let mut buf = Vec::with_capacity(1 << 20);
@@ -585,7 +595,7 @@ fn build_shard(
 
     let mut w = HashingWriter::create(
         dir,
-        shard_file_name(shard.id, FileKind::Docs),
+        name(shard.id, FileKind::Docs),
         header(FileKind::Docs, n_docs + 1),
     )?;
     for &(t, m) in shard
@@ -600,7 +610,7 @@ fn build_shard(
 
     let mut w = HashingWriter::create(
         dir,
-        shard_file_name(shard.id, FileKind::Meta),
+        name(shard.id, FileKind::Meta),
         header(FileKind::Meta, shard.meta.len() as u64),
     )?;
     w.write(&shard.meta)?;

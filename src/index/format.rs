@@ -81,9 +81,29 @@ impl FileKind {
     }
 }
 
-/// File name of one shard file.
+/// File name of one shard file as a build writes it.
 pub fn shard_file_name(shard: u32, kind: FileKind) -> String {
     format!("shard-{shard:05}.{}", kind.ext())
+}
+
+/// File name of a shard file written by a later generation (`add`, `compact`): unique to that
+/// generation, so a file a running reader maps is never overwritten in place.
+pub fn generation_file_name(generation: u64, shard: u32, kind: FileKind) -> String {
+    format!("shard-g{generation:05}-{shard:05}.{}", kind.ext())
+}
+
+/// Whether `name` is a name this format gives a shard file of `kind`: `shard-*.EXT`, a plain file
+/// name inside the index directory (no path separators, no `..`).
+pub fn is_shard_file_name(name: &str, kind: FileKind) -> bool {
+    name.strip_prefix("shard-")
+        .and_then(|rest| rest.strip_suffix(kind.ext()))
+        .and_then(|stem| stem.strip_suffix('.'))
+        .is_some_and(|stem| {
+            !stem.is_empty()
+                && stem
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
 }
 
 /// The 32-byte header: magic, kind tag, format version, element count, reserved.
@@ -246,6 +266,32 @@ pub struct Totals {
 /// Most skipped documents listed by name in the manifest; the rest are only counted.
 pub const MAX_SKIPPED_LISTED: usize = 1000;
 
+/// What one generation changed, as recorded in the manifest's history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Change {
+    pub generation: u64,
+    pub created_unix: u64,
+    /// `build`, `merge`, `remove`, `add` or `compact`.
+    pub action: String,
+    /// The index id this generation published.
+    pub index_id: String,
+    /// Documents this change added (build, merge, add), removed (remove) or erased (compact).
+    pub documents: u64,
+    /// The ids removed, for `remove`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ids: Vec<u64>,
+    /// Why, as given with `--reason`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Shards after the change.
+    pub shards: usize,
+}
+
+fn first_generation() -> u64 {
+    1
+}
+
 /// `manifest.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -262,18 +308,46 @@ pub struct Manifest {
     pub sources: Vec<SourceEntry>,
     pub skipped: Vec<SkippedEntry>,
     pub shards: Vec<ShardEntry>,
+    /// Counts up with every published change; a build is generation 1.
+    #[serde(default = "first_generation")]
+    pub generation: u64,
+    /// Documents taken down but still in the shard files (hidden at query time, not yet erased by
+    /// `index compact`): global ids, sorted, unique.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<u64>,
+    /// Documents taken down whose text `index compact` has erased (they are empty documents now,
+    /// so ids stay contiguous): global ids, sorted, unique.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub erased: Vec<u64>,
+    /// One entry per generation, oldest first (empty for an index built before generations).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<Change>,
 }
 
 impl Manifest {
-    /// The index id: BLAKE3 over every file checksum in shard order, first 16 hex digits.
-    pub fn compute_id(shards: &[ShardEntry]) -> String {
+    /// The index id: BLAKE3 over every file checksum in shard order and the hidden document ids,
+    /// first 16 hex digits. Two indexes with the same id answer every query the same.
+    pub fn compute_id(shards: &[ShardEntry], removed: &[u64]) -> String {
         let mut h = blake3::Hasher::new();
         for s in shards {
             for k in FileKind::ALL {
                 h.update(s.file(k).blake3.as_bytes());
             }
         }
+        if !removed.is_empty() {
+            h.update(b"removed");
+            for id in removed {
+                h.update(&id.to_le_bytes());
+            }
+        }
         h.finalize().to_hex()[..16].to_string()
+    }
+
+    /// Documents a query can find: every document slot less the removed and erased ones.
+    pub fn live_documents(&self) -> u64 {
+        self.totals
+            .documents
+            .saturating_sub(self.removed.len() as u64 + self.erased.len() as u64)
     }
 
     pub fn path(dir: &Path) -> PathBuf {

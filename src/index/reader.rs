@@ -8,7 +8,7 @@
 //! make a query panic or read outside its mapping.
 
 use super::format::{
-    shard_file_name, FileHeader, FileKind, Manifest, ShardEntry, U32s, U64s, FORMAT_NAME,
+    is_shard_file_name, FileHeader, FileKind, Manifest, ShardEntry, U32s, U64s, FORMAT_NAME,
     FORMAT_VERSION, HEADER_LEN, MANIFEST,
 };
 use crate::corpus::normalize::Normalizer;
@@ -56,12 +56,15 @@ impl Mapped {
 fn map_file(dir: &Path, entry: &ShardEntry, kind: FileKind) -> Result<Mapped, OpenError> {
     let expected = entry.file(kind);
     let path = dir.join(&expected.name);
-    if expected.name != shard_file_name(entry.id, kind) {
+    if !is_shard_file_name(&expected.name, kind) {
         return Err(OpenError::BadManifest {
             path: dir.join(MANIFEST),
             reason: format!(
-                "shard {} lists file {:?} for its {:?} section",
-                entry.id, expected.name, kind
+                "shard {} lists file {:?} for its {:?} section (expected shard-*.{})",
+                entry.id,
+                expected.name,
+                kind,
+                kind.ext()
             ),
         });
     }
@@ -85,9 +88,11 @@ fn map_file(dir: &Path, entry: &ShardEntry, kind: FileKind) -> Result<Mapped, Op
             ),
         });
     }
-    // SAFETY: the file is opened read-only and the index directory is treated as immutable once
-    // built (builds write a new directory and rename it into place). A concurrent truncation by
-    // another process would be outside this contract, as with any mapped file.
+    // SAFETY: the file is opened read-only, and no memaudit writer ever changes a shard file after
+    // a manifest has named it: builds write a new directory and rename it into place, and later
+    // generations write files under new names and only unlink the old ones (a mapping outlives
+    // the unlink). A truncation by another program would be outside this contract, as with any
+    // mapped file.
     let map = unsafe { Mmap::map(&file) }.map_err(|cause| OpenError::Io {
         path: path.clone(),
         cause,
@@ -104,6 +109,9 @@ pub struct Shard {
     sa: Mapped,
     docs: Mapped,
     meta: Mapped,
+    /// Text ranges `[start, end)` of the shard's removed (hidden, not yet erased) documents,
+    /// sorted; queries skip suffixes inside them.
+    removed: Vec<(u64, u64)>,
 }
 
 /// A document of a shard as located by [`Shard::locate_doc`].
@@ -116,7 +124,7 @@ pub struct DocPos {
 }
 
 impl Shard {
-    fn open(dir: &Path, entry: &ShardEntry) -> Result<Shard, OpenError> {
+    fn open(dir: &Path, entry: &ShardEntry, removed: &[u64]) -> Result<Shard, OpenError> {
         if entry.documents == 0 || entry.text_bytes < entry.documents {
             return Err(OpenError::BadManifest {
                 path: dir.join(MANIFEST),
@@ -126,13 +134,53 @@ impl Shard {
                 ),
             });
         }
-        Ok(Shard {
+        let mut shard = Shard {
             entry: entry.clone(),
             text: map_file(dir, entry, FileKind::Text)?,
             sa: map_file(dir, entry, FileKind::Sa)?,
             docs: map_file(dir, entry, FileKind::Docs)?,
             meta: map_file(dir, entry, FileKind::Meta)?,
-        })
+            removed: Vec::new(),
+        };
+        let first = entry.first_doc;
+        let end = first + entry.documents;
+        let lo = removed.partition_point(|&d| d < first);
+        let hi = removed.partition_point(|&d| d < end);
+        let docs = shard.docs();
+        shard.removed = removed[lo..hi]
+            .iter()
+            .map(|&d| {
+                let k = (d - first) as usize;
+                (docs.get(2 * k), docs.get(2 * k + 2))
+            })
+            .collect();
+        Ok(shard)
+    }
+
+    /// Whether the shard holds removed documents (queries take the slower, filtering path).
+    #[inline]
+    pub fn has_removed(&self) -> bool {
+        !self.removed.is_empty()
+    }
+
+    /// Whether text position `pos` lies inside a removed document.
+    #[inline]
+    pub fn is_removed_pos(&self, pos: u64) -> bool {
+        let i = self.removed.partition_point(|&(start, _)| start <= pos);
+        i > 0 && pos < self.removed[i - 1].1
+    }
+
+    /// Whether local document `k` is removed.
+    pub fn is_removed(&self, k: u64) -> bool {
+        let docs = self.docs();
+        let k = k as usize;
+        2 * k < docs.len() && self.is_removed_pos(docs.get(2 * k))
+    }
+
+    /// Whether suffix-array slot `i` starts inside a live (not removed) document.
+    #[inline]
+    pub fn is_live_slot(&self, i: usize) -> bool {
+        !self.is_removed_pos(self.sa().get(i) as u64)
     }
 
     /// The shard's text: documents each followed by the separator.
@@ -183,6 +231,19 @@ impl Shard {
         })
     }
 
+    /// Stored bytes of local document `k`, removed or not: its text with the separator that ends
+    /// it, and its metadata; `None` if the offsets are damaged.
+    pub fn doc_bytes(&self, k: u64) -> Option<(&[u8], &[u8])> {
+        let docs = self.docs();
+        let k = k as usize;
+        if 2 * k + 3 >= docs.len() {
+            return None;
+        }
+        let (t0, m0) = (docs.get(2 * k) as usize, docs.get(2 * k + 1) as usize);
+        let (t1, m1) = (docs.get(2 * k + 2) as usize, docs.get(2 * k + 3) as usize);
+        Some((self.text().get(t0..t1)?, self.meta.bytes().get(m0..m1)?))
+    }
+
     /// Metadata of local document `k` as JSON; `Null` if the stored bytes are damaged.
     pub fn doc_meta(&self, k: u64) -> serde_json::Value {
         let docs = self.docs();
@@ -198,11 +259,12 @@ impl Shard {
             .unwrap_or(serde_json::Value::Null)
     }
 
-    /// Normalized text of local document `k` (without separator); empty if offsets are damaged.
+    /// Normalized text of local document `k` (without separator); empty if the document is
+    /// removed or its offsets are damaged.
     pub fn doc_text(&self, k: u64) -> &[u8] {
         let docs = self.docs();
         let k = k as usize;
-        if 2 * k + 2 >= docs.len() {
+        if 2 * k + 2 >= docs.len() || self.is_removed(k as u64) {
             return &[];
         }
         let (a, b) = (docs.get(2 * k) as usize, docs.get(2 * k + 2) as usize);
@@ -220,16 +282,40 @@ pub struct Index {
 
 impl Index {
     /// Opens the index in `dir`, checking every file's size and header against the manifest.
+    ///
+    /// A writer may publish a new generation while this runs and unlink files of the old one; a
+    /// file that vanished while the manifest changed under us is not an error: the new manifest is
+    /// read and opened instead (a few times at most).
     pub fn open(dir: impl AsRef<Path>) -> Result<Index, OpenError> {
         let dir = dir.as_ref().to_path_buf();
         let path = dir.join(MANIFEST);
-        let raw = std::fs::read(&path).map_err(|cause| OpenError::Manifest {
-            path: path.clone(),
-            cause,
-        })?;
+        let mut attempts = 0;
+        loop {
+            let raw = std::fs::read(&path).map_err(|cause| OpenError::Manifest {
+                path: path.clone(),
+                cause,
+            })?;
+            match Self::open_manifest(&dir, &raw) {
+                Err(OpenError::Io { cause, .. })
+                    if cause.kind() == std::io::ErrorKind::NotFound
+                        && attempts < 5
+                        && std::fs::read(&path).is_ok_and(|now| now != raw) =>
+                {
+                    attempts += 1;
+                    tracing::debug!(dir = %dir.display(), "the manifest changed while opening; reopening");
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Opens the index whose manifest bytes are `raw`.
+    fn open_manifest(dir: &Path, raw: &[u8]) -> Result<Index, OpenError> {
+        let dir = dir.to_path_buf();
+        let path = dir.join(MANIFEST);
         // Check the version before the schema, so an old or newer index gets the helpful error.
         let value: serde_json::Value =
-            serde_json::from_slice(&raw).map_err(|e| OpenError::BadManifest {
+            serde_json::from_slice(raw).map_err(|e| OpenError::BadManifest {
                 path: path.clone(),
                 reason: e.to_string(),
             })?;
@@ -274,10 +360,20 @@ impl Index {
                     reason: format!("shard {i} has an impossible document count"),
                 })?;
         }
+        for (what, ids) in [("removed", &manifest.removed), ("erased", &manifest.erased)] {
+            if ids.windows(2).any(|w| w[0] >= w[1]) || ids.last().is_some_and(|&d| d >= next_doc) {
+                return Err(OpenError::BadManifest {
+                    path,
+                    reason: format!(
+                        "\"{what}\" must list document ids below {next_doc}, sorted, each once"
+                    ),
+                });
+            }
+        }
         let shards = manifest
             .shards
             .iter()
-            .map(|e| Shard::open(&dir, e))
+            .map(|e| Shard::open(&dir, e, &manifest.removed))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Index {
             normalizer: Normalizer::new(manifest.normalization),

@@ -22,6 +22,11 @@
 //!   searches and nothing else. Starts before a passing block are found by another monotone binary
 //!   search ("text[q..block end] occurs").
 //!
+//! **Removed documents** (taken down, not yet erased by `index compact`) stay in the suffix array;
+//! every query here goes through [`Shard::longest_prefix`] and [`Shard::live_slots`], which skip
+//! suffixes inside them, so a passage found only in removed documents yields no span, and counts
+//! and provenance leave them out. A shard without removed documents pays nothing for this.
+//!
 //! Property tests compare the result with a brute-force definition on random and adversarial inputs.
 
 use super::format::SEPARATOR;
@@ -91,10 +96,56 @@ impl Shard {
         (lo, self.bound(pat, true).0.max(lo))
     }
 
-    /// Longest prefix of `pat` that occurs in this shard, in bytes.
+    /// Longest prefix of `pat` that occurs in a live document of this shard, in bytes.
+    ///
+    /// Without removed documents this is the search's own longest common prefix. With them, the
+    /// common prefix of `pat` and the suffix at slot `i` never grows as `i` moves away from the
+    /// insertion point, so the answer is the prefix shared with the nearest live slot on either
+    /// side; the walk to it stops early at any slot sharing no more than the best found, so it
+    /// visits only removed suffixes that share a longer prefix than every live one.
     #[inline]
     pub fn longest_prefix(&self, pat: &[u8]) -> usize {
-        self.bound(pat, false).1
+        let (lo, lcp) = self.bound(pat, false);
+        if !self.has_removed() {
+            return lcp;
+        }
+        let mut best = 0;
+        for i in lo..self.sa().len() {
+            let l = common_prefix(pat, self.suffix(i));
+            if l <= best {
+                break;
+            }
+            if self.is_live_slot(i) {
+                best = l;
+                break;
+            }
+        }
+        for i in (0..lo).rev() {
+            let l = common_prefix(pat, self.suffix(i));
+            if l <= best {
+                break;
+            }
+            if self.is_live_slot(i) {
+                best = l;
+                break;
+            }
+        }
+        best
+    }
+
+    /// Live suffix-array slots in `[lo, hi)`, in order.
+    pub fn live_slots(&self, lo: usize, hi: usize) -> impl Iterator<Item = usize> + '_ {
+        let all = !self.has_removed();
+        (lo..hi).filter(move |&i| all || self.is_live_slot(i))
+    }
+
+    /// Live slots in `[lo, hi)`: the range's size, less the removed ones (counted one by one,
+    /// only when the shard has removed documents).
+    pub fn live_count(&self, lo: usize, hi: usize) -> u64 {
+        if !self.has_removed() {
+            return (hi - lo) as u64;
+        }
+        self.live_slots(lo, hi).count() as u64
     }
 }
 
@@ -236,7 +287,7 @@ impl Index {
             .iter()
             .map(|s| {
                 let (lo, hi) = s.range(p);
-                (hi - lo) as u64
+                s.live_count(lo, hi)
             })
             .sum()
     }
@@ -341,8 +392,9 @@ impl Index {
         let mut hits = Vec::new();
         for shard in &self.shards {
             let (lo, hi) = shard.range(p);
-            count += (hi - lo) as u64;
-            for slot in lo..hi.min(lo + max.saturating_sub(hits.len())) {
+            let want = max.saturating_sub(hits.len());
+            count += shard.live_count(lo, hi);
+            for slot in shard.live_slots(lo, hi).take(want) {
                 let pos = shard.sa().get(slot) as u64;
                 if let Some(d) = shard.locate_doc(pos) {
                     hits.push(Hit {

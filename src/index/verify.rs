@@ -41,6 +41,12 @@ pub struct VerifyReport {
     pub bytes_hashed: u64,
     pub documents_checked: u64,
     pub suffix_pairs_checked: u64,
+    /// The generation verified.
+    pub generation: u64,
+    /// Documents removed (hidden from queries) whose text is still in the shard files until
+    /// `index compact` erases it. Not a problem: reported so a takedown is not mistaken for an
+    /// erasure.
+    pub hidden_not_erased: u64,
     pub problems: Vec<String>,
 }
 
@@ -64,6 +70,8 @@ pub fn verify(dir: &std::path::Path, opts: VerifyOptions) -> Result<VerifyReport
     let index = Index::open(dir)?;
     let mut report = VerifyReport {
         index_id: index.id().to_string(),
+        generation: index.manifest.generation,
+        hidden_not_erased: index.manifest.removed.len() as u64,
         ..Default::default()
     };
     for shard in &index.shards {
@@ -84,9 +92,29 @@ pub fn verify(dir: &std::path::Path, opts: VerifyOptions) -> Result<VerifyReport
             report.bytes_hashed += entry.bytes;
         }
         check_documents(&index, shard, &mut report);
+        check_erased(&index, shard, &mut report);
         check_suffixes(&index, shard, opts, &mut report);
     }
     Ok(report)
+}
+
+/// Every document the manifest lists as erased must hold no text in its shard.
+fn check_erased(index: &Index, shard: &Shard, report: &mut VerifyReport) {
+    let first = shard.entry.first_doc;
+    let erased = &index.manifest.erased;
+    let lo = erased.partition_point(|&d| d < first);
+    let hi = erased.partition_point(|&d| d < first + shard.entry.documents);
+    for &d in &erased[lo..hi] {
+        let empty = shard
+            .doc_bytes(d - first)
+            .is_some_and(|(text, _)| text.len() == 1);
+        if !empty {
+            report.problems.push(format!(
+                "{}: document {d} is listed as erased but its text is still there",
+                index.dir.join(&shard.entry.text.name).display()
+            ));
+        }
+    }
 }
 
 fn check_documents(index: &Index, shard: &Shard, report: &mut VerifyReport) {
@@ -228,6 +256,16 @@ pub struct Stats {
     pub sources: usize,
     pub sa_algorithm: String,
     pub build_seconds: f64,
+    /// The generation in force.
+    pub generation: u64,
+    /// Documents a query can find.
+    pub live_documents: u64,
+    /// Documents removed but whose text is still in the shard files (until `index compact`).
+    pub hidden_not_erased: u64,
+    /// Documents removed and erased.
+    pub erased: u64,
+    /// Every generation, oldest first.
+    pub history: Vec<super::format::Change>,
 }
 
 /// Summarizes an index from its manifest (opening it checks the files are there and whole).
@@ -253,5 +291,10 @@ pub fn stats(index: &Index) -> Stats {
         sources: m.sources.len(),
         sa_algorithm: m.build.sa_algorithm.clone(),
         build_seconds: m.build.seconds,
+        generation: m.generation,
+        live_documents: m.live_documents(),
+        hidden_not_erased: m.removed.len() as u64,
+        erased: m.erased.len() as u64,
+        history: m.history.clone(),
     }
 }

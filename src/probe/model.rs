@@ -85,10 +85,10 @@ impl Config {
             || self.embedding == 0
             || self.heads == 0
             || self.kv_heads == 0
-            || self.heads % self.kv_heads != 0
-            || self.embedding % self.heads != 0
+            || !self.heads.is_multiple_of(self.kv_heads)
+            || !self.embedding.is_multiple_of(self.heads)
             || self.head_dim != self.embedding / self.heads
-            || self.rotary_dims % 2 != 0
+            || !self.rotary_dims.is_multiple_of(2)
             || self.rotary_dims == 0
             || self.rotary_dims > self.head_dim
         {
