@@ -18,7 +18,7 @@ use crate::probe::tokenizer::Tokenizer;
 use crate::probe::{Probe, TextScore};
 use crate::verdict::{self, ProbeFindings, SeverityRules, Verdict};
 use anyhow::{Context, Result};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 /// How spans are found and judged.
 #[derive(Debug, Clone)]
@@ -50,9 +50,13 @@ impl Default for Options {
 }
 
 /// The index, the optional probe and tokenizer, and the options: loaded once, shared.
+///
+/// The index can be replaced while the analyzer is shared ([`Analyzer::replace_index`]: the
+/// daemon following new generations); each call to [`Analyzer::spans`] takes the index current at
+/// its start and finishes on it.
 pub struct Analyzer {
     /// The corpus index spans are found in.
-    pub index: Index,
+    index: RwLock<Arc<Index>>,
     /// The probe model, when the caller scores texts.
     pub probe: Option<Probe>,
     /// Counts span lengths in tokens (the probe's own tokenizer when there is a probe).
@@ -83,7 +87,7 @@ impl Analyzer {
             "a minimum span length in tokens needs a tokenizer"
         );
         Ok(Analyzer {
-            index,
+            index: RwLock::new(Arc::new(index)),
             probe,
             tokenizer,
             options,
@@ -93,6 +97,18 @@ impl Analyzer {
     /// The options it was made with.
     pub fn options(&self) -> &Options {
         &self.options
+    }
+
+    /// The index in use now.
+    pub fn index(&self) -> Arc<Index> {
+        self.index.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Puts `index` in use for every later call; calls already running finish on the old one,
+    /// which is closed when the last of them drops it. Returns the old one.
+    pub fn replace_index(&self, index: Index) -> Arc<Index> {
+        let mut current = self.index.write().unwrap_or_else(|e| e.into_inner());
+        std::mem::replace(&mut *current, Arc::new(index))
     }
 
     /// The verbatim spans of one text, without those shorter than `min_tokens`; the report's
@@ -107,7 +123,7 @@ impl Analyzer {
                 .is_some()
                 .then_some(&count as &(dyn Fn(&str) -> usize + Sync)),
         };
-        let mut report = self.index.spans(text, &opts);
+        let mut report = self.index().spans(text, &opts);
         keep_min_tokens(&mut report, self.options.min_tokens);
         report
     }
@@ -184,6 +200,7 @@ mod tests {
         };
         let report = SpanReport {
             index_id: "idx".into(),
+            index_generation: 1,
             min_len: 50,
             text_chars: 200,
             covered_chars: 120,

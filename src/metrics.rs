@@ -66,6 +66,13 @@ pub struct Metrics {
     pub index_info: IntGaugeVec,
     /// Bytes of the index files.
     pub index_bytes: IntGauge,
+    /// The index generation in use.
+    pub index_generation: IntGauge,
+    /// Index reloads by result (ok, failed).
+    pub index_reloads: IntCounterVec,
+    /// 1 while the latest index generation on disk could not be opened or verified (the daemon
+    /// serves the previous one).
+    pub index_reload_failed: IntGauge,
     /// Model identity (value 1).
     pub model_info: IntGaugeVec,
     /// Build identity (value 1).
@@ -218,6 +225,19 @@ impl Metrics {
                 "memaudit_index_bytes",
                 "Size of the open index's files, bytes.",
             ),
+            index_generation: gauge(
+                "memaudit_index_generation",
+                "The index generation in use (index remove/add/compact each publish the next).",
+            ),
+            index_reloads: counter_vec(
+                "memaudit_index_reloads_total",
+                "Index generations the daemon tried to open, by result (ok, failed).",
+                &["result"],
+            ),
+            index_reload_failed: gauge(
+                "memaudit_index_reload_failed",
+                "1 while the newest index generation on disk was refused (the previous one is served).",
+            ),
             model_info: gauge_vec(
                 "memaudit_model_info",
                 "The loaded probe model (value 1); policy off loads none.",
@@ -245,6 +265,9 @@ impl Metrics {
         }
         for s in STAGES {
             m.stage_seconds.with_label_values(&[s]);
+        }
+        for r in ["ok", "failed"] {
+            m.index_reloads.with_label_values(&[r]);
         }
         #[cfg(target_os = "linux")]
         {

@@ -242,6 +242,9 @@ pub struct Verdict {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub entropy: Option<Entropy>,
     pub index_id: String,
+    /// The index generation the spans were found in (a daemon following the index moves to each
+    /// new generation between messages).
+    pub index_generation: u64,
 }
 
 impl Verdict {
@@ -396,6 +399,7 @@ pub fn judge(
         spans,
         entropy,
         index_id: report.index_id.clone(),
+        index_generation: report.index_generation,
     }
 }
 
@@ -422,6 +426,7 @@ mod tests {
         let covered = covered_chars(spans.iter().map(|s| (s.start, s.end)));
         SpanReport {
             index_id: "idx".into(),
+            index_generation: 1,
             min_len: 50,
             text_chars,
             covered_chars: covered,

@@ -357,3 +357,246 @@ fn sigterm_under_load_drains_and_loses_nothing() {
     );
     d2.stop();
 }
+
+/// A record quoting `text` (200 characters from `skip`).
+fn quoting(id: &str, text: &str, skip: usize, partition: i32) -> Input {
+    let quote: String = text.chars().skip(skip).take(200).collect();
+    let payload = serde_json::json!({"id": id, "text": format!("Here it is: {quote} Anything else?"), "model": "m1"});
+    (partition, id.to_string(), payload.to_string().into_bytes())
+}
+
+fn gettysburg_text() -> String {
+    std::fs::read_to_string(
+        broker::workload::repo().join("data/demo/corpus/gettysburg-address.txt"),
+    )
+    .unwrap()
+    .split_whitespace()
+    .collect::<Vec<_>>()
+    .join(" ")
+}
+
+/// The daemon follows the index while it consumes: a takedown and an addition published by
+/// `memaudit index remove | add` while messages flow are in effect for the messages after the
+/// swap; every message gets exactly one verdict, carrying the index id and generation it was
+/// judged on; a generation that fails its check is refused (metric on, old one served) until a
+/// good one appears; offsets are committed to the end.
+#[test]
+fn the_daemon_follows_takedowns_and_additions_without_losing_a_message() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let index = build_index(dir.path());
+    let broker = start_broker(dir.path());
+    let cfg = config(&broker, &index, "g-follow", "[probe]\npolicy = \"off\"\n")
+        .replace("[index]\n", "[index]\npoll_secs = 0.2\n");
+    let mut d = Daemon::start(dir.path(), &cfg, "daemon");
+    d.wait_ready(Duration::from_secs(60));
+    let g = gettysburg_text();
+    let poem = "Seven lanterns swung above the orchard gate while the ferryman counted copper \
+                coins, and the granite pylon hummed a tune nobody in the valley had ever heard \
+                before; the saffron lattice of the harbor caught the last ember of the drizzle \
+                and the whistle of the canyon train answered twice.";
+    let new_doc = dir.path().join("new");
+    std::fs::create_dir(&new_doc).unwrap();
+    std::fs::write(new_doc.join("lantern-poem.txt"), poem).unwrap();
+    let gettysburg_id = {
+        let ix = memaudit::index::Index::open(&index).unwrap();
+        let s = &ix.shards[0];
+        (0..s.entry.documents)
+            .find(|&k| {
+                s.doc_meta(k)["source"]
+                    .as_str()
+                    .unwrap()
+                    .contains("gettysburg")
+            })
+            .unwrap()
+    };
+    let metrics = |d: &Daemon| d.get("/metrics").map(|m| m.1).unwrap_or_default();
+    let wait_generation = |d: &Daemon, g: f64| {
+        let until = Instant::now() + Duration::from_secs(30);
+        while broker::workload::metric(&metrics(d), "memaudit_index_generation") != g {
+            assert!(
+                Instant::now() < until,
+                "generation {g} not in use\n{}",
+                d.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+
+    // Phase 1, generation 1: quotes of the Gettysburg Address are found.
+    let before: Vec<Input> = (0..30)
+        .map(|i| quoting(&format!("before-{i}"), &g, i * 11, i as i32 % PARTITIONS))
+        .collect();
+    let mut acks = broker.produce(INPUT, &before);
+    // Changes while messages flow: filler is produced in chunks while the takedown and the
+    // addition are published.
+    let run = |args: &[&std::ffi::OsStr]| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_memaudit"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    let filler_ids: BTreeSet<String> = (0..200).map(|i| format!("during-{i}")).collect();
+    for chunk in 0..20 {
+        let recs: Vec<Input> = (0..10)
+            .map(|j| {
+                let i = chunk * 10 + j;
+                let id = format!("during-{i}");
+                let p = serde_json::json!({"id": id, "text": format!("filler message {i} about the weather"), "model": "m1"});
+                (i % PARTITIONS, id, p.to_string().into_bytes())
+            })
+            .collect();
+        acks.extend(broker.produce(INPUT, &recs));
+        if chunk == 5 {
+            let id = gettysburg_id.to_string();
+            run(&[
+                "index".as_ref(),
+                "remove".as_ref(),
+                index.as_os_str(),
+                id.as_ref(),
+                "--reason".as_ref(),
+                "takedown".as_ref(),
+            ]);
+        }
+        if chunk == 12 {
+            run(&[
+                "index".as_ref(),
+                "add".as_ref(),
+                "--quiet".as_ref(),
+                index.as_os_str(),
+                new_doc.as_os_str(),
+            ]);
+        }
+    }
+    wait_generation(&d, 3.0);
+
+    // Phase 2, generation 3: the removed text is no longer found, the added one is.
+    let after: Vec<Input> = (0..30)
+        .map(|i| {
+            if i % 2 == 0 {
+                quoting(&format!("after-g-{i}"), &g, i * 11, i as i32 % PARTITIONS)
+            } else {
+                quoting(&format!("after-new-{i}"), poem, i, i as i32 % PARTITIONS)
+            }
+        })
+        .collect();
+    acks.extend(broker.produce(INPUT, &after));
+
+    let all: BTreeSet<String> = before
+        .iter()
+        .chain(&after)
+        .map(|r| r.1.clone())
+        .chain(filler_ids.iter().cloned())
+        .collect();
+    let verdicts = wait_for_verdicts(&broker, &all, Duration::from_secs(180));
+    let seen = verdict_ids(&verdicts);
+    let missing: Vec<_> = all
+        .iter()
+        .filter(|i| !seen.contains_key(*i))
+        .take(5)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "no verdict for {missing:?}\n{}",
+        d.log_text()
+    );
+    assert!(seen.values().all(|&n| n == 1), "one verdict each");
+    let ids: Vec<String> = {
+        let m = memaudit::index::Index::open(&index).unwrap().manifest;
+        m.history.iter().map(|c| c.index_id.clone()).collect()
+    };
+    for v in &verdicts {
+        let j = v.json();
+        let id = j["id"].as_str().unwrap();
+        let generation = j["index_generation"].as_u64().unwrap();
+        assert_eq!(j["index_id"], ids[generation as usize - 1], "{j}");
+        if id.starts_with("before-") {
+            assert_eq!(
+                generation, 1,
+                "{id} was judged before the takedown was published"
+            );
+            assert_eq!(j["severity"], "critical", "{j}");
+        } else if id.starts_with("after-g-") {
+            assert_eq!(generation, 3);
+            assert_eq!(
+                j["severity"], "none",
+                "the taken-down text raises nothing: {j}"
+            );
+            assert!(j["spans"].as_array().unwrap().is_empty());
+        } else if id.starts_with("after-new-") {
+            assert_eq!(generation, 3);
+            assert_eq!(j["severity"], "critical", "{j}");
+            assert!(j["spans"][0]["provenance"][0]["source"]
+                .as_str()
+                .unwrap()
+                .contains("lantern-poem"));
+        }
+    }
+
+    // A generation that fails its check is refused and the old one served.
+    let manifest_path = index.join("manifest.json");
+    let good = std::fs::read(&manifest_path).unwrap();
+    let mut bad: serde_json::Value = serde_json::from_slice(&good).unwrap();
+    bad["generation"] = 4.into();
+    let last = bad["shards"].as_array().unwrap().len() - 1;
+    bad["shards"][last]["text"]["blake3"] = "0".repeat(64).into();
+    bad["index_id"] = "badbadbadbadbad0".into();
+    let tmp = index.join("manifest.json.edit");
+    std::fs::write(&tmp, serde_json::to_vec(&bad).unwrap()).unwrap();
+    std::fs::rename(&tmp, &manifest_path).unwrap();
+    let until = Instant::now() + Duration::from_secs(30);
+    while broker::workload::metric(&metrics(&d), "memaudit_index_reload_failed") != 1.0 {
+        assert!(
+            Instant::now() < until,
+            "the bad generation was not refused\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let m = metrics(&d);
+    assert_eq!(
+        broker::workload::metric(&m, "memaudit_index_generation"),
+        3.0
+    );
+    assert_eq!(
+        broker::workload::metric(&m, "memaudit_index_reloads_total{result=\"ok\"}"),
+        2.0
+    );
+    assert!(broker::workload::metric(&m, "memaudit_index_reloads_total{result=\"failed\"}") >= 1.0);
+    assert!(
+        d.log_text().contains("checksum does not match"),
+        "the log says why"
+    );
+    let still: Vec<Input> = (0..6)
+        .map(|i| quoting(&format!("refused-{i}"), poem, i, i as i32 % PARTITIONS))
+        .collect();
+    acks.extend(broker.produce(INPUT, &still));
+    let ids_still: BTreeSet<String> = still.iter().map(|r| r.1.clone()).collect();
+    let v = wait_for_verdicts(&broker, &ids_still, Duration::from_secs(60));
+    for o in v.iter().filter(|o| o.key.starts_with("refused-")) {
+        let j = o.json();
+        assert_eq!(
+            j["index_generation"], 3,
+            "the previous generation is served: {j}"
+        );
+        assert_eq!(j["severity"], "critical");
+    }
+    // The good manifest back, and SIGHUP: the alarm clears.
+    std::fs::write(&tmp, &good).unwrap();
+    std::fs::rename(&tmp, &manifest_path).unwrap();
+    d.signal("HUP");
+    let until = Instant::now() + Duration::from_secs(30);
+    while broker::workload::metric(&metrics(&d), "memaudit_index_reload_failed") != 0.0 {
+        assert!(Instant::now() < until, "{}", d.log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    broker.wait_committed(
+        "g-follow",
+        INPUT,
+        &acks,
+        PARTITIONS,
+        Duration::from_secs(30),
+    );
+    d.stop();
+}

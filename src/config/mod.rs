@@ -185,12 +185,26 @@ impl InputConfig {
 pub struct IndexConfig {
     /// Index directory built by `memaudit index build`.
     pub dir: PathBuf,
+    /// Seconds between checks of the manifest for a new generation (`index remove`, `add`,
+    /// `compact`); 0 follows only on SIGHUP.
+    #[serde(default = "default_poll_secs")]
+    pub poll_secs: f64,
+}
+
+fn default_poll_secs() -> f64 {
+    2.0
 }
 
 impl IndexConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         if self.dir.as_os_str().is_empty() {
             return Err(err("index.dir", "must name the index directory"));
+        }
+        if !(self.poll_secs.is_finite() && (0.0..=86_400.0).contains(&self.poll_secs)) {
+            return Err(err(
+                "index.poll_secs",
+                "must be between 0 (SIGHUP only) and 86400 seconds",
+            ));
         }
         Ok(())
     }

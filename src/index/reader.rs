@@ -387,4 +387,9 @@ impl Index {
     pub fn id(&self) -> &str {
         &self.manifest.index_id
     }
+
+    /// The manifest generation this reader opened (1 for a fresh build).
+    pub fn generation(&self) -> u64 {
+        self.manifest.generation
+    }
 }

@@ -187,6 +187,8 @@ pub struct Span {
 pub struct SpanReport {
     /// The index queried.
     pub index_id: String,
+    /// Its generation (see `index::generation`).
+    pub index_generation: u64,
     /// The minimum span length asked for, characters.
     pub min_len: usize,
     /// Characters in the original text.
@@ -446,6 +448,7 @@ impl Index {
         let text_chars = mapped.input_chars;
         SpanReport {
             index_id: self.id().to_string(),
+            index_generation: self.generation(),
             min_len: opts.min_len,
             text_chars,
             covered_chars: covered,

@@ -8,6 +8,8 @@
 //! - [`kafka`]: consumer group (pause/resume, rebalance drain, commits, lag) and producer.
 //! - [`file`]: the embedded source and sink (no broker).
 //! - [`http`]: `/metrics`, `/healthz`, `/readyz`.
+//! - [`reload`]: following the index's generations (SIGHUP, manifest poll), swapping between
+//!   messages.
 //! - [`shutdown`]: the shutdown object, signals, systemd notify and watchdog.
 //! - [`failpoint`]: fault injection for the tests (`MEMAUDIT_FAILPOINT`).
 
@@ -25,6 +27,7 @@ pub(crate) mod failpoint;
 pub(crate) mod http;
 pub(crate) mod kafka;
 pub(crate) mod offsets;
+pub(crate) mod reload;
 
 use crate::analyze::{self, Analyzer};
 use crate::config::{Config, SourceKind};
@@ -58,12 +61,7 @@ async fn load(cfg: &Config) -> Result<Loaded> {
     let analyzer = tokio::task::spawn_blocking(move || analyzer(&c))
         .await
         .context("loading the analyzer")??;
-    let idx = &analyzer.index;
-    metrics
-        .index_info
-        .with_label_values(&[idx.id(), &idx.shards.len().to_string()])
-        .set(1);
-    metrics.index_bytes.set(index_bytes(idx) as i64);
+    reload::publish_index_metrics(&metrics, &analyzer.index());
     ready.index_open.store(true, Ordering::Relaxed);
     let model = if analyzer.probe.is_some() {
         cfg.model.resolved_path().display().to_string()
@@ -148,14 +146,6 @@ fn analyzer(cfg: &Config) -> Result<Analyzer> {
     Analyzer::new(index, probe, tokenizer, options)
 }
 
-fn index_bytes(idx: &crate::index::Index) -> u64 {
-    use crate::index::format::FileKind;
-    idx.shards
-        .iter()
-        .flat_map(|s| FileKind::ALL.map(|k| s.entry.file(k).bytes))
-        .sum()
-}
-
 /// What a caller of [`run`] supplies besides the configuration. `Outputs::default()` is
 /// `memaudit serve`: the configured sink, nothing run after the input.
 #[derive(Default)]
@@ -189,6 +179,14 @@ pub async fn run(cfg: Config, outputs: Outputs) -> Result<()> {
         metrics,
         ready,
     } = load(&cfg).await?;
+    reload::spawn(
+        cfg.index.dir.clone(),
+        Duration::from_secs_f64(cfg.index.poll_secs),
+        analyzer.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    )
+    .context("installing the SIGHUP handler")?;
     let (http_addr, http) = if cfg.http.bind.is_empty() {
         (None, None)
     } else {

@@ -1,0 +1,138 @@
+//! The daemon follows the index: on SIGHUP, and when a poll sees `manifest.json` change, it opens
+//! the new generation, checks it, and puts it in use between messages.
+//!
+//! - **Check.** Opening checks every file's size and header; then every shard file the running
+//!   generation does not already hold (same name, same checksum) is hashed against the manifest.
+//!   A takedown publishes no new file, so it costs nothing to check; an addition costs reading its
+//!   new shards once.
+//! - **Swap.** [`crate::analyze::Analyzer::replace_index`] replaces a pointer: a message that
+//!   started its search on the old generation finishes on it, every later one uses the new; the
+//!   old files are unmapped when the last message using them ends. The pipeline never waits on
+//!   the open or the check, which run on the blocking pool.
+//! - **Refusal.** A generation that fails to open or check is not used: the daemon keeps serving
+//!   the one it has, logs why (the file named), counts `memaudit_index_reloads_total{result=
+//!   "failed"}` and sets `memaudit_index_reload_failed` to 1 (alert rule
+//!   `MemauditIndexReloadFailed`) until a later generation opens. The same refused manifest is not
+//!   retried by the poll; SIGHUP retries it.
+
+use super::shutdown::Shutdown;
+use crate::analyze::Analyzer;
+use crate::index::format::{FileKind, Manifest};
+use crate::index::Index;
+use crate::metrics::Metrics;
+use anyhow::{bail, Result};
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Sets the metrics that describe the index in use.
+pub(crate) fn publish_index_metrics(metrics: &Metrics, index: &Index) {
+    metrics.index_info.reset();
+    metrics
+        .index_info
+        .with_label_values(&[index.id(), &index.shards.len().to_string()])
+        .set(1);
+    metrics.index_bytes.set(
+        index
+            .shards
+            .iter()
+            .flat_map(|s| FileKind::ALL.map(|k| s.entry.file(k).bytes))
+            .sum::<u64>() as i64,
+    );
+    metrics.index_generation.set(index.generation() as i64);
+}
+
+/// Opens the index in `dir` and checksums the files `current` does not hold.
+fn open_checked(dir: &std::path::Path, current: &Index) -> Result<Index> {
+    let next = Index::open(dir)?;
+    let known: HashSet<(&str, &str)> = current
+        .shards
+        .iter()
+        .flat_map(|s| FileKind::ALL.map(|k| s.entry.file(k)))
+        .map(|f| (f.name.as_str(), f.blake3.as_str()))
+        .collect();
+    let problems = crate::index::verify::checksum_files(&next, |f| {
+        known.contains(&(f.name.as_str(), f.blake3.as_str()))
+    });
+    if !problems.is_empty() {
+        bail!("{}", problems.join("; "));
+    }
+    Ok(next)
+}
+
+/// Starts following the index in `dir` until shutdown.
+pub(crate) fn spawn(
+    dir: PathBuf,
+    poll: Duration,
+    analyzer: Arc<Analyzer>,
+    metrics: Arc<Metrics>,
+    shutdown: Shutdown,
+) -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        let manifest = Manifest::path(&dir);
+        let read = |p: &std::path::Path| std::fs::read(p).ok();
+        // The manifest bytes last seen: in use, or refused. None at the start, so a generation
+        // published while the daemon was loading is picked up by the first poll.
+        let mut seen: Option<Vec<u8>> = None;
+        let mut tick = tokio::time::interval(if poll.is_zero() {
+            Duration::from_secs(86_400)
+        } else {
+            poll
+        });
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let forced = tokio::select! {
+                _ = shutdown.triggered() => return,
+                _ = hup.recv() => true,
+                _ = tick.tick(), if !poll.is_zero() => false,
+            };
+            let now = read(&manifest);
+            if !forced && (now.is_none() || now == seen) {
+                continue;
+            }
+            let current = analyzer.index();
+            let started = Instant::now();
+            let d = dir.clone();
+            let opened = tokio::task::spawn_blocking(move || open_checked(&d, &current)).await;
+            let opened = match opened {
+                Ok(r) => r,
+                Err(e) => Err(anyhow::anyhow!("the reload task failed: {e}")),
+            };
+            seen = now;
+            match opened {
+                Ok(next) if next.id() == analyzer.index().id() => {
+                    metrics.index_reload_failed.set(0);
+                    tracing::debug!(index_id = next.id(), "index unchanged");
+                }
+                Ok(next) => {
+                    publish_index_metrics(&metrics, &next);
+                    let (id, generation) = (next.id().to_string(), next.generation());
+                    let old = analyzer.replace_index(next);
+                    metrics.index_reloads.with_label_values(&["ok"]).inc();
+                    metrics.index_reload_failed.set(0);
+                    tracing::info!(
+                        index_id = %id,
+                        generation,
+                        previous = old.id(),
+                        previous_generation = old.generation(),
+                        seconds = started.elapsed().as_secs_f64(),
+                        "index generation in use"
+                    );
+                }
+                Err(e) => {
+                    metrics.index_reloads.with_label_values(&["failed"]).inc();
+                    metrics.index_reload_failed.set(1);
+                    tracing::error!(
+                        error = %format!("{e:#}"),
+                        serving = analyzer.index().id(),
+                        "the new index generation was refused; still serving the previous one"
+                    );
+                }
+            }
+        }
+    });
+    Ok(())
+}
