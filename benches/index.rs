@@ -14,10 +14,11 @@
 //! are novel text with a 512-byte passage cut from a random corpus document in the middle. Every
 //! query runs once to warm the page cache, then once timed, one at a time on one thread.
 
+mod common;
+
+use common::{load_docs, make_sets, summarize};
 use memaudit::index::{Index, SpanOptions};
 use memaudit::memory::{peak_rss_bytes, rss_bytes};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -104,116 +105,6 @@ fn build(corpus: &Path, out: &Path, algorithm: &str, shard_size: Option<&str>) -
 
 fn mb(b: u64) -> f64 {
     b as f64 / 1e6
-}
-
-/// Reads up to `limit` documents' text from the corpus.
-fn load_docs(corpus: &Path, limit: usize) -> Vec<String> {
-    use std::io::BufRead;
-    let f = std::io::BufReader::new(std::fs::File::open(corpus).expect("corpus"));
-    let mut rng = StdRng::seed_from_u64(11);
-    f.lines()
-        .map_while(Result::ok)
-        .filter(|_| rng.random_bool(0.25))
-        .take(limit)
-        .filter_map(|l| {
-            serde_json::from_str::<serde_json::Value>(&l).ok()?["text"]
-                .as_str()
-                .map(String::from)
-        })
-        .collect()
-}
-
-fn floor_char(s: &str, mut i: usize) -> usize {
-    while !s.is_char_boundary(i) {
-        i -= 1;
-    }
-    i
-}
-
-struct QuerySet {
-    name: String,
-    texts: Vec<String>,
-    /// The copied passage (empty for novel sets).
-    passages: Vec<String>,
-}
-
-fn make_sets(docs: &[String], n: usize) -> Vec<QuerySet> {
-    let mut rng = StdRng::seed_from_u64(42);
-    let mut words: Vec<&str> = docs
-        .iter()
-        .flat_map(|d| d.split_whitespace())
-        .filter(|w| w.len() < 15 && w.chars().all(|c| c.is_alphanumeric()))
-        .take(200_000)
-        .collect();
-    words.sort_unstable();
-    words.dedup();
-    let novel = |rng: &mut StdRng, len: usize| {
-        let mut s = String::new();
-        while s.len() < len {
-            s.push_str(words[rng.random_range(0..words.len())]);
-            s.push(' ');
-        }
-        let cut = floor_char(&s, len);
-        s.truncate(cut);
-        s
-    };
-    let long: Vec<&String> = docs.iter().filter(|d| d.len() > 2048).collect();
-    let mut sets = Vec::new();
-    for size in [1024usize, 8192] {
-        let count = if size == 1024 { n } else { (n / 2).max(1) };
-        let mut set = QuerySet {
-            name: format!("{} KiB novel", size / 1024),
-            texts: vec![],
-            passages: vec![],
-        };
-        for _ in 0..count {
-            set.texts.push(novel(&mut rng, size));
-            set.passages.push(String::new());
-        }
-        sets.push(set);
-        let mut set = QuerySet {
-            name: format!("{} KiB copy", size / 1024),
-            texts: vec![],
-            passages: vec![],
-        };
-        for _ in 0..count {
-            let d = long[rng.random_range(0..long.len())];
-            let at = floor_char(d, rng.random_range(0..d.len() - 600));
-            let passage = &d[at..floor_char(d, at + 512)];
-            let side = (size - passage.len()) / 2;
-            let text = format!(
-                "{} {} {}",
-                novel(&mut rng, side - 1),
-                passage,
-                novel(&mut rng, size - side - passage.len() - 1)
-            );
-            set.passages.push(passage.to_string());
-            set.texts.push(text);
-        }
-        sets.push(set);
-    }
-    sets
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-struct QueryFigures {
-    p50_ms: f64,
-    p99_ms: f64,
-    qps: f64,
-}
-
-fn summarize(mut lat_ms: Vec<f64>) -> QueryFigures {
-    let total: f64 = lat_ms.iter().sum();
-    let qps = lat_ms.len() as f64 / (total / 1000.0);
-    lat_ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    QueryFigures {
-        p50_ms: percentile(&lat_ms, 0.5),
-        p99_ms: percentile(&lat_ms, 0.99),
-        qps,
-    }
 }
 
 /// Runs `scripts/peer-infini-gram.py` and parses the JSON it prints.

@@ -101,6 +101,12 @@ fn built() -> (tempfile::TempDir, std::path::PathBuf, String) {
         .collect();
     common::index_of(d.path(), &docs, 300, SaAlgorithm::Libsais);
     let idx = d.path().join("index");
+    // A takedown, so the manifest has removed ids and a history to tamper with too.
+    let sel = memaudit::index::remove::Selection {
+        ids: vec![1, 7, 12],
+        wheres: vec![],
+    };
+    memaudit::index::remove::remove(&idx, &sel, Some("fuzz".into())).unwrap();
     let manifest = std::fs::read_to_string(idx.join(MANIFEST)).unwrap();
     (d, idx, manifest)
 }
@@ -132,6 +138,27 @@ proptest! {
                 let _ = index.spans("document number 3 with some shared words and more", &SpanOptions { min_len: 5, ..Default::default() });
                 let _ = index.count("shared");
             }
+            Err(e) => prop_assert!(e.to_string().contains(&idx.display().to_string()), "{}", e),
+        }
+    }
+
+    /// A shard file name from anywhere (paths, other extensions, empty): refused naming the
+    /// manifest unless it is a plain `shard-*.EXT` name in the directory.
+    #[test]
+    fn manifest_file_names_tampered(name in prop_oneof![
+        Just("../shard-00000.text".to_string()),
+        Just("/etc/passwd".to_string()),
+        Just("shard-00000.sa".to_string()),
+        Just("shard-.text".to_string()),
+        Just(String::new()),
+        "[a-z./-]{0,20}",
+    ]) {
+        let (_d, idx, manifest) = built();
+        let mut v: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+        v["shards"][0]["text"]["name"] = name.clone().into();
+        std::fs::write(idx.join(MANIFEST), serde_json::to_string(&v).unwrap()).unwrap();
+        match Index::open(&idx) {
+            Ok(_) => prop_assert!(name == "shard-00000.text", "{name:?} opened"),
             Err(e) => prop_assert!(e.to_string().contains(&idx.display().to_string()), "{}", e),
         }
     }

@@ -112,6 +112,39 @@ pub struct Shard {
     /// Text ranges `[start, end)` of the shard's removed (hidden, not yet erased) documents,
     /// sorted; queries skip suffixes inside them.
     removed: Vec<(u64, u64)>,
+    /// Per 4 KiB page of text: [`PAGE_LIVE`], [`PAGE_REMOVED`] or [`PAGE_MIXED`], so most
+    /// positions are classified by one lookup and only those in mixed pages search `removed`.
+    removed_pages: Vec<u8>,
+}
+
+const PAGE_SHIFT: u32 = 12;
+const PAGE_LIVE: u8 = 0;
+const PAGE_REMOVED: u8 = 1;
+const PAGE_MIXED: u8 = 2;
+
+/// The page map of `removed` over a text of `len` bytes (empty when nothing is removed).
+fn page_map(removed: &[(u64, u64)], len: u64) -> Vec<u8> {
+    if removed.is_empty() {
+        return Vec::new();
+    }
+    let page = 1u64 << PAGE_SHIFT;
+    let mut pages = vec![PAGE_LIVE; len.div_ceil(page) as usize];
+    for &(start, end) in removed {
+        let end = end.min(len);
+        if start >= end {
+            continue;
+        }
+        for p in start >> PAGE_SHIFT..=(end - 1) >> PAGE_SHIFT {
+            let whole = start <= p * page && (p + 1) * page <= end;
+            let slot = &mut pages[p as usize];
+            *slot = if whole && *slot == PAGE_LIVE {
+                PAGE_REMOVED
+            } else {
+                PAGE_MIXED
+            };
+        }
+    }
+    pages
 }
 
 /// A document of a shard as located by [`Shard::locate_doc`].
@@ -141,6 +174,7 @@ impl Shard {
             docs: map_file(dir, entry, FileKind::Docs)?,
             meta: map_file(dir, entry, FileKind::Meta)?,
             removed: Vec::new(),
+            removed_pages: Vec::new(),
         };
         let first = entry.first_doc;
         let end = first + entry.documents;
@@ -154,6 +188,7 @@ impl Shard {
                 (docs.get(2 * k), docs.get(2 * k + 2))
             })
             .collect();
+        shard.removed_pages = page_map(&shard.removed, shard.entry.text_bytes);
         Ok(shard)
     }
 
@@ -166,6 +201,11 @@ impl Shard {
     /// Whether text position `pos` lies inside a removed document.
     #[inline]
     pub fn is_removed_pos(&self, pos: u64) -> bool {
+        match self.removed_pages.get((pos >> PAGE_SHIFT) as usize) {
+            None | Some(&PAGE_LIVE) => return false,
+            Some(&PAGE_REMOVED) => return true,
+            Some(_) => {}
+        }
         let i = self.removed.partition_point(|&(start, _)| start <= pos);
         i > 0 && pos < self.removed[i - 1].1
     }
@@ -391,5 +431,38 @@ impl Index {
     /// The manifest generation this reader opened (1 for a fresh build).
     pub fn generation(&self) -> u64 {
         self.manifest.generation
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The page map agrees with the ranges at every position: live pages hold no removed byte,
+    /// removed pages only removed bytes.
+    #[test]
+    fn page_map_classifies_like_the_ranges() {
+        let removed = vec![
+            (0, 10),
+            (4096, 8192),
+            (8200, 20_000),
+            (20_000, 20_001),
+            (30_000, 41_000),
+        ];
+        let len = 45_000;
+        let pages = page_map(&removed, len);
+        let inside = |p: u64| removed.iter().any(|&(s, e)| s <= p && p < e);
+        for p in 0..len {
+            match pages[(p >> PAGE_SHIFT) as usize] {
+                PAGE_LIVE => assert!(!inside(p), "{p}"),
+                PAGE_REMOVED => assert!(inside(p), "{p}"),
+                _ => {}
+            }
+        }
+        assert_eq!(pages[1], PAGE_REMOVED);
+        assert_eq!(pages[0], PAGE_MIXED);
+        assert_eq!(pages[5], PAGE_LIVE);
+        assert_eq!(pages[9], PAGE_REMOVED);
+        assert!(page_map(&[], len).is_empty());
     }
 }

@@ -60,6 +60,14 @@ impl Shard {
     /// with it (`upper = true`); and the longest common prefix of `pat` with the suffixes next to
     /// that slot (for `upper = false`: the longest prefix of `pat` occurring in the shard).
     pub fn bound(&self, pat: &[u8], upper: bool) -> (usize, usize) {
+        let (lo, llcp, rlcp) = self.search(pat, upper);
+        (lo, llcp.max(rlcp))
+    }
+
+    /// [`Shard::bound`] with both common prefixes: with `pat`'s suffix at slot `lo - 1` (0 when
+    /// `lo` is 0) and at slot `lo` (0 when `lo` is the end). Both slots were probed by the search
+    /// (the interval's ends are always earlier probes), so the prefixes are exact.
+    fn search(&self, pat: &[u8], upper: bool) -> (usize, usize, usize) {
         let sa = self.sa();
         let (mut lo, mut hi) = (0usize, sa.len());
         let (mut llcp, mut rlcp) = (0usize, 0usize);
@@ -84,7 +92,7 @@ impl Shard {
                 rlcp = k;
             }
         }
-        (lo, llcp.max(rlcp))
+        (lo, llcp, rlcp)
     }
 
     /// Suffix-array slots `[lo, hi)` of the suffixes that start with `pat`.
@@ -101,36 +109,61 @@ impl Shard {
     /// Without removed documents this is the search's own longest common prefix. With them, the
     /// common prefix of `pat` and the suffix at slot `i` never grows as `i` moves away from the
     /// insertion point, so the answer is the prefix shared with the nearest live slot on either
-    /// side; the walk to it stops early at any slot sharing no more than the best found, so it
-    /// visits only removed suffixes that share a longer prefix than every live one.
+    /// side. The search already knows the prefixes at the two slots beside the insertion point,
+    /// so when those are live (the usual case) nothing more is read; otherwise the walk outward
+    /// compares only up to the prefix of the slot before, and stops at any slot sharing no more
+    /// than the best found so far.
     #[inline]
     pub fn longest_prefix(&self, pat: &[u8]) -> usize {
-        let (lo, lcp) = self.bound(pat, false);
+        let (lo, llcp, rlcp) = self.search(pat, false);
         if !self.has_removed() {
-            return lcp;
+            return llcp.max(rlcp);
         }
-        let mut best = 0;
-        for i in lo..self.sa().len() {
-            let l = common_prefix(pat, self.suffix(i));
-            if l <= best {
-                break;
+        let n = self.sa().len();
+        // Nearest live slot of one side, starting at `first` whose prefix is `first_lcp`.
+        let walk = |mut i: usize, up: bool, first_lcp: usize, best: usize| -> usize {
+            let mut l = first_lcp;
+            loop {
+                if l <= best {
+                    return best;
+                }
+                if self.is_live_slot(i) {
+                    return l;
+                }
+                if up {
+                    i += 1;
+                    if i >= n {
+                        return best;
+                    }
+                } else {
+                    if i == 0 {
+                        return best;
+                    }
+                    i -= 1;
+                }
+                l = common_prefix(&pat[..l], self.suffix(i));
             }
-            if self.is_live_slot(i) {
-                best = l;
-                break;
+        };
+        let up = |best| {
+            if lo < n {
+                walk(lo, true, rlcp, best)
+            } else {
+                best
             }
+        };
+        let down = |best| {
+            if lo > 0 {
+                walk(lo - 1, false, llcp, best)
+            } else {
+                best
+            }
+        };
+        // The side sharing more first, so the other can stop at once.
+        if rlcp >= llcp {
+            down(up(0))
+        } else {
+            up(down(0))
         }
-        for i in (0..lo).rev() {
-            let l = common_prefix(pat, self.suffix(i));
-            if l <= best {
-                break;
-            }
-            if self.is_live_slot(i) {
-                best = l;
-                break;
-            }
-        }
-        best
     }
 
     /// Live suffix-array slots in `[lo, hi)`, in order.

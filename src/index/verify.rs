@@ -88,6 +88,27 @@ pub fn checksum_files(index: &Index, skip: impl Fn(&FileEntry) -> bool) -> Vec<S
     problems
 }
 
+/// Opens the index in `dir` as a reader that already has `current` open moves to a new
+/// generation: every file's size and header are checked by opening, and every shard file
+/// `current` does not already hold (same name, same checksum) is checksummed. A takedown adds no
+/// file, so this costs one manifest read; an addition, reading its new shards once.
+pub fn open_next(dir: &std::path::Path, current: &Index) -> Result<Index> {
+    let next = Index::open(dir)?;
+    let known: std::collections::HashSet<(&str, &str)> = current
+        .shards
+        .iter()
+        .flat_map(|s| FileKind::ALL.map(|k| s.entry.file(k)))
+        .map(|f| (f.name.as_str(), f.blake3.as_str()))
+        .collect();
+    let problems = checksum_files(&next, |f| {
+        known.contains(&(f.name.as_str(), f.blake3.as_str()))
+    });
+    if !problems.is_empty() {
+        anyhow::bail!("{}", problems.join("; "));
+    }
+    Ok(next)
+}
+
 /// Verifies the index in `dir`. Errors only when it cannot be opened at all (the error names the
 /// file); everything else is collected in the report.
 pub fn verify(dir: &std::path::Path, opts: VerifyOptions) -> Result<VerifyReport> {

@@ -20,8 +20,6 @@ use crate::analyze::Analyzer;
 use crate::index::format::{FileKind, Manifest};
 use crate::index::Index;
 use crate::metrics::Metrics;
-use anyhow::{bail, Result};
-use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,24 +39,6 @@ pub(crate) fn publish_index_metrics(metrics: &Metrics, index: &Index) {
             .sum::<u64>() as i64,
     );
     metrics.index_generation.set(index.generation() as i64);
-}
-
-/// Opens the index in `dir` and checksums the files `current` does not hold.
-fn open_checked(dir: &std::path::Path, current: &Index) -> Result<Index> {
-    let next = Index::open(dir)?;
-    let known: HashSet<(&str, &str)> = current
-        .shards
-        .iter()
-        .flat_map(|s| FileKind::ALL.map(|k| s.entry.file(k)))
-        .map(|f| (f.name.as_str(), f.blake3.as_str()))
-        .collect();
-    let problems = crate::index::verify::checksum_files(&next, |f| {
-        known.contains(&(f.name.as_str(), f.blake3.as_str()))
-    });
-    if !problems.is_empty() {
-        bail!("{}", problems.join("; "));
-    }
-    Ok(next)
 }
 
 /// Starts following the index in `dir` until shutdown.
@@ -96,7 +76,9 @@ pub(crate) fn spawn(
             let current = analyzer.index();
             let started = Instant::now();
             let d = dir.clone();
-            let opened = tokio::task::spawn_blocking(move || open_checked(&d, &current)).await;
+            let opened =
+                tokio::task::spawn_blocking(move || crate::index::verify::open_next(&d, &current))
+                    .await;
             let opened = match opened {
                 Ok(r) => r,
                 Err(e) => Err(anyhow::anyhow!("the reload task failed: {e}")),
