@@ -9,10 +9,14 @@
 //!
 //! Options: `--index DIR` (default bench-data/index, the 350 MB benchmark index; else the demo
 //! corpus is indexed), `--messages N` (20000), `--policy off|on-match` (off),
-//! `--in-flight 16,64,256,4096` (the limits measured, in turn).
+//! `--in-flight 16,64,256,4096` (the limits measured, in turn), `--swap-every SECS` (0: while the
+//! daemon consumes, publish a takedown of 100 documents every SECS seconds with `memaudit index
+//! remove` on a hard-linked copy of the index, which the daemon follows with `index.poll_secs =
+//! 0.2`; prints messages/s around each swap and the longest time without a finished message).
 
 #[path = "../tests/broker/mod.rs"]
 mod broker;
+mod common;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -204,10 +208,34 @@ fn run_daemon(
     limit: usize,
     n: usize,
 ) -> f64 {
+    let swap_every: f64 = arg("--swap-every", "0").parse().expect("--swap-every SECS");
+    // The daemon follows a hard-linked copy (`index merge` of one index), so takedowns leave the
+    // benchmark index as it is.
+    let index = if swap_every > 0.0 {
+        let copy = dir.join("index-followed");
+        let ok = std::process::Command::new(env!("CARGO_BIN_EXE_memaudit"))
+            .args(["index", "merge", "--force"])
+            .arg(&copy)
+            .arg(index)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "index merge");
+        copy
+    } else {
+        index.to_path_buf()
+    };
     let cfg = format!(
         "[kafka]\nbrokers = \"{}\"\ngroup_id = \"bench-{limit}\"\n[topics]\ninput = \"in\"\nverdicts = \"v\"\nalerts = \"a\"\ndead_letters = \"d\"\n[index]\ndir = {:?}\n[probe]\npolicy = \"{policy}\"\n[limits]\nmax_in_flight = {limit}\n",
         b.brokers(),
         index.display().to_string()
+    );
+    let cfg = cfg.replace(
+        "[index]\n",
+        &format!(
+            "[index]\npoll_secs = {}\n",
+            if swap_every > 0.0 { 0.2 } else { 2.0 }
+        ),
     );
     let mut d = broker::Daemon::start(dir, &cfg, &format!("bench-{limit}"));
     let pid = d.child.id();
@@ -215,6 +243,11 @@ fn run_daemon(
     // last (start-up and the group join are left out), CPU over the same interval.
     let start = Instant::now();
     let mut first: Option<(Instant, f64)> = None;
+    // (time, messages finished, generation in use), every poll.
+    let mut samples: Vec<(Instant, f64, f64)> = Vec::new();
+    let mut next_swap: Option<Instant> = None;
+    let mut swaps = 0u64;
+    let mut writers = Vec::new();
     let last_text = loop {
         let Some((_, text)) = d.get("/metrics") else {
             assert!(
@@ -227,6 +260,29 @@ fn run_daemon(
         let done = metric(&text, "memaudit_messages_total");
         if first.is_none() && done > 0.0 {
             first = Some((Instant::now(), cpu_seconds(pid)));
+            next_swap =
+                (swap_every > 0.0).then(|| Instant::now() + Duration::from_secs_f64(swap_every));
+        }
+        samples.push((
+            Instant::now(),
+            done,
+            metric(&text, "memaudit_index_generation"),
+        ));
+        if next_swap.is_some_and(|t| Instant::now() >= t) {
+            let ids: Vec<String> = (swaps * 100..swaps * 100 + 100)
+                .map(|i| i.to_string())
+                .collect();
+            let writer = std::process::Command::new(env!("CARGO_BIN_EXE_memaudit"))
+                .args(["index", "remove"])
+                .arg(&index)
+                .args(&ids)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("memaudit index remove");
+            writers.push(writer);
+            swaps += 1;
+            next_swap = Some(Instant::now() + Duration::from_secs_f64(swap_every));
         }
         if done as usize >= n || start.elapsed() > Duration::from_secs(600) {
             break text;
@@ -273,6 +329,12 @@ fn run_daemon(
         })
         .collect();
     println!("  verdicts: {}", severities.join(", "));
+    if swap_every > 0.0 {
+        for mut w in writers {
+            assert!(w.wait().unwrap().success(), "a takedown failed");
+        }
+        common::report_swaps(&samples, t0);
+    }
     println!("  per stage (mean over messages; probe: per batch):");
     for s in memaudit::metrics::STAGES {
         let sum = metric(

@@ -7,6 +7,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 /// The default model, fetched (or found in the cache) by `scripts/fetch-model.sh`.
 pub fn model_path() -> PathBuf {
@@ -156,4 +157,59 @@ pub fn summarize(mut lat_ms: Vec<f64>) -> QueryFigures {
         p99_ms: percentile(&lat_ms, 0.99),
         qps,
     }
+}
+
+/// Messages/s around each generation change the daemon reported, and the longest time without a
+/// finished message near a swap and elsewhere (samples every ~5 ms from /metrics).
+pub fn report_swaps(samples: &[(Instant, f64, f64)], t0: Instant) {
+    let samples: Vec<_> = samples.iter().filter(|s| s.0 >= t0).collect();
+    let changes: Vec<Instant> = samples
+        .windows(2)
+        .filter(|w| w[1].2 != w[0].2)
+        .map(|w| w[1].0)
+        .collect();
+    let rate = |from: Instant, to: Instant| {
+        let a = samples.iter().find(|s| s.0 >= from);
+        let b = samples.iter().rev().find(|s| s.0 <= to);
+        match (a, b) {
+            (Some(a), Some(b)) if b.0 > a.0 => (b.1 - a.1) / (b.0 - a.0).as_secs_f64(),
+            _ => f64::NAN,
+        }
+    };
+    let near = |t: Instant| {
+        changes
+            .iter()
+            .any(|&c| t + Duration::from_millis(300) >= c && t <= c + Duration::from_millis(300))
+    };
+    let (mut stall_near, mut stall_far) = (Duration::ZERO, Duration::ZERO);
+    let mut since = samples.first().map(|s| s.0).unwrap_or(t0);
+    for w in samples.windows(2) {
+        if w[1].1 > w[0].1 {
+            let stalled = w[1].0 - since;
+            if near(w[1].0) {
+                stall_near = stall_near.max(stalled);
+            } else {
+                stall_far = stall_far.max(stalled);
+            }
+            since = w[1].0;
+        }
+    }
+    println!(
+        "  index swaps: {} generations taken up while consuming (one takedown of 100 documents each)",
+        changes.len()
+    );
+    for (i, &c) in changes.iter().enumerate().take(8) {
+        println!(
+            "    swap {}: messages/s in the second before {:.0}, in the 100 ms after {:.0}, in the second after {:.0}",
+            i + 1,
+            rate(c - Duration::from_secs(1), c),
+            rate(c, c + Duration::from_millis(100)),
+            rate(c, c + Duration::from_secs(1))
+        );
+    }
+    println!(
+        "  longest time without a finished message: {:.1} ms within 300 ms of a swap, {:.1} ms elsewhere",
+        stall_near.as_secs_f64() * 1e3,
+        stall_far.as_secs_f64() * 1e3
+    );
 }

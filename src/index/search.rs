@@ -166,6 +166,32 @@ impl Shard {
         }
     }
 
+    /// Whether `pat` occurs in a live document of this shard. Every suffix starting with `pat`
+    /// sits at or after the insertion point, so only that side is walked, and only while the
+    /// suffixes still start with `pat`.
+    #[inline]
+    pub fn occurs(&self, pat: &[u8]) -> bool {
+        let (lo, _, rlcp) = self.search(pat, false);
+        if rlcp < pat.len() {
+            return false;
+        }
+        if !self.has_removed() {
+            return true;
+        }
+        let sa = self.sa();
+        let mut i = lo;
+        while i < sa.len() {
+            if self.is_live_slot(i) {
+                return true;
+            }
+            i += 1;
+            if i < sa.len() && common_prefix(pat, self.suffix(i)) < pat.len() {
+                return false;
+            }
+        }
+        false
+    }
+
     /// Live suffix-array slots in `[lo, hi)`, in order.
     pub fn live_slots(&self, lo: usize, hi: usize) -> impl Iterator<Item = usize> + '_ {
         let all = !self.has_removed();
@@ -303,9 +329,7 @@ impl Index {
 
     /// Whether `pat` occurs in any shard.
     fn occurs(&self, pat: &[u8]) -> bool {
-        self.shards
-            .iter()
-            .any(|s| s.longest_prefix(pat) == pat.len())
+        self.shards.iter().any(|s| s.occurs(pat))
     }
 
     /// Occurrences of `pattern` (normalized like the corpus) across all shards.
