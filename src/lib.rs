@@ -12,12 +12,15 @@
 //! - [`verdict`]: the severity policy: spans and probe signals ⇒ severity and reasons.
 //! - [`config`]: `memaudit serve`'s configuration (TOML, environment, flags), validated.
 //! - [`metrics`]: every Prometheus metric, defined once.
-//! - [`serve`]: the daemon: Kafka or file source, pipeline, sinks, HTTP, shutdown.
+//! - [`serve`]: the daemon: Kafka or file source, pipeline, sinks, HTTP (and its check API),
+//!   shutdown.
+//! - [`action`]: allow, redact or block a judged text, and redaction.
 //! - [`demo`]: `memaudit demo`, the whole pipeline on a small local corpus, no broker.
 //! - [`units`]: parsing sizes such as `1GiB` on the command line.
 //! - [`loopback`]: a minimal HTTP GET for the demo and the tests.
 //! - [`memory`]: resident-set and physical-memory figures from `/proc`.
 
+pub mod action;
 pub mod analyze;
 pub mod audit;
 // Documentation debt (Cargo.toml [lints] missing_docs): its public fields mirror formats

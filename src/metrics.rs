@@ -75,6 +75,10 @@ pub struct Metrics {
     pub index_reload_failed: IntGauge,
     /// Model identity (value 1).
     pub model_info: IntGaugeVec,
+    /// HTTP API requests answered, by endpoint and status code.
+    pub http_requests: IntCounterVec,
+    /// HTTP API request durations, by endpoint.
+    pub http_seconds: HistogramVec,
     /// Build identity (value 1).
     pub build_info: IntGaugeVec,
 }
@@ -243,6 +247,27 @@ impl Metrics {
                 "The loaded probe model (value 1); policy off loads none.",
                 &["model", "device", "policy"],
             ),
+            http_requests: counter_vec(
+                "memaudit_http_requests_total",
+                "HTTP API requests answered, by endpoint and status code.",
+                &["endpoint", "status"],
+            ),
+            http_seconds: {
+                let h = HistogramVec::new(
+                    HistogramOpts::new(
+                        "memaudit_http_request_seconds",
+                        "HTTP API request durations, by endpoint.",
+                    )
+                    .buckets(vec![
+                        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                        0.25, 0.5, 1.0, 2.5,
+                    ]),
+                    &["endpoint"],
+                )
+                .expect("valid metric");
+                registry.register(Box::new(h.clone())).expect("unique");
+                h
+            },
             build_info: gauge_vec(
                 "memaudit_build_info",
                 "memaudit build (value 1).",

@@ -88,6 +88,8 @@ pub struct Config {
     #[serde(default)]
     pub http: HttpConfig,
     #[serde(default)]
+    pub actions: crate::action::ActionPolicy,
+    #[serde(default)]
     pub limits: Limits,
     #[serde(default)]
     pub shutdown: ShutdownConfig,
@@ -102,6 +104,8 @@ pub enum SourceKind {
     Kafka,
     /// JSON lines from a file or stdin; records to files or stdout (`[file]`).
     File,
+    /// No stream: only the HTTP server, answering POST /v1/check.
+    Http,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, Default)]
@@ -246,6 +250,14 @@ impl ModelConfig {
     }
 }
 
+/// Whether message `id` falls in a deterministic `rate` share (a hash of the id): the same
+/// message is sampled on every replay.
+pub fn sampled(id: &str, rate: f64) -> bool {
+    let h = blake3::hash(id.as_bytes());
+    let x = u64::from_le_bytes(h.as_bytes()[..8].try_into().expect("8 bytes"));
+    (x as f64 / u64::MAX as f64) < rate
+}
+
 /// Which messages the entropy probe scores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "kebab-case")]
@@ -262,6 +274,17 @@ pub enum ProbePolicy {
 }
 
 impl ProbePolicy {
+    /// Whether this policy scores the text with message `id` whose spans are `report`
+    /// (`sample_rate` for `sampled`). The daemon's stream and its HTTP API both ask this.
+    pub fn scores(self, id: &str, report: &crate::index::SpanReport, sample_rate: f64) -> bool {
+        match self {
+            ProbePolicy::Off => false,
+            ProbePolicy::Always => true,
+            ProbePolicy::OnMatch => !report.spans.is_empty(),
+            ProbePolicy::Sampled => sampled(id, sample_rate),
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             ProbePolicy::Off => "off",
@@ -381,14 +404,24 @@ impl Default for AlertConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
-    /// Address for /metrics, /healthz and /readyz; empty turns the server off.
+    /// Address for /metrics, /healthz, /readyz and POST /v1/check; empty turns the server off.
     pub bind: String,
+    /// Checks answered at once by POST /v1/check; more are answered 429.
+    pub max_concurrent_checks: usize,
+    /// Longest a check may take; slower ones are answered 503.
+    pub check_timeout_ms: u64,
+    /// A file of bearer tokens, one per line, that POST /v1/check requires (`Authorization:
+    /// Bearer TOKEN`); empty: no authentication. /metrics and the health endpoints stay open.
+    pub tokens_file: Option<std::path::PathBuf>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             bind: "127.0.0.1:9898".into(),
+            max_concurrent_checks: 64,
+            check_timeout_ms: 2000,
+            tokens_file: None,
         }
     }
 }
@@ -400,6 +433,12 @@ impl HttpConfig {
                 "http.bind",
                 format!("`{}` is not an address like 127.0.0.1:9898", self.bind),
             ));
+        }
+        if self.max_concurrent_checks == 0 {
+            return Err(err("http.max_concurrent_checks", "must be > 0"));
+        }
+        if self.check_timeout_ms == 0 {
+            return Err(err("http.check_timeout_ms", "must be > 0"));
         }
         Ok(())
     }
@@ -515,6 +554,18 @@ impl Config {
         self.spans.validate()?;
         self.severity.validate()?;
         self.http.validate()?;
+        if self.actions.block_at < self.actions.redact_at {
+            return Err(err(
+                "actions.block_at",
+                "must be at or above actions.redact_at",
+            ));
+        }
+        if self.source.kind == SourceKind::Http && self.http.bind.is_empty() {
+            return Err(err(
+                "http.bind",
+                "source.kind = \"http\" serves POST /v1/check: give it an address",
+            ));
+        }
         self.limits.validate(self.producer_max_message_bytes())?;
         self.shutdown.validate()
     }

@@ -1,6 +1,7 @@
 //! The HTTP endpoints: `/metrics` (Prometheus text format), `/healthz` (the process is up and
 //! its pipeline moves) and `/readyz` (index open, model loaded if the policy needs one,
-//! partitions assigned, broker reachable; 503 with the failing checks otherwise).
+//! partitions assigned, broker reachable; 503 with the failing checks otherwise), and the API
+//! routes the caller merges in (`POST /v1/check`, [`super::check`]).
 
 use crate::metrics::Metrics;
 use axum::extract::State;
@@ -61,6 +62,7 @@ pub async fn serve(
     addr: SocketAddr,
     metrics: Arc<Metrics>,
     ready: Arc<Readiness>,
+    api: Router,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(addr)
@@ -71,7 +73,8 @@ pub async fn serve(
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready_handler))
-        .with_state(AppState { metrics, ready });
+        .with_state(AppState { metrics, ready })
+        .merge(api);
     let handle = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(stop)
@@ -80,7 +83,7 @@ pub async fn serve(
             tracing::error!(error = %e, "HTTP server failed");
         }
     });
-    tracing::info!(address = %local, "serving /metrics /healthz /readyz");
+    tracing::info!(address = %local, "serving /metrics /healthz /readyz and POST /v1/check");
     Ok((local, handle))
 }
 

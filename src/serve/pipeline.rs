@@ -199,15 +199,7 @@ impl Pipeline {
 
     /// Whether the probe policy scores this message.
     fn wants_probe(&self, id: &str, report: &SpanReport) -> bool {
-        if self.analyzer.probe.is_none() {
-            return false;
-        }
-        match self.policy {
-            ProbePolicy::Off => false,
-            ProbePolicy::Always => true,
-            ProbePolicy::OnMatch => !report.spans.is_empty(),
-            ProbePolicy::Sampled => sampled(id, self.sample_rate),
-        }
+        self.analyzer.probe.is_some() && self.policy.scores(id, report, self.sample_rate)
     }
 
     /// Batches messages for the probe until its input closes. A failed or panicking forward
@@ -448,13 +440,6 @@ fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic without a message".to_string())
 }
 
-/// Deterministic sampling by id: the same message is sampled on every replay.
-pub fn sampled(id: &str, rate: f64) -> bool {
-    let h = blake3::hash(id.as_bytes());
-    let x = u64::from_le_bytes(h.as_bytes()[..8].try_into().expect("8 bytes"));
-    (x as f64 / u64::MAX as f64) < rate
-}
-
 /// Waits for one item, then takes whatever else is already queued, up to `max`.
 async fn recv_batch<T>(rx: &mut mpsc::Receiver<T>, max: usize) -> Option<Vec<T>> {
     let first = rx.recv().await?;
@@ -482,10 +467,13 @@ mod tests {
     #[test]
     fn sampling_is_deterministic_and_near_the_rate() {
         let hits = (0..20_000)
-            .filter(|i| super::sampled(&format!("m{i}"), 0.1))
+            .filter(|i| crate::config::sampled(&format!("m{i}"), 0.1))
             .count();
         assert!((1_800..2_200).contains(&hits), "{hits}");
-        assert_eq!(super::sampled("x", 0.5), super::sampled("x", 0.5));
-        assert!(!super::sampled("x", 0.0));
+        assert_eq!(
+            crate::config::sampled("x", 0.5),
+            crate::config::sampled("x", 0.5)
+        );
+        assert!(!crate::config::sampled("x", 0.0));
     }
 }

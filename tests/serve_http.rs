@@ -1,0 +1,288 @@
+//! `POST /v1/check` end to end: `memaudit serve` with `source.kind = "http"` (no broker) on the
+//! demo corpus's index. Verdicts and actions by severity, redaction that leaves no span text
+//! behind, the stream's decoding errors as 400s, and the limits: body size (413), bearer tokens
+//! (401), concurrency (429), time (503), a panic (500); every answer counted in the metrics.
+
+mod broker;
+
+use broker::workload::{build_index, metric, repo};
+use broker::Daemon;
+use std::path::Path;
+use std::time::Duration;
+
+fn gettysburg() -> String {
+    std::fs::read_to_string(repo().join("data/demo/corpus/gettysburg-address.txt"))
+        .unwrap()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Novel prose of about `n` characters.
+fn novel(n: usize) -> String {
+    const W: &[&str] = &[
+        "amber", "harbor", "quietly", "lantern", "orchard", "ferry", "granite", "whistle",
+        "meadow", "copper", "tangent", "velvet", "signal", "thimble", "canyon", "drizzle",
+    ];
+    let mut s = String::new();
+    let mut x = 7u64;
+    while s.len() < n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.push_str(W[(x % W.len() as u64) as usize]);
+        s.push(' ');
+    }
+    s
+}
+
+fn start(dir: &Path, extra: &str, env: &[(&str, &str)]) -> Daemon {
+    let index = build_index(dir);
+    let cfg = format!(
+        "[source]\nkind = \"http\"\n[index]\ndir = {:?}\n[probe]\npolicy = \"off\"\n[input]\nmax_bytes = 8192\n{extra}",
+        index.display().to_string()
+    );
+    let d = Daemon::start_env(dir, &cfg, "http", env);
+    d.wait_ready(Duration::from_secs(60));
+    d
+}
+
+fn post(d: &Daemon, headers: &[(&str, &str)], body: &str) -> (u16, serde_json::Value) {
+    let (code, text) = memaudit::loopback::post(
+        ([127, 0, 0, 1], d.http).into(),
+        "/v1/check",
+        headers,
+        body.as_bytes(),
+    )
+    .unwrap();
+    let v = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{code}: {text:?}: {e}"));
+    (code, v)
+}
+
+fn check(d: &Daemon, text: &str) -> serde_json::Value {
+    let (code, v) = post(
+        d,
+        &[],
+        &serde_json::json!({"id": "x", "text": text, "model": "m1"}).to_string(),
+    );
+    assert_eq!(code, 200, "{v}");
+    v
+}
+
+#[test]
+fn verdicts_actions_and_redaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = start(dir.path(), "", &[]);
+    let g = gettysburg();
+
+    // Novel text: allowed, no spans.
+    let v = check(&d, &novel(600));
+    assert_eq!(v["action"], "allow");
+    assert_eq!(v["verdict"]["severity"], "none");
+    assert_eq!(v["model"], "m1");
+    assert!(v.get("text").is_none());
+
+    // Most of the text quoted: critical, blocked.
+    let v = check(&d, &format!("Sure: {}", &g[..400]));
+    assert_eq!(v["verdict"]["severity"], "critical", "{v}");
+    assert_eq!(v["action"], "block");
+    assert!(v["verdict"]["spans"][0]["provenance"][0]["source"]
+        .as_str()
+        .unwrap()
+        .contains("gettysburg"));
+
+    // Two 200-character quotes inside novel text: high, redacted.
+    let (q1, q2) = (&g[0..200], &g[600..800]);
+    let text = format!("{} {q1} {} {q2} {}", novel(700), novel(300), novel(400));
+    let v = check(&d, &text);
+    assert_eq!(v["verdict"]["severity"], "high", "{v}");
+    assert_eq!(v["action"], "redact");
+    let red = v["text"].as_str().unwrap();
+    assert_eq!(red.matches("[redacted: training data]").count(), 2, "{red}");
+    for s in v["verdict"]["spans"].as_array().unwrap() {
+        let (a, b) = (
+            s["start"].as_u64().unwrap() as usize,
+            s["end"].as_u64().unwrap() as usize,
+        );
+        let span: String = text.chars().skip(a).take(b - a).collect();
+        assert!(
+            !red.contains(span.trim()),
+            "span text left behind: {span:?}"
+        );
+    }
+    // The redacted text raises nothing: no span of the corpus is left in it.
+    let again = check(&d, red);
+    assert_eq!(again["verdict"]["spans_total"], 0, "{again}");
+    assert_eq!(again["action"], "allow");
+
+    // A short quote (80 characters) in long novel text: low, allowed (redact_at = high).
+    let v = check(
+        &d,
+        &format!("{} {} {}", novel(800), &g[300..380], novel(700)),
+    );
+    assert_eq!(v["verdict"]["severity"], "low", "{v}");
+    assert_eq!(v["action"], "allow");
+
+    // Bad payloads: the stream's dead-letter reasons, as 400 (413 for size).
+    for (body, code, reason) in [
+        ("{\"text\": ", 400, "invalid_json"),
+        ("{\"id\": \"y\"}", 400, "missing_text"),
+        ("{\"text\": 42}", 400, "text_not_string"),
+        ("[1,2]", 400, "not_an_object"),
+        ("", 400, "empty_payload"),
+    ] {
+        let (c, v) = post(&d, &[], body);
+        assert_eq!(
+            (c, v["error"].as_str().unwrap()),
+            (code, reason),
+            "{body}: {v}"
+        );
+    }
+    let big = serde_json::json!({"text": "a".repeat(9000)}).to_string();
+    let (c, v) = post(&d, &[], &big);
+    assert_eq!((c, v["error"].as_str().unwrap()), (413, "oversize"), "{v}");
+
+    let (_, m) = d.get("/metrics").unwrap();
+    assert_eq!(
+        metric(
+            &m,
+            "memaudit_http_requests_total{endpoint=\"/v1/check\",status=\"200\"}"
+        ),
+        5.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "memaudit_http_requests_total{endpoint=\"/v1/check\",status=\"400\"}"
+        ),
+        5.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "memaudit_http_requests_total{endpoint=\"/v1/check\",status=\"413\"}"
+        ),
+        1.0
+    );
+    d.stop();
+}
+
+#[test]
+fn bearer_tokens_concurrency_time_and_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "# the gateway\nalpha-token-1\n\nbeta-token-2\n").unwrap();
+    let extra = format!(
+        "[http]\nbind = \"127.0.0.1:0\"\nmax_concurrent_checks = 1\ncheck_timeout_ms = 700\ntokens_file = {:?}\n",
+        tokens.display().to_string()
+    );
+    // `bind` is replaced by the harness's --http flag; SLOW texts take 1.5 s.
+    let mut d = start(
+        dir.path(),
+        &extra,
+        &[
+            ("MEMAUDIT_FAILPOINT", "match:SLOW"),
+            ("MEMAUDIT_FAILPOINT_SLEEP_MS", "1500"),
+        ],
+    );
+    let body = serde_json::json!({"text": novel(300)}).to_string();
+    let (c, v) = post(&d, &[], &body);
+    assert_eq!((c, v["error"].as_str().unwrap()), (401, "unauthorized"));
+    let (c, _) = post(&d, &[("Authorization", "Bearer beta-token-3")], &body);
+    assert_eq!(c, 401);
+    let (c, _) = post(&d, &[("Authorization", "Basic beta-token-2")], &body);
+    assert_eq!(c, 401);
+    let (c, v) = post(&d, &[("Authorization", "Bearer beta-token-2")], &body);
+    assert_eq!((c, v["action"].as_str().unwrap()), (200, "allow"));
+    assert!(
+        !d.log_text().contains("beta-token"),
+        "tokens are never logged"
+    );
+
+    // One slow check holds the only slot: a second is refused with 429, the slow one times out
+    // with 503.
+    let auth = [("Authorization", "Bearer alpha-token-1")];
+    let slow = serde_json::json!({"text": format!("SLOW {}", novel(100))}).to_string();
+    let addr = d.http;
+    let first = std::thread::spawn(move || {
+        memaudit::loopback::post(
+            ([127, 0, 0, 1], addr).into(),
+            "/v1/check",
+            &[("Authorization", "Bearer alpha-token-1")],
+            slow.as_bytes(),
+        )
+        .unwrap()
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let (c, v) = post(&d, &auth, &body);
+    assert_eq!((c, v["error"].as_str().unwrap()), (429, "busy"), "{v}");
+    let (c, text) = first.join().unwrap();
+    assert_eq!(c, 503, "{text}");
+    assert!(text.contains("\"timeout\""));
+    // The slot is held until the slow work ends, then checks are answered again.
+    std::thread::sleep(Duration::from_millis(1200));
+    let (c, _) = post(&d, &auth, &body);
+    assert_eq!(c, 200);
+    d.stop();
+
+    // A panic while judging: 500, and the daemon keeps answering.
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = start(dir.path(), "", &[("MEMAUDIT_FAILPOINT", "match:BOOM")]);
+    let (c, v) = post(
+        &d,
+        &[],
+        &serde_json::json!({"text": "BOOM now"}).to_string(),
+    );
+    assert_eq!((c, v["error"].as_str().unwrap()), (500, "internal"));
+    let v = check(&d, &novel(200));
+    assert_eq!(v["action"], "allow");
+    let (_, m) = d.get("/metrics").unwrap();
+    assert_eq!(
+        metric(
+            &m,
+            "memaudit_http_requests_total{endpoint=\"/v1/check\",status=\"500\"}"
+        ),
+        1.0
+    );
+    d.stop();
+}
+
+#[test]
+fn a_bad_token_file_or_action_order_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = build_index(dir.path());
+    let run = |extra: &str| {
+        let cfg = dir.path().join("c.toml");
+        std::fs::write(
+            &cfg,
+            format!("[source]\nkind = \"http\"\n[index]\ndir = {:?}\n[probe]\npolicy = \"off\"\n{extra}", index.display().to_string()),
+        )
+        .unwrap();
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_memaudit"))
+            .args(["serve", "--config"])
+            .arg(&cfg)
+            .args(["--http", "127.0.0.1:0"])
+            .output()
+            .unwrap();
+        assert!(!o.status.success());
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, "# nothing\n").unwrap();
+    let err = run(&format!(
+        "[http]\ntokens_file = {:?}\n",
+        empty.display().to_string()
+    ));
+    assert!(
+        err.contains("http.tokens_file") && err.contains("holds no token"),
+        "{err}"
+    );
+    let err = run("[http]\ntokens_file = \"/nonexistent/tokens\"\n");
+    assert!(
+        err.contains("/nonexistent/tokens") && err.contains("cannot read"),
+        "{err}"
+    );
+    let err = run("[actions]\nredact_at = \"critical\"\nblock_at = \"high\"\n");
+    assert!(err.contains("actions.block_at"), "{err}");
+}
