@@ -3,10 +3,11 @@
 //!
 //! The daemon runs with `source.kind = "http"` and the probe off on the 350 MB benchmark index
 //! (`bench-data/index`, built from `bench-data/corpus.jsonl` if missing). Texts: the 1 KiB novel and
-//! copy texts of `cargo bench --bench index`. In process: `Analyzer::spans` + `judge` on one
-//! thread (latency) and on as many threads as cores (the machine's rate). Over HTTP: 1, 16 and 64
-//! clients, each sending one request after another for `--seconds` (5) on its own connection
-//! per request (the loopback client has no keep-alive, so each latency includes a TCP connect).
+//! copy texts of `cargo bench --bench index`. For each concurrency (1, 16, 64), the same number of
+//! threads judge in process (`Analyzer::spans` + `judge`, what the handler runs) and then send
+//! requests over HTTP, each one after another for `--seconds` (5), over one keep-alive connection
+//! per client; latencies and rates are compared at equal concurrency. The clients share the
+//! machine's cores with the daemon.
 //!
 //! Options: `--index DIR`, `--corpus FILE.jsonl`, `--queries N` (100 per set), `--seconds S`.
 
@@ -15,6 +16,8 @@ mod common;
 use common::{load_docs, make_sets, summarize, QueryFigures};
 use memaudit::analyze::{Analyzer, Options};
 use memaudit::index::Index;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
@@ -26,6 +29,89 @@ fn arg(name: &str, default: &str) -> String {
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1).cloned())
         .unwrap_or_else(|| default.to_string())
+}
+
+/// One keep-alive HTTP/1.1 connection: POST /v1/check, read the status and the body by its
+/// Content-Length.
+struct Client {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Client {
+    fn connect(addr: std::net::SocketAddr) -> Client {
+        let s = TcpStream::connect(addr).expect("connect");
+        s.set_nodelay(true).unwrap();
+        Client {
+            reader: BufReader::new(s.try_clone().unwrap()),
+            writer: s,
+        }
+    }
+
+    fn check(&mut self, body: &[u8]) -> u16 {
+        let head = format!(
+            "POST /v1/check HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        self.writer.write_all(head.as_bytes()).unwrap();
+        self.writer.write_all(body).unwrap();
+        let mut line = String::new();
+        self.reader.read_line(&mut line).unwrap();
+        let code = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let mut len = 0usize;
+        loop {
+            line.clear();
+            self.reader.read_line(&mut line).unwrap();
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap();
+            }
+        }
+        let mut buf = vec![0u8; len];
+        self.reader.read_exact(&mut buf).unwrap();
+        code
+    }
+}
+
+/// Latencies (ms) and completions of `clients` threads running `work(i)` for `seconds`.
+fn closed_loop<W: FnMut(usize) -> bool + Send + 'static>(
+    clients: usize,
+    seconds: f64,
+    make: impl Fn(usize) -> W,
+) -> (QueryFigures, f64, u64) {
+    let until = Instant::now() + Duration::from_secs_f64(seconds);
+    let handles: Vec<_> = (0..clients)
+        .map(|c| {
+            let mut work = make(c);
+            std::thread::spawn(move || {
+                let (mut lat, mut bad, mut i) = (Vec::new(), 0u64, c);
+                while Instant::now() < until {
+                    let s = Instant::now();
+                    if work(i) {
+                        lat.push(s.elapsed().as_secs_f64() * 1e3);
+                    } else {
+                        bad += 1;
+                    }
+                    i += clients;
+                }
+                (lat, bad)
+            })
+        })
+        .collect();
+    let (mut lat, mut bad) = (Vec::new(), 0);
+    for h in handles {
+        let (l, b) = h.join().unwrap();
+        lat.extend(l);
+        bad += b;
+    }
+    let rate = lat.len() as f64 / seconds;
+    (summarize(lat), rate, bad)
 }
 
 fn main() {
@@ -59,48 +145,14 @@ fn main() {
         .flat_map(|s| s.texts)
         .collect();
 
-    // In process: latency on one thread, rate on every core.
     let analyzer = Arc::new(
         Analyzer::new(Index::open(&index).unwrap(), None, None, Options::default()).unwrap(),
     );
-    let judge = |a: &Analyzer, t: &str| {
-        let r = a.spans(t);
-        a.judge("x", &r, None)
-    };
-    for t in &texts {
-        let _ = judge(&analyzer, t);
+    let texts = Arc::new(texts);
+    for t in texts.iter() {
+        let r = analyzer.spans(t);
+        let _ = analyzer.judge("x", &r, None);
     }
-    let mut lat = Vec::new();
-    for t in &texts {
-        let s = Instant::now();
-        let _ = judge(&analyzer, t);
-        lat.push(s.elapsed().as_secs_f64() * 1e3);
-    }
-    let inproc = summarize(lat);
-    let cores = std::thread::available_parallelism()
-        .map(|c| c.get())
-        .unwrap_or(1);
-    let rate_inproc = {
-        let until = Instant::now() + Duration::from_secs_f64(seconds);
-        let handles: Vec<_> = (0..cores)
-            .map(|w| {
-                let (a, texts) = (analyzer.clone(), texts.clone());
-                std::thread::spawn(move || {
-                    let mut done = 0u64;
-                    let mut i = w;
-                    while Instant::now() < until {
-                        let r = a.spans(&texts[i % texts.len()]);
-                        let _ = a.judge("x", &r, None);
-                        done += 1;
-                        i += cores;
-                    }
-                    done
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).sum::<u64>() as f64 / seconds
-    };
-    drop(analyzer);
 
     // The daemon.
     let dir = tempfile::tempdir().unwrap();
@@ -147,58 +199,33 @@ fn main() {
     }
 
     println!(
-        "\n/v1/check against the in-process judge, 1 KiB texts ({} texts), probe off\n",
+        "\n/v1/check against the in-process judge at the same concurrency, 1 KiB texts ({} texts), probe off\n",
         texts.len()
     );
-    println!(
-        "in process: p50 {:.3} ms, p99 {:.3} ms (one thread); {:.0} texts/s on {cores} threads\n",
-        inproc.p50_ms, inproc.p99_ms, rate_inproc
-    );
-    println!(
-        "| clients | p50 | p99 | p99 − in-process p99 | requests/s | / in-process rate | non-200 |"
-    );
-    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| clients | in-process p50 / p99 | HTTP p50 / p99 | p99 difference | in-process /s | HTTP /s | HTTP / in-process | non-200 |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
     for clients in [1usize, 16, 64] {
-        let until = Instant::now() + Duration::from_secs_f64(seconds);
-        let handles: Vec<_> = (0..clients)
-            .map(|c| {
-                let bodies = bodies.clone();
-                std::thread::spawn(move || {
-                    let mut lat = Vec::new();
-                    let mut bad = 0u64;
-                    let mut i = c;
-                    while Instant::now() < until {
-                        let s = Instant::now();
-                        match memaudit::loopback::post(
-                            addr,
-                            "/v1/check",
-                            &[],
-                            &bodies[i % bodies.len()],
-                        ) {
-                            Ok((200, _)) => lat.push(s.elapsed().as_secs_f64() * 1e3),
-                            _ => bad += 1,
-                        }
-                        i += clients;
-                    }
-                    (lat, bad)
-                })
-            })
-            .collect();
-        let (mut lat, mut bad) = (Vec::new(), 0);
-        for h in handles {
-            let (l, b) = h.join().unwrap();
-            lat.extend(l);
-            bad += b;
-        }
-        let count = lat.len();
-        let f: QueryFigures = summarize(lat);
-        let rate = count as f64 / seconds;
+        let (inp, inp_rate, _) = closed_loop(clients, seconds, |_| {
+            let (a, t) = (analyzer.clone(), texts.clone());
+            move |i: usize| {
+                let r = a.spans(&t[i % t.len()]);
+                let _ = a.judge("x", &r, None);
+                true
+            }
+        });
+        let (http, http_rate, bad) = closed_loop(clients, seconds, |_| {
+            let mut c = Client::connect(addr);
+            let b = bodies.clone();
+            move |i: usize| c.check(&b[i % b.len()]) == 200
+        });
         println!(
-            "| {clients} | {:.3} ms | {:.3} ms | {:+.3} ms | {rate:.0} | {:.2} | {bad} |",
-            f.p50_ms,
-            f.p99_ms,
-            f.p99_ms - inproc.p99_ms,
-            rate / rate_inproc
+            "| {clients} | {:.3} / {:.3} ms | {:.3} / {:.3} ms | {:+.3} ms | {inp_rate:.0} | {http_rate:.0} | {:.2} | {bad} |",
+            inp.p50_ms,
+            inp.p99_ms,
+            http.p50_ms,
+            http.p99_ms,
+            http.p99_ms - inp.p99_ms,
+            http_rate / inp_rate
         );
     }
     let _ = child.kill();
