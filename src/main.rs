@@ -18,7 +18,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Build, verify and describe corpus indexes.
+    /// Build, verify, describe and change corpus indexes (takedown, additions, compaction, merging parts).
     #[command(subcommand)]
     Index(cli::index::IndexCommand),
     /// Find every verbatim span one text shares with the corpus (the daemon's query, on one text).
