@@ -359,20 +359,12 @@ fn index_merge(a: MergeArgs) -> Result<()> {
 }
 
 fn index_build(a: BuildArgs) -> Result<()> {
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    let memory_limit = match a.memory_limit {
-        Some(m) => m,
-        None => memaudit::memory::physical_memory_bytes()
-            .map(|m| m / 2)
-            .unwrap_or(4 << 30),
-    };
+    let memory_limit = a.memory_limit.unwrap_or_else(default_memory_limit);
     let opts = BuildOptions {
         out: a.out,
         inputs: a.inputs,
         shard_bytes: a.shard_size,
-        threads: a.threads.unwrap_or(cores),
+        threads: a.threads.unwrap_or_else(cores),
         memory_limit,
         normalization: Normalization {
             collapse_whitespace: !a.keep_whitespace,

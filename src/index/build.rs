@@ -110,7 +110,7 @@ impl PendingShard {
 }
 
 /// Refuses an existing non-empty target unless forced; returns whether something must be replaced.
-fn check_target(out: &Path, force: bool) -> Result<bool> {
+pub(crate) fn check_target(out: &Path, force: bool) -> Result<bool> {
     match std::fs::metadata(out) {
         Err(_) => Ok(false),
         Ok(m) if !m.is_dir() => bail!("{} exists and is not a directory", out.display()),
@@ -163,23 +163,9 @@ pub fn build(opts: &BuildOptions) -> Result<BuildSummary> {
         .clamp(1, opts.threads);
     let sort_threads = (opts.threads / workers).max(1);
 
-    let parent = match opts.out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&parent)
-        .with_context(|| format!("cannot create {}", parent.display()))?;
-    let name = opts
-        .out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let (parent, name) = parent_and_name(&opts.out)?;
     remove_dead_builds(&parent, &name);
-    let tmp = parent.join(format!(".{name}.building-{}", std::process::id()));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp)?;
-    }
-    std::fs::create_dir(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    let tmp = work_dir_beside(&opts.out, "building")?;
 
     let result = build_into(opts, &found, &tmp, shard_bytes, workers, sort_threads);
     let (mut manifest, ignored) = match result {
@@ -202,18 +188,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildSummary> {
     });
     super::generation::write_manifest(&tmp, &manifest)?;
 
-    if replace {
-        let old = parent.join(format!(".{name}.old-{}", std::process::id()));
-        std::fs::rename(&opts.out, &old)
-            .with_context(|| format!("cannot move the old {} aside", opts.out.display()))?;
-        std::fs::rename(&tmp, &opts.out)
-            .with_context(|| format!("cannot move the new index to {}", opts.out.display()))?;
-        std::fs::remove_dir_all(&old)
-            .with_context(|| format!("cannot remove the old index at {}", old.display()))?;
-    } else {
-        std::fs::rename(&tmp, &opts.out)
-            .with_context(|| format!("cannot move the new index to {}", opts.out.display()))?;
-    }
+    install(&tmp, &opts.out, replace)?;
 
     let seconds = started.elapsed().as_secs_f64();
     Ok(BuildSummary {
@@ -232,6 +207,52 @@ pub fn build(opts: &BuildOptions) -> Result<BuildSummary> {
         shard_bytes,
         skipped_examples: manifest.skipped.iter().take(10).cloned().collect(),
     })
+}
+
+/// The directory `out` goes in (created if missing) and `out`'s own name.
+fn parent_and_name(out: &Path) -> Result<(PathBuf, String)> {
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent)
+        .with_context(|| format!("cannot create {}", parent.display()))?;
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok((parent, name))
+}
+
+/// A fresh hidden directory beside `out` (`.NAME.WHAT-PID`) to write a new index into, so that
+/// nothing at `out` looks like an index until [`install`] renames it there.
+pub(crate) fn work_dir_beside(out: &Path, what: &str) -> Result<PathBuf> {
+    let (parent, name) = parent_and_name(out)?;
+    let tmp = parent.join(format!(".{name}.{what}-{}", std::process::id()));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp)?;
+    }
+    std::fs::create_dir(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    Ok(tmp)
+}
+
+/// Renames the finished index in `tmp` to `out`, moving an old one aside first and removing it
+/// after (`replace`, from [`check_target`]).
+pub(crate) fn install(tmp: &Path, out: &Path, replace: bool) -> Result<()> {
+    if replace {
+        let (parent, name) = parent_and_name(out)?;
+        let old = parent.join(format!(".{name}.old-{}", std::process::id()));
+        std::fs::rename(out, &old)
+            .with_context(|| format!("cannot move the old {} aside", out.display()))?;
+        std::fs::rename(tmp, out)
+            .with_context(|| format!("cannot move the new index to {}", out.display()))?;
+        std::fs::remove_dir_all(&old)
+            .with_context(|| format!("cannot remove the old index at {}", old.display()))?;
+    } else {
+        std::fs::rename(tmp, out)
+            .with_context(|| format!("cannot move the new index to {}", out.display()))?;
+    }
+    Ok(())
 }
 
 /// Removes the work directories of killed builds of the same index: `.NAME.building-PID` where no

@@ -9,6 +9,7 @@
 //! is refused, naming the part and the difference. Parts that record `--part I/N` must be all N,
 //! each once, given in order.
 
+use super::build::{check_target, install, work_dir_beside};
 use super::format::{shard_file_name, Change, FileKind, Manifest, Totals, MAX_SKIPPED_LISTED};
 use super::generation::{now_unix, write_manifest};
 use super::Index;
@@ -144,31 +145,8 @@ pub fn merge(out: &Path, parts: &[PathBuf], how: Transfer, force: bool) -> Resul
         opened.push((p.clone(), m));
     }
     check_parts(&opened)?;
-    if out.exists() {
-        let non_empty = std::fs::read_dir(out)
-            .with_context(|| format!("cannot list {}", out.display()))?
-            .next()
-            .is_some();
-        if non_empty && !force {
-            bail!(
-                "{} exists and is not empty; pass --force to replace it",
-                out.display()
-            );
-        }
-    }
-    let parent = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = parent.join(format!(".{name}.merging-{}", std::process::id()));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp)?;
-    }
-    std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    let replace = check_target(out, force)?;
+    let tmp = work_dir_beside(out, "merging")?;
     let result = merge_into(&tmp, &opened, how);
     let (manifest, linked, copied) = match result {
         Ok(r) => r,
@@ -177,16 +155,7 @@ pub fn merge(out: &Path, parts: &[PathBuf], how: Transfer, force: bool) -> Resul
             return Err(e);
         }
     };
-    if out.exists() {
-        let old = parent.join(format!(".{name}.old-{}", std::process::id()));
-        std::fs::rename(out, &old)
-            .with_context(|| format!("cannot move the old {} aside", out.display()))?;
-        std::fs::rename(&tmp, out)?;
-        std::fs::remove_dir_all(&old)?;
-    } else {
-        std::fs::rename(&tmp, out)
-            .with_context(|| format!("cannot move the merged index to {}", out.display()))?;
-    }
+    install(&tmp, out, replace)?;
     Ok(MergeSummary {
         index: out.to_path_buf(),
         index_id: manifest.index_id,
