@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::{load_docs, make_sets, summarize, QueryFigures};
+use common::{arg, load_docs, make_sets, summarize, QueryFigures};
 use memaudit::analyze::{Analyzer, Options};
 use memaudit::index::Index;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -22,14 +22,6 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-fn arg(name: &str, default: &str) -> String {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-        .unwrap_or_else(|| default.to_string())
-}
 
 /// One keep-alive HTTP/1.1 connection: POST /v1/check, read the status and the body by its
 /// Content-Length.

@@ -18,7 +18,7 @@
 
 mod common;
 
-use common::{load_docs, make_sets, summarize, QueryFigures};
+use common::{load_docs, make_sets, metric, summarize, QueryFigures};
 use memaudit::analyze::{Analyzer, Options};
 use memaudit::index::{Index, SpanOptions};
 use rand::rngs::StdRng;
@@ -410,12 +410,6 @@ fn daemon_swaps(idx: &Path, work: &Path, ids: &[u64], texts: &[(String, bool)]) 
         .stderr(std::fs::File::create(work.join("serve.log")).unwrap())
         .spawn()
         .expect("memaudit serve");
-    let metric = |page: &str, name: &str| -> f64 {
-        page.lines()
-            .filter(|l| l.starts_with(name))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
-    };
     let mut samples: Vec<(Instant, f64, f64)> = Vec::new();
     let mut writers = Vec::new();
     let (mut t0, mut next_swap, mut k) = (None, None, 0usize);

@@ -18,16 +18,9 @@
 mod broker;
 mod common;
 
+use common::{arg, metric};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-fn arg(name: &str, default: &str) -> String {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-        .unwrap_or_else(|| default.to_string())
-}
 
 fn proc_field(pid: u32, file: &str, key: &str) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/{file}")).ok()?;
@@ -45,13 +38,6 @@ fn cpu_seconds(pid: u32) -> f64 {
     let ticks: f64 = f.get(11).and_then(|x| x.parse().ok()).unwrap_or(0.0)
         + f.get(12).and_then(|x| x.parse().ok()).unwrap_or(0.0);
     ticks / 100.0
-}
-
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 /// Reads every file of the index once; returns the bytes read.

@@ -213,3 +213,20 @@ pub fn report_swaps(samples: &[(Instant, f64, f64)], t0: Instant) {
         stall_far.as_secs_f64() * 1e3
     );
 }
+
+/// The value of `--NAME VALUE` on the command line, or `default`.
+pub fn arg(name: &str, default: &str) -> String {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+        .unwrap_or_else(|| default.to_string())
+}
+
+/// The sum of the samples of `name` (any labels) on a Prometheus text page.
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
