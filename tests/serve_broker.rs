@@ -10,7 +10,7 @@ mod broker;
 
 use broker::workload::{
     build_index, config as workload_config, create_topics, messages as workload_messages,
-    verdict_ids, wait_for_verdicts, Input, ALERTS, DLQ, INPUT, VERDICTS,
+    verdict_ids, wait_for_verdicts, wait_metric, Input, ALERTS, DLQ, INPUT, VERDICTS,
 };
 use broker::{Broker, Daemon};
 use std::collections::BTreeSet;
@@ -365,16 +365,6 @@ fn quoting(id: &str, text: &str, skip: usize, partition: i32) -> Input {
     (partition, id.to_string(), payload.to_string().into_bytes())
 }
 
-fn gettysburg_text() -> String {
-    std::fs::read_to_string(
-        broker::workload::repo().join("data/demo/corpus/gettysburg-address.txt"),
-    )
-    .unwrap()
-    .split_whitespace()
-    .collect::<Vec<_>>()
-    .join(" ")
-}
-
 /// The daemon follows the index while it consumes: a takedown and an addition published by
 /// `memaudit index remove | add` while messages flow are in effect for the messages after the
 /// swap; every message gets exactly one verdict, carrying the index id and generation it was
@@ -390,7 +380,7 @@ fn the_daemon_follows_takedowns_and_additions_without_losing_a_message() {
         .replace("[index]\n", "[index]\npoll_secs = 0.2\n");
     let mut d = Daemon::start(dir.path(), &cfg, "daemon");
     d.wait_ready(Duration::from_secs(60));
-    let g = gettysburg_text();
+    let g = broker::workload::gettysburg();
     let poem = "Seven lanterns swung above the orchard gate while the ferryman counted copper \
                 coins, and the granite pylon hummed a tune nobody in the valley had ever heard \
                 before; the saffron lattice of the harbor caught the last ember of the drizzle \
@@ -411,17 +401,6 @@ fn the_daemon_follows_takedowns_and_additions_without_losing_a_message() {
             .unwrap()
     };
     let metrics = |d: &Daemon| d.get("/metrics").map(|m| m.1).unwrap_or_default();
-    let wait_generation = |d: &Daemon, g: f64| {
-        let until = Instant::now() + Duration::from_secs(30);
-        while broker::workload::metric(&metrics(d), "memaudit_index_generation") != g {
-            assert!(
-                Instant::now() < until,
-                "generation {g} not in use\n{}",
-                d.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
 
     // Phase 1, generation 1: quotes of the Gettysburg Address are found.
     let before: Vec<Input> = (0..30)
@@ -469,7 +448,7 @@ fn the_daemon_follows_takedowns_and_additions_without_losing_a_message() {
             ]);
         }
     }
-    wait_generation(&d, 3.0);
+    wait_metric(&d, "memaudit_index_generation", 3.0);
 
     // Phase 2, generation 3: the removed text is no longer found, the added one is.
     let after: Vec<Input> = (0..30)
@@ -545,15 +524,7 @@ fn the_daemon_follows_takedowns_and_additions_without_losing_a_message() {
     let tmp = index.join("manifest.json.edit");
     std::fs::write(&tmp, serde_json::to_vec(&bad).unwrap()).unwrap();
     std::fs::rename(&tmp, &manifest_path).unwrap();
-    let until = Instant::now() + Duration::from_secs(30);
-    while broker::workload::metric(&metrics(&d), "memaudit_index_reload_failed") != 1.0 {
-        assert!(
-            Instant::now() < until,
-            "the bad generation was not refused\n{}",
-            d.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_metric(&d, "memaudit_index_reload_failed", 1.0);
     let m = metrics(&d);
     assert_eq!(
         broker::workload::metric(&m, "memaudit_index_generation"),
@@ -586,11 +557,7 @@ fn the_daemon_follows_takedowns_and_additions_without_losing_a_message() {
     std::fs::write(&tmp, &good).unwrap();
     std::fs::rename(&tmp, &manifest_path).unwrap();
     d.signal("HUP");
-    let until = Instant::now() + Duration::from_secs(30);
-    while broker::workload::metric(&metrics(&d), "memaudit_index_reload_failed") != 0.0 {
-        assert!(Instant::now() < until, "{}", d.log_text());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_metric(&d, "memaudit_index_reload_failed", 0.0);
     broker.wait_committed(
         "g-follow",
         INPUT,

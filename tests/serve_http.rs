@@ -5,18 +5,10 @@
 
 mod broker;
 
-use broker::workload::{build_index, metric, repo};
+use broker::workload::{build_index, gettysburg, metric};
 use broker::Daemon;
 use std::path::Path;
 use std::time::Duration;
-
-fn gettysburg() -> String {
-    std::fs::read_to_string(repo().join("data/demo/corpus/gettysburg-address.txt"))
-        .unwrap()
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-}
 
 /// Novel prose of about `n` characters.
 fn novel(n: usize) -> String {

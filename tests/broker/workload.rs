@@ -36,7 +36,8 @@ pub fn create_topics(broker: &Broker, partitions: i32) {
     broker.create_topics(&[(INPUT, partitions), (VERDICTS, 1), (ALERTS, 1), (DLQ, 1)]);
 }
 
-fn gettysburg() -> String {
+/// The Gettysburg Address of the demo corpus, whitespace collapsed as the index stores it.
+pub fn gettysburg() -> String {
     std::fs::read_to_string(repo().join("data/demo/corpus/gettysburg-address.txt"))
         .unwrap()
         .split_whitespace()
@@ -155,6 +156,23 @@ pub fn wait_for_verdicts(
         parsed = out.len();
         missing.is_empty()
     })
+}
+
+/// Waits until the daemon's `/metrics` shows `series` at `value` (30 s at most).
+pub fn wait_metric(d: &super::Daemon, series: &str, value: f64) {
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let page = d.get("/metrics").map(|m| m.1).unwrap_or_default();
+        if metric(&page, series) == value {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "{series} is not {value} after 30 s\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// The value of one sample line of a Prometheus text page (0 when absent).
