@@ -422,6 +422,36 @@ fn a_second_writer_is_refused() {
     assert!(o.status.success(), "the lock goes with its holder");
 }
 
+/// A writer that finished frees the index at once, even while other threads of the process start
+/// child processes (a forked child holds a copy of the lock's descriptor until its exec). This
+/// test process is such a process: other tests spawn `memaudit` while this one writes.
+#[test]
+fn a_finished_writer_frees_the_index_while_children_are_forked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.jsonl");
+    write_docs(&input, &[(0, "one two three four".into())]);
+    let dir = tmp.path().join("index");
+    build(&options(dir.clone(), vec![input], 1 << 20)).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let spawner = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                Command::new("true").status().unwrap();
+            }
+        })
+    };
+    let refused = (0..400)
+        .filter(|_| WriterLock::acquire(&dir).is_err())
+        .count();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    spawner.join().unwrap();
+    assert_eq!(
+        refused, 0,
+        "acquires refused after the previous writer dropped its lock"
+    );
+}
+
 fn part_options(
     out: PathBuf,
     inputs: Vec<PathBuf>,

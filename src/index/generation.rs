@@ -36,9 +36,18 @@ pub fn now_unix() -> u64 {
 
 /// The exclusive right to change one index; released when dropped or when the process dies.
 pub struct WriterLock {
-    _file: File,
+    file: File,
     /// The index directory.
     pub dir: PathBuf,
+}
+
+impl Drop for WriterLock {
+    /// Unlocks explicitly rather than by closing: the lock belongs to the open file description,
+    /// and a child process forked meanwhile by another thread (before its exec closes the
+    /// descriptor) holds a copy, which would keep the index locked after this writer finished.
+    fn drop(&mut self) {
+        let _ = self.file.unlock();
+    }
 }
 
 impl WriterLock {
@@ -84,7 +93,7 @@ impl WriterLock {
             .join(" ");
         let _ = writeln!(file, "pid {}: memaudit {what}", std::process::id());
         let lock = WriterLock {
-            _file: file,
+            file,
             dir: dir.to_path_buf(),
         };
         lock.remove_leftovers(None);
