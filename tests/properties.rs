@@ -10,6 +10,7 @@ mod common;
 use memaudit::corpus::normalize::Normalization;
 use memaudit::corpus::normalize::Normalizer;
 use memaudit::index::build::SaAlgorithm;
+use memaudit::index::incremental::Incremental;
 use memaudit::index::{Index, SpanOptions};
 use proptest::prelude::*;
 
@@ -137,6 +138,63 @@ proptest! {
             check_against_reference(&index, &docs, d, min_len);
         }
         check_against_reference(&index, &docs, &docs.concat(), min_len);
+    }
+
+    /// A text pushed in pieces has the spans of the whole text, after every piece.
+    #[test]
+    fn growing_text_spans_equal_whole_text_spans(
+        docs in prop::collection::vec(doc_strategy(ALPHABET), 1..8),
+        noise in prop::collection::vec(doc_strategy(ALPHABET), 1..4),
+        cuts in prop::collection::vec(any::<usize>(), 0..12),
+        min_len in 1usize..12,
+        seed in any::<u64>(),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let index = common::index_of(dir.path(), &docs, 400, SaAlgorithm::Libsais);
+        // Pieces of documents between novel text: spans start, grow across pieces and end.
+        let mut text = String::new();
+        for (i, d) in docs.iter().enumerate() {
+            let c: Vec<char> = d.chars().collect();
+            let k = (seed as usize + i) % c.len();
+            text.extend(&c[k..]);
+            text.push_str(&noise[i % noise.len()]);
+        }
+        check_incremental(&index, &text, &cuts, min_len);
+        // One character at a time.
+        let every: Vec<usize> = (0..text.len()).collect();
+        check_incremental(&index, &text, &every, min_len);
+    }
+}
+
+/// Pushes `text` into an [`Incremental`] in pieces cut at `cuts` (byte positions, moved to char
+/// boundaries) and checks that the spans equal the whole text's, after every piece too (the
+/// spans of a prefix are what a whole-text query of that prefix finds).
+fn check_incremental(index: &Index, text: &str, cuts: &[usize], min_len: usize) {
+    let opts = SpanOptions {
+        min_len,
+        max_hits: 100,
+        tokens: None,
+    };
+    let mut bounds: Vec<usize> = cuts
+        .iter()
+        .map(|&c| {
+            let mut c = c % (text.len() + 1);
+            while !text.is_char_boundary(c) {
+                c -= 1;
+            }
+            c
+        })
+        .collect();
+    bounds.push(text.len());
+    bounds.sort_unstable();
+    let mut inc = Incremental::new();
+    let mut from = 0;
+    for &b in &bounds {
+        inc.push(index, &text[from..b], &opts);
+        from = b;
+        let got = inc.report(index, &opts);
+        let want = index.spans(&text[..b], &opts);
+        assert_eq!(got, want, "prefix {:?}", &text[..b]);
     }
 }
 

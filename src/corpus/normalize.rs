@@ -124,6 +124,16 @@ impl Normalizer {
         Normalizer { spec }
     }
 
+    /// Whether normalization restarts at `c`: what `c` and the characters after it become does
+    /// not depend on anything before it (a non-space character no composition reaches back
+    /// across). So `normalize(a + b) == normalize(a) + normalize(b)` when `b` starts with such a
+    /// character, which lets a growing text be normalized from such a point on
+    /// ([`crate::index::incremental`]).
+    pub fn restarts_at(&self, c: char) -> bool {
+        let is_space = c == '\0' || (self.spec.collapse_whitespace && c.is_whitespace());
+        !is_space && (!self.spec.nfc || nfc_boundary(c))
+    }
+
     /// Normalizes `input` (build path: no origin map).
     pub fn normalize(&self, input: &str) -> String {
         let mut out = String::with_capacity(input.len());
@@ -221,6 +231,24 @@ mod tests {
             nfc,
             lowercase: lower,
         })
+    }
+
+    proptest::proptest! {
+        /// Cutting a text before a character where normalization restarts changes nothing.
+        #[test]
+        fn normalization_restarts_where_it_says(
+            text in "[ a\\te\u{301}\u{e9}A\u{3000}\u{0}]{0,24}",
+            ws: bool, nfc: bool, lower: bool,
+        ) {
+            let n = n(ws, nfc, lower);
+            let whole = n.normalize(&text);
+            for (i, c) in text.char_indices() {
+                if n.restarts_at(c) {
+                    let parts = n.normalize(&text[..i]) + &n.normalize(&text[i..]);
+                    proptest::prop_assert_eq!(&parts, &whole, "cut at byte {}", i);
+                }
+            }
+        }
     }
 
     #[test]

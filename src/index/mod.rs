@@ -20,6 +20,7 @@ pub mod compact;
 #[allow(missing_docs)]
 pub mod format;
 pub mod generation;
+pub mod incremental;
 pub mod merge;
 pub mod part;
 // Documentation debt (Cargo.toml [lints] missing_docs): its public fields mirror formats

@@ -31,6 +31,7 @@
 
 use super::format::SEPARATOR;
 use super::reader::{Index, Shard};
+use crate::corpus::normalize::Mapped;
 use serde::Serialize;
 
 /// Length of the common prefix of two byte strings.
@@ -327,8 +328,8 @@ impl Index {
         best
     }
 
-    /// Whether `pat` occurs in any shard.
-    fn occurs(&self, pat: &[u8]) -> bool {
+    /// Whether `pat` occurs in any shard (in a live document).
+    pub fn occurs(&self, pat: &[u8]) -> bool {
         self.shards.iter().any(|s| s.occurs(pat))
     }
 
@@ -472,8 +473,23 @@ impl Index {
     /// normalization), with counts, provenance and coverage.
     pub fn spans(&self, text: &str, opts: &SpanOptions) -> SpanReport {
         let mapped = self.normalizer.normalize_mapped(text);
+        let ranges = self.maximal_spans(mapped.text.as_bytes(), opts.min_len);
+        let spans = self.spans_of(text, &mapped, &ranges, 0, opts);
+        self.report(mapped.input_chars, spans, opts)
+    }
+
+    /// The [`Span`]s of normalized byte ranges `ranges` of `mapped` (the normalization of
+    /// `text`): provenance, counts and lengths. Character positions are shifted by `first_char`
+    /// (the characters before `text` when it is the tail of a longer text).
+    pub fn spans_of(
+        &self,
+        text: &str,
+        mapped: &Mapped,
+        ranges: &[(usize, usize)],
+        first_char: usize,
+        opts: &SpanOptions,
+    ) -> Vec<Span> {
         let t = mapped.text.as_bytes();
-        let ranges = self.maximal_spans(t, opts.min_len);
         // Byte offset of every original character, needed only to cut spans out for the tokenizer.
         let original: Vec<usize> = match opts.tokens {
             Some(_) => text
@@ -483,26 +499,31 @@ impl Index {
                 .collect(),
             None => Vec::new(),
         };
-        let mut spans = Vec::with_capacity(ranges.len());
-        for (a, b) in ranges {
-            let (start, end) = mapped.input_range(a, b);
-            let (count, hits) = self.provenance(&t[a..b], opts.max_hits);
-            let matched = &mapped.text[a..b];
-            spans.push(Span {
-                start,
-                end,
-                len_chars: matched.chars().count(),
-                len_tokens: opts
-                    .tokens
-                    .map(|f| f(&text[original[start]..original[end]])),
-                count,
-                hits,
-                text: matched.to_string(),
-            });
-        }
+        ranges
+            .iter()
+            .map(|&(a, b)| {
+                let (start, end) = mapped.input_range(a, b);
+                let (count, hits) = self.provenance(&t[a..b], opts.max_hits);
+                let matched = &mapped.text[a..b];
+                Span {
+                    start: first_char + start,
+                    end: first_char + end,
+                    len_chars: matched.chars().count(),
+                    len_tokens: opts
+                        .tokens
+                        .map(|f| f(&text[original[start]..original[end]])),
+                    count,
+                    hits,
+                    text: matched.to_string(),
+                }
+            })
+            .collect()
+    }
+
+    /// The report on a text of `text_chars` characters whose spans (in text order) are `spans`.
+    pub fn report(&self, text_chars: usize, spans: Vec<Span>, opts: &SpanOptions) -> SpanReport {
         // Union of spans in original characters (spans may overlap).
         let covered = covered_chars(spans.iter().map(|s| (s.start, s.end)));
-        let text_chars = mapped.input_chars;
         SpanReport {
             index_id: self.id().to_string(),
             index_generation: self.generation(),

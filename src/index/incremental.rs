@@ -1,0 +1,156 @@
+//! Spans of a text that grows at its end (an LLM's output arriving chunk by chunk), found in
+//! time proportional to what was appended plus the span in progress, never by re-scanning what
+//! came before; the spans are exactly those [`Index::spans`] finds in the whole text.
+//!
+//! The text is normalized and searched only from a *window start* `p` on. Why that is enough:
+//!
+//! - **Stable prefix.** Normalization restarts at some characters
+//!   ([`crate::corpus::normalize::Normalizer::restarts_at`]); the normalization of the text up
+//!   to the last such character (`cut`, in normalized bytes) can no longer change, whatever
+//!   arrives. Past it the output may still change (a whitespace run or a composition in
+//!   progress).
+//! - **Spans that cannot change.** A maximal span ending before `cut` has both its neighbours
+//!   in the stable prefix: it is final. A span of the grown text that ends at or after `cut`
+//!   starts at or after `q`, the first start from which the stable prefix's tail `[q, cut)`
+//!   occurs in the corpus (a span is a substring of the corpus, so its part before `cut` is).
+//! - **Window.** `p` is the last restart point at or before `q`. The maximal spans of the
+//!   window `[p, end)` that end at or after the previous `cut` are exactly the spans of the whole
+//!   text that do: one starting at `p` cannot extend left, since `[p-1, cut)` would then occur,
+//!   and `p - 1 < q`.
+//!
+//! So each push normalizes and searches `[p, end)`: the unstable tail, the new text, and the
+//! part of the stable prefix that still matches the corpus (the span in progress). `p` and
+//! `cut` only move forward.
+
+use super::search::{Span, SpanOptions, SpanReport};
+use super::Index;
+
+/// The matching state of one growing text.
+#[derive(Debug, Clone, Default)]
+pub struct Incremental {
+    /// Everything received, in order.
+    text: String,
+    /// Window start: a byte offset of `text` where normalization restarts (or 0).
+    p: usize,
+    /// Characters of `text` before `p`.
+    p_chars: usize,
+    /// Normalized bytes before `p`.
+    p_norm: usize,
+    /// Normalized bytes that can no longer change (absolute).
+    cut: usize,
+    /// Spans found so far with their normalized end (absolute), in text order.
+    spans: Vec<(usize, Span)>,
+    /// Characters in `text`.
+    chars: usize,
+}
+
+impl Incremental {
+    /// An empty text.
+    pub fn new() -> Incremental {
+        Incremental::default()
+    }
+
+    /// Everything received so far.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Bytes the next push searches before the appended text (the unstable tail and the span in
+    /// progress): what a push costs beyond its own length.
+    pub fn window_bytes(&self) -> usize {
+        self.text.len() - self.p
+    }
+
+    /// The spans so far, in text order. Those ending in the last few characters may still grow.
+    pub fn spans(&self) -> impl Iterator<Item = &Span> {
+        self.spans.iter().map(|(_, s)| s)
+    }
+
+    /// Appends `delta` and updates the spans; returns how many spans changed or were added
+    /// (they are the last ones of [`Incremental::spans`]).
+    pub fn push(&mut self, index: &Index, delta: &str, opts: &SpanOptions) -> usize {
+        self.text.push_str(delta);
+        self.chars += delta.chars().count();
+        let window = &self.text[self.p..];
+        let mapped = index.normalizer.normalize_mapped(window);
+        let t = mapped.text.as_bytes();
+        let old_cut = self.cut - self.p_norm;
+        let ranges: Vec<(usize, usize)> = index
+            .maximal_spans(t, opts.min_len)
+            .into_iter()
+            .filter(|&(_, b)| b >= old_cut)
+            .collect();
+        // Spans ending at or after the old cut may have grown: found again in the window.
+        self.spans.retain(|(end, _)| *end < self.cut);
+        let before = self.spans.len();
+        let found = index.spans_of(window, &mapped, &ranges, self.p_chars, opts);
+        self.spans.extend(
+            ranges
+                .iter()
+                .zip(found)
+                .map(|(&(_, b), s)| (self.p_norm + b, s)),
+        );
+        let changed = self.spans.len() - before;
+
+        // The new cut: normalized bytes before the last restart point of the window.
+        let restart = window
+            .char_indices()
+            .rev()
+            .find(|&(_, c)| index.normalizer.restarts_at(c))
+            .map(|(b, _)| b);
+        let Some(restart) = restart else {
+            return changed; // nothing stable yet past p
+        };
+        let restart_char = window[..restart].chars().count();
+        let norm_at = |ch: usize| {
+            mapped
+                .origin
+                .partition_point(|&(first, _)| (first as usize) < ch)
+        };
+        let cut = norm_at(restart_char);
+        self.cut = self.p_norm + cut;
+
+        // q: the first start from which [q, cut) occurs (monotone: a suffix of what occurs
+        // occurs), moved to a character start.
+        let (mut lo, mut hi) = (0usize, cut);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if index.occurs(&t[mid..cut]) {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        let q = (lo..=cut)
+            .find(|&i| i >= t.len() || (t[i] & 0xC0) != 0x80)
+            .unwrap_or(cut);
+        // The new window start: the last restart point at or before q's first input character.
+        let q_char = if q < t.len() {
+            mapped.origin[q].0 as usize
+        } else {
+            restart_char
+        };
+        let mut new_p = None;
+        for (i, (b, c)) in window.char_indices().enumerate() {
+            if i > q_char {
+                break;
+            }
+            if index.normalizer.restarts_at(c) {
+                new_p = Some((b, i));
+            }
+        }
+        if let Some((b, i)) = new_p {
+            if b > 0 {
+                self.p += b;
+                self.p_chars += i;
+                self.p_norm += norm_at(i);
+            }
+        }
+        changed
+    }
+
+    /// The report on everything received so far, as [`Index::spans`] gives it for the whole text.
+    pub fn report(&self, index: &Index, opts: &SpanOptions) -> SpanReport {
+        index.report(self.chars, self.spans().cloned().collect(), opts)
+    }
+}
