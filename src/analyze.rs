@@ -11,8 +11,9 @@
 //! Where and when each step runs (batches, the blocking pool, the probe policy) is the caller's
 //! business: `serve::pipeline` for the daemon.
 
+use crate::index::incremental::Incremental;
 use crate::index::search::covered_chars;
-use crate::index::{Index, SpanOptions, SpanReport};
+use crate::index::{Index, Span, SpanOptions, SpanReport};
 use crate::probe::boundary::{self, Boundary, BoundaryOptions};
 use crate::probe::tokenizer::Tokenizer;
 use crate::probe::{Probe, TextScore};
@@ -111,19 +112,48 @@ impl Analyzer {
         std::mem::replace(&mut *current, Arc::new(index))
     }
 
-    /// The verbatim spans of one text, without those shorter than `min_tokens`; the report's
-    /// coverage and longest span count only the spans kept.
-    pub fn spans(&self, text: &str) -> SpanReport {
+    /// Runs `f` with the span options of these [`Options`] (and the tokenizer's counter).
+    fn with_span_options<R>(&self, f: impl FnOnce(&SpanOptions) -> R) -> R {
         let count = |s: &str| self.tokenizer.as_ref().map_or(0, |t| t.count(s));
-        let opts = SpanOptions {
+        f(&SpanOptions {
             min_len: self.options.min_chars.max(1),
             max_hits: self.options.max_hits,
             tokens: self
                 .tokenizer
                 .is_some()
                 .then_some(&count as &(dyn Fn(&str) -> usize + Sync)),
-        };
-        let mut report = self.index().spans(text, &opts);
+        })
+    }
+
+    /// The verbatim spans of one text, without those shorter than `min_tokens`; the report's
+    /// coverage and longest span count only the spans kept.
+    pub fn spans(&self, text: &str) -> SpanReport {
+        let mut report = self.with_span_options(|opts| self.index().spans(text, opts));
+        keep_min_tokens(&mut report, self.options.min_tokens);
+        report
+    }
+
+    /// Appends `delta` to a streamed text and updates its spans (see
+    /// [`crate::index::incremental`]); the cost is the delta plus the span in progress.
+    pub fn push(&self, text: &mut Incremental, delta: &str) {
+        let index = self.index();
+        self.with_span_options(|opts| text.push(&index, delta, opts));
+    }
+
+    /// The report on a streamed text made of `parts` (consecutive pieces with gaps between
+    /// them, each matched on its own), as [`Analyzer::spans`] reports a whole text.
+    pub fn report_parts(&self, parts: &[Incremental]) -> SpanReport {
+        let mut spans = Vec::new();
+        let mut shift = 0;
+        for p in parts {
+            spans.extend(p.spans().map(|s| Span {
+                start: s.start + shift,
+                end: s.end + shift,
+                ..s.clone()
+            }));
+            shift += p.chars();
+        }
+        let mut report = self.with_span_options(|opts| self.index().report(shift, spans, opts));
         keep_min_tokens(&mut report, self.options.min_tokens);
         report
     }

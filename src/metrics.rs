@@ -79,6 +79,13 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     /// HTTP API request durations, by endpoint.
     pub http_seconds: HistogramVec,
+    /// Chunks of streamed outputs that needed no verdict of their own, by kind (`duplicate`:
+    /// a `seq` already received; `early_alert`: alerts sent before their output ended).
+    pub chunks: IntCounterVec,
+    /// Streamed outputs ended, by how (`final`, `idle_timeout`).
+    pub outputs_ended: IntCounterVec,
+    /// Streamed outputs open now.
+    pub open_outputs: IntGauge,
     /// Build identity (value 1).
     pub build_info: IntGaugeVec,
 }
@@ -268,6 +275,20 @@ impl Metrics {
                 registry.register(Box::new(h.clone())).expect("unique");
                 h
             },
+            chunks: counter_vec(
+                "memaudit_chunks_total",
+                "Chunks of streamed outputs by what they needed beyond their output's verdict (duplicate, early_alert).",
+                &["kind"],
+            ),
+            outputs_ended: counter_vec(
+                "memaudit_stream_outputs_ended_total",
+                "Streamed outputs given their verdict, by how they ended (final, idle_timeout).",
+                &["ended_by"],
+            ),
+            open_outputs: gauge(
+                "memaudit_stream_outputs_open",
+                "Streamed outputs open now (chunks received, no verdict yet).",
+            ),
             build_info: gauge_vec(
                 "memaudit_build_info",
                 "memaudit build (value 1).",
@@ -293,6 +314,12 @@ impl Metrics {
         }
         for r in ["ok", "failed"] {
             m.index_reloads.with_label_values(&[r]);
+        }
+        for k in ["duplicate", "early_alert"] {
+            m.chunks.with_label_values(&[k]);
+        }
+        for e in ["final", "idle_timeout"] {
+            m.outputs_ended.with_label_values(&[e]);
         }
         #[cfg(target_os = "linux")]
         {

@@ -93,6 +93,56 @@ pub struct Config {
     pub limits: Limits,
     #[serde(default)]
     pub shutdown: ShutdownConfig,
+    #[serde(default)]
+    pub chunks: ChunksConfig,
+}
+
+/// Streamed outputs (`input.format = "chunks"` and `POST /v1/chunks`): how long an output may
+/// stay open and how much of them is kept.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChunksConfig {
+    /// An output that received no chunk for this long gets its verdict on what arrived, with the
+    /// missing chunks named.
+    pub idle_timeout_secs: f64,
+    /// Outputs open at once; a chunk that would open one more is a dead letter
+    /// (`too_many_open_outputs`).
+    pub max_open_outputs: usize,
+    /// Text kept per output; a chunk past it is a dead letter (`output_too_large`) and the
+    /// verdict says which chunks were left out.
+    pub max_output_bytes: usize,
+    /// Ids of ended outputs remembered, so late duplicates of their chunks are dropped instead of
+    /// opening the output again.
+    pub remember_ended: usize,
+}
+
+impl Default for ChunksConfig {
+    fn default() -> Self {
+        ChunksConfig {
+            idle_timeout_secs: 30.0,
+            max_open_outputs: 10_000,
+            max_output_bytes: 1 << 20,
+            remember_ended: 100_000,
+        }
+    }
+}
+
+impl ChunksConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(self.idle_timeout_secs > 0.0 && self.idle_timeout_secs.is_finite()) {
+            return Err(err(
+                "chunks.idle_timeout_secs",
+                "must be a positive number of seconds",
+            ));
+        }
+        if self.max_open_outputs == 0 {
+            return Err(err("chunks.max_open_outputs", "must be at least 1"));
+        }
+        if self.max_output_bytes == 0 {
+            return Err(err("chunks.max_output_bytes", "must be at least 1"));
+        }
+        Ok(())
+    }
 }
 
 /// Where messages come from.
@@ -145,6 +195,10 @@ pub enum InputFormat {
     Json,
     /// The whole payload is the text; the id is `topic/partition/offset`.
     Text,
+    /// One chunk of a streamed output: a JSON object `{id, seq, delta, final?, model?}`
+    /// (`id_field` names the id; `seq` counts from 0). The chunks of an output are put back in
+    /// order and matched as they arrive; the output gets one verdict (see `[chunks]`).
+    Chunks,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -554,6 +608,7 @@ impl Config {
         self.spans.validate()?;
         self.severity.validate()?;
         self.http.validate()?;
+        self.chunks.validate()?;
         if self.actions.block_at < self.actions.redact_at {
             return Err(err(
                 "actions.block_at",

@@ -55,6 +55,11 @@ impl Incremental {
         &self.text
     }
 
+    /// Characters received so far.
+    pub fn chars(&self) -> usize {
+        self.chars
+    }
+
     /// Bytes the next push searches before the appended text (the unstable tail and the span in
     /// progress): what a push costs beyond its own length.
     pub fn window_bytes(&self) -> usize {

@@ -13,10 +13,12 @@
 //! → 503; with `http.tokens_file`, a missing or wrong bearer token → 401 (compared in constant
 //! time, never logged). Every answer is counted in `memaudit_http_requests_total{endpoint,status}`.
 
-use super::message::{decode, DeadLetterReason, Decoded, Origin};
+use super::chunks::{StreamInfo, Streams};
+use super::message::{decode, DeadLetter, DeadLetterReason, Decoded, Envelope, Origin};
 use crate::action::{redact, Action, ActionPolicy};
 use crate::analyze::Analyzer;
-use crate::config::{Config, InputConfig, ProbePolicy};
+use crate::config::{Config, InputConfig, InputFormat, ProbePolicy};
+use crate::index::SpanReport;
 use crate::metrics::Metrics;
 use crate::verdict::Verdict;
 use anyhow::{Context, Result};
@@ -30,10 +32,12 @@ use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The endpoint's path.
 pub const CHECK_PATH: &str = "/v1/check";
+/// The streamed-output endpoint's path.
+pub const CHUNKS_PATH: &str = "/v1/chunks";
 
 /// Everything a check needs, shared by the requests.
 pub(crate) struct CheckService {
@@ -48,6 +52,30 @@ pub(crate) struct CheckService {
     timeout: Duration,
     tokens: Vec<Vec<u8>>,
     requests: AtomicU64,
+    /// The outputs streamed through `POST /v1/chunks`.
+    streams: Arc<Streams>,
+}
+
+/// The answer to one chunk.
+#[derive(Serialize)]
+struct ChunkResponse {
+    id: String,
+    seq: u64,
+    /// `open` (more chunks expected), `final` (the output's verdict is here), `duplicate`
+    /// (this `seq` was already received; nothing changed).
+    state: &'static str,
+    /// For `open` and `final`: the action on the text so far.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    action: Option<Action>,
+    /// The text so far with every span replaced by the marker, for `redact`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<String>,
+    /// For `open`: the verdict on the text so far (no probe); for `final`: the output's verdict.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    verdict: Option<Verdict>,
+    /// For `final`: how the output came together.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream: Option<StreamInfo>,
 }
 
 /// A check's answer.
@@ -107,6 +135,9 @@ impl CheckService {
         };
         for code in ["200", "400", "401", "413", "429", "500", "503"] {
             metrics.http_requests.with_label_values(&[CHECK_PATH, code]);
+            metrics
+                .http_requests
+                .with_label_values(&[CHUNKS_PATH, code]);
         }
         Ok(CheckService {
             analyzer,
@@ -120,13 +151,34 @@ impl CheckService {
             timeout: Duration::from_millis(cfg.http.check_timeout_ms),
             tokens,
             requests: AtomicU64::new(0),
+            streams: Arc::new(Streams::new(cfg.chunks.clone(), cfg.alerts.min_severity)),
         })
     }
 
     /// The routes this service adds to the HTTP server.
     pub(crate) fn router(self: Arc<Self>) -> Router {
+        // Outputs streamed over HTTP whose client went away: ended at the idle timeout and
+        // counted; their verdict has no one to go to.
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            loop {
+                tick.tick().await;
+                let svc = this.clone();
+                let ended = tokio::task::spawn_blocking(move || {
+                    svc.streams.expire(&svc.analyzer, &mut Vec::new()).len()
+                })
+                .await
+                .unwrap_or(0);
+                this.metrics
+                    .outputs_ended
+                    .with_label_values(&["idle_timeout"])
+                    .inc_by(ended as u64);
+            }
+        });
         Router::new()
             .route(CHECK_PATH, post(handler))
+            .route(CHUNKS_PATH, post(chunk_handler))
             .with_state(self)
     }
 
@@ -147,32 +199,39 @@ impl CheckService {
         })
     }
 
-    async fn check(self: Arc<Self>, headers: HeaderMap, body: Body) -> (StatusCode, String) {
-        if !self.authorized(&headers) {
-            return error(
+    /// What every request goes through: the token, a slot, the body within `input.max_bytes`,
+    /// and decoding as `format`. Errors are the answer to send.
+    async fn admit(
+        &self,
+        headers: &HeaderMap,
+        body: Body,
+        format: InputFormat,
+    ) -> Result<(OwnedSemaphorePermit, Decoded, Origin), (StatusCode, String)> {
+        if !self.authorized(headers) {
+            return Err(error(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
                 "a valid `Authorization: Bearer TOKEN` header is required",
-            );
+            ));
         }
         let Ok(permit) = self.slots.clone().try_acquire_owned() else {
-            return error(
+            return Err(error(
                 StatusCode::TOO_MANY_REQUESTS,
                 "busy",
                 "http.max_concurrent_checks checks are running; retry shortly",
-            );
+            ));
         };
         let bytes = match axum::body::to_bytes(body, self.input.max_bytes).await {
             Ok(b) => b,
             Err(_) => {
-                return error(
+                return Err(error(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     DeadLetterReason::Oversize.code(),
                     format!(
                         "the body is above input.max_bytes = {}",
                         self.input.max_bytes
                     ),
-                )
+                ))
             }
         };
         let n = self.requests.fetch_add(1, Ordering::Relaxed);
@@ -181,23 +240,27 @@ impl CheckService {
             partition: 0,
             offset: n as i64,
         };
-        let msg = match decode(&bytes, &origin, &self.input) {
-            Ok(m) => m,
-            Err(dl) => {
-                let status = if dl.reason == DeadLetterReason::Oversize {
-                    StatusCode::PAYLOAD_TOO_LARGE
-                } else {
-                    StatusCode::BAD_REQUEST
-                };
-                return error(status, dl.reason.code(), dl.detail);
-            }
+        let input = InputConfig {
+            format,
+            ..self.input.clone()
         };
-        let this = self.clone();
+        match decode(&bytes, &origin, &input) {
+            Ok(m) => Ok((permit, m, origin)),
+            Err(dl) => Err(refusal(&dl)),
+        }
+    }
+
+    /// Runs `f` on the blocking pool within `http.check_timeout_ms`, holding `permit`.
+    async fn run<R: Serialize + Send + 'static>(
+        &self,
+        permit: OwnedSemaphorePermit,
+        f: impl FnOnce() -> Result<R, (StatusCode, String)> + Send + 'static,
+    ) -> (StatusCode, String) {
         let work = tokio::task::spawn_blocking(move || {
             // The permit lives as long as the work, even past a timeout answer, so the limit
             // bounds what runs, not only what waits.
             let _permit = permit;
-            this.judge(msg)
+            f()
         });
         match tokio::time::timeout(self.timeout, work).await {
             Err(_) => error(
@@ -216,7 +279,8 @@ impl CheckService {
                     "the check failed; see the daemon's log",
                 )
             }
-            Ok(Ok(r)) => (
+            Ok(Ok(Err(e))) => e,
+            Ok(Ok(Ok(r))) => (
                 StatusCode::OK,
                 format!(
                     "{}\n",
@@ -226,10 +290,99 @@ impl CheckService {
         }
     }
 
-    /// The stream's judging steps on one text, then the action.
-    fn judge(&self, msg: Decoded) -> CheckResponse {
-        super::failpoint::check("match", &msg.text);
-        let report = self.analyzer.spans(&msg.text);
+    async fn check(self: Arc<Self>, headers: HeaderMap, body: Body) -> (StatusCode, String) {
+        // A daemon reading chunks from its stream still takes whole texts here.
+        let format = match self.input.format {
+            InputFormat::Chunks => InputFormat::Json,
+            f => f,
+        };
+        let (permit, msg, _) = match self.admit(&headers, body, format).await {
+            Ok(x) => x,
+            Err(e) => return e,
+        };
+        let this = self.clone();
+        self.run(permit, move || {
+            super::failpoint::check("match", &msg.text);
+            let report = this.analyzer.spans(&msg.text);
+            Ok(this.judge(msg, report))
+        })
+        .await
+    }
+
+    /// One chunk of a streamed output: put in order, matched incrementally; the answer is the
+    /// verdict so far, or the output's verdict with its final chunk.
+    async fn chunk(self: Arc<Self>, headers: HeaderMap, body: Body) -> (StatusCode, String) {
+        let (permit, msg, origin) = match self.admit(&headers, body, InputFormat::Chunks).await {
+            Ok(x) => x,
+            Err(e) => return e,
+        };
+        let this = self.clone();
+        self.run(permit, move || {
+            let mark = msg.chunk.expect("decoded as a chunk");
+            let id = msg.id.clone();
+            super::failpoint::check("match", &msg.text);
+            let env = Envelope {
+                origin,
+                key: None,
+                payload: Vec::new(),
+                received: Instant::now(),
+            };
+            let mut p = this.streams.push(&this.analyzer, msg, env);
+            if let Some((_, dl)) = p.dead.pop() {
+                return Err(refusal(&dl));
+            }
+            let mut answer = ChunkResponse {
+                id: id.clone(),
+                seq: mark.seq,
+                state: "duplicate",
+                action: None,
+                text: None,
+                verdict: None,
+                stream: None,
+            };
+            if let Some(e) = p.ended {
+                this.metrics
+                    .outputs_ended
+                    .with_label_values(&[e.info.ended_by])
+                    .inc();
+                let msg = Decoded {
+                    id: e.id,
+                    text: e.text,
+                    model: e.model,
+                    chunk: None,
+                };
+                let r = this.judge(msg, e.report);
+                answer.state = "final";
+                answer.action = Some(r.action);
+                answer.text = r.text;
+                answer.verdict = Some(r.verdict);
+                answer.stream = Some(e.info);
+            } else if let Some((report, _)) = p.so_far {
+                let mut verdict = this.analyzer.judge(&id, &report, None);
+                verdict.keep_longest_spans(this.max_spans);
+                let action = this.actions.decide(&verdict);
+                answer.state = "open";
+                answer.action = Some(action);
+                answer.text = (action == Action::Redact).then(|| {
+                    let ranges: Vec<_> = report.spans.iter().map(|s| (s.start, s.end)).collect();
+                    redact(
+                        &this.streams.text_of(&id).unwrap_or_default(),
+                        &ranges,
+                        &this.actions.marker,
+                    )
+                });
+                answer.verdict = Some(verdict);
+            } else if p.finish_now.is_empty() {
+                // Held until the chunks before it arrive.
+                answer.state = "waiting";
+            }
+            Ok(answer)
+        })
+        .await
+    }
+
+    /// The stream's judging steps on one text whose spans are `report`, then the action.
+    fn judge(&self, msg: Decoded, report: SpanReport) -> CheckResponse {
         let ranges: Vec<(usize, usize)> = report.spans.iter().map(|s| (s.start, s.end)).collect();
         let probed = if self.analyzer.probe.is_some()
             && self.policy.scores(&msg.id, &report, self.sample_rate)
@@ -259,19 +412,61 @@ impl CheckService {
     }
 }
 
-async fn handler(State(svc): State<Arc<CheckService>>, headers: HeaderMap, body: Body) -> Response {
-    let started = Instant::now();
-    let metrics = svc.metrics.clone();
-    let (status, body) = svc.check(headers, body).await;
+/// The answer to a payload that is not a message or chunk memaudit can take: 413 for size
+/// limits, 429 for `chunks.max_open_outputs`, else 400; the code is the dead-letter reason.
+fn refusal(dl: &DeadLetter) -> (StatusCode, String) {
+    let status = match dl.reason {
+        DeadLetterReason::Oversize | DeadLetterReason::OutputTooLarge => {
+            StatusCode::PAYLOAD_TOO_LARGE
+        }
+        DeadLetterReason::TooManyOpenOutputs => StatusCode::TOO_MANY_REQUESTS,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    error(status, dl.reason.code(), dl.detail.clone())
+}
+
+/// Counts and times one answer of `endpoint`.
+fn answered(
+    metrics: &Metrics,
+    endpoint: &str,
+    started: Instant,
+    (status, body): (StatusCode, String),
+) -> Response {
     metrics
         .http_requests
-        .with_label_values(&[CHECK_PATH, status.as_str()])
+        .with_label_values(&[endpoint, status.as_str()])
         .inc();
     metrics
         .http_seconds
-        .with_label_values(&[CHECK_PATH])
+        .with_label_values(&[endpoint])
         .observe(started.elapsed().as_secs_f64());
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+async fn handler(State(svc): State<Arc<CheckService>>, headers: HeaderMap, body: Body) -> Response {
+    let started = Instant::now();
+    let metrics = svc.metrics.clone();
+    answered(
+        &metrics,
+        CHECK_PATH,
+        started,
+        svc.check(headers, body).await,
+    )
+}
+
+async fn chunk_handler(
+    State(svc): State<Arc<CheckService>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let metrics = svc.metrics.clone();
+    answered(
+        &metrics,
+        CHUNKS_PATH,
+        started,
+        svc.chunk(headers, body).await,
+    )
 }
 
 #[cfg(test)]

@@ -34,6 +34,17 @@ pub struct Decoded {
     pub text: String,
     /// The generating model, when the message names it (passed through to the verdict).
     pub model: Option<String>,
+    /// Set when the message is one chunk of a streamed output (`text` is its delta).
+    pub chunk: Option<ChunkMark>,
+}
+
+/// Where a chunk goes in its output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkMark {
+    /// Its place in the output, from 0.
+    pub seq: u64,
+    /// The output's last chunk.
+    pub last: bool,
 }
 
 /// Why a payload could not be decoded.
@@ -53,10 +64,16 @@ pub enum DeadLetterReason {
     /// The broker refused the message's verdict or alert for good (too large, authorization,
     /// unknown topic) even reduced: the input is kept here instead.
     OutputRefused,
+    /// A chunk without a usable `id`, `seq` or `final` (see `input.format = "chunks"`).
+    BadChunk,
+    /// A chunk that would open an output past `chunks.max_open_outputs`.
+    TooManyOpenOutputs,
+    /// A chunk past its output's `chunks.max_output_bytes` (its output's verdict names it).
+    OutputTooLarge,
 }
 
 impl DeadLetterReason {
-    pub const ALL: [DeadLetterReason; 10] = [
+    pub const ALL: [DeadLetterReason; 13] = [
         DeadLetterReason::Oversize,
         DeadLetterReason::InvalidUtf8,
         DeadLetterReason::InvalidJson,
@@ -67,6 +84,9 @@ impl DeadLetterReason {
         DeadLetterReason::EmptyPayload,
         DeadLetterReason::Internal,
         DeadLetterReason::OutputRefused,
+        DeadLetterReason::BadChunk,
+        DeadLetterReason::TooManyOpenOutputs,
+        DeadLetterReason::OutputTooLarge,
     ];
 
     /// The code in headers and metric labels.
@@ -82,6 +102,9 @@ impl DeadLetterReason {
             DeadLetterReason::EmptyPayload => "empty_payload",
             DeadLetterReason::Internal => "internal",
             DeadLetterReason::OutputRefused => "output_refused",
+            DeadLetterReason::BadChunk => "bad_chunk",
+            DeadLetterReason::TooManyOpenOutputs => "too_many_open_outputs",
+            DeadLetterReason::OutputTooLarge => "output_too_large",
         }
     }
 }
@@ -93,7 +116,7 @@ pub struct DeadLetter {
     pub detail: String,
 }
 
-fn dead(reason: DeadLetterReason, detail: impl Into<String>) -> DeadLetter {
+pub(crate) fn dead(reason: DeadLetterReason, detail: impl Into<String>) -> DeadLetter {
     DeadLetter {
         reason,
         detail: detail.into(),
@@ -127,7 +150,9 @@ pub fn decode(payload: &[u8], origin: &Origin, cfg: &InputConfig) -> Result<Deco
             id: fallback_id(),
             text: s.to_string(),
             model: None,
+            chunk: None,
         }),
+        InputFormat::Chunks => decode_chunk(s, cfg),
         InputFormat::Json => {
             let v: Value = serde_json::from_str(s).map_err(|e| {
                 dead(
@@ -178,9 +203,93 @@ pub fn decode(payload: &[u8], origin: &Origin, cfg: &InputConfig) -> Result<Deco
                 Some(Value::String(m)) => Some(m),
                 _ => None,
             };
-            Ok(Decoded { id, text, model })
+            Ok(Decoded {
+                id,
+                text,
+                model,
+                chunk: None,
+            })
         }
     }
+}
+
+/// One chunk of a streamed output: `{id, seq, delta, final?, model?}`. Unlike a whole message,
+/// a chunk needs its id (it names the output) and its `seq`.
+fn decode_chunk(s: &str, cfg: &InputConfig) -> Result<Decoded, DeadLetter> {
+    let v: Value = serde_json::from_str(s).map_err(|e| {
+        dead(
+            DeadLetterReason::InvalidJson,
+            format!("payload is not JSON: {e}"),
+        )
+    })?;
+    let Value::Object(mut obj) = v else {
+        return Err(dead(
+            DeadLetterReason::NotAnObject,
+            "payload is JSON but not a chunk object {id, seq, delta, final}",
+        ));
+    };
+    let bad = |detail: String| dead(DeadLetterReason::BadChunk, detail);
+    let id = match obj.remove(&cfg.id_field) {
+        Some(Value::String(i)) if !i.is_empty() => i,
+        Some(Value::Number(n)) => n.to_string(),
+        Some(other) => {
+            return Err(bad(format!(
+                "`{}` is {}, not a non-empty string or a number",
+                cfg.id_field,
+                kind(&other)
+            )))
+        }
+        None => {
+            return Err(bad(format!(
+                "no `{}`: a chunk must name its output",
+                cfg.id_field
+            )))
+        }
+    };
+    let seq = match obj.remove("seq") {
+        Some(Value::Number(n)) if n.as_u64().is_some() => n.as_u64().expect("checked"),
+        Some(other) => {
+            return Err(bad(format!(
+                "`seq` is {}, not a whole number from 0",
+                kind(&other)
+            )))
+        }
+        None => {
+            return Err(bad(
+                "no `seq`: a chunk must give its place in the output".into()
+            ))
+        }
+    };
+    let text = match obj.remove("delta") {
+        Some(Value::String(t)) => t,
+        None | Some(Value::Null) => String::new(),
+        Some(other) => {
+            return Err(dead(
+                DeadLetterReason::TextNotString,
+                format!("`delta` is {}, not a string", kind(&other)),
+            ))
+        }
+    };
+    let last = match obj.remove("final") {
+        Some(Value::Bool(b)) => b,
+        None | Some(Value::Null) => false,
+        Some(other) => {
+            return Err(bad(format!(
+                "`final` is {}, not true or false",
+                kind(&other)
+            )))
+        }
+    };
+    let model = match obj.remove("model") {
+        Some(Value::String(m)) => Some(m),
+        _ => None,
+    };
+    Ok(Decoded {
+        id,
+        text,
+        model,
+        chunk: Some(ChunkMark { seq, last }),
+    })
 }
 
 fn kind(v: &Value) -> &'static str {
@@ -250,6 +359,53 @@ mod tests {
             DeadLetterReason::TextNotString
         );
         assert_eq!(r(br#"{"id":["a"],"text":"t"}"#), DeadLetterReason::BadId);
+    }
+
+    #[test]
+    fn chunks() {
+        let c = InputConfig {
+            format: InputFormat::Chunks,
+            ..cfg()
+        };
+        let d = decode(
+            br#"{"id":"o1","seq":3,"delta":"ab","final":true}"#,
+            &origin(),
+            &c,
+        )
+        .unwrap();
+        assert_eq!((d.id.as_str(), d.text.as_str()), ("o1", "ab"));
+        assert_eq!(d.chunk, Some(ChunkMark { seq: 3, last: true }));
+        let d = decode(br#"{"id":7,"seq":0}"#, &origin(), &c).unwrap();
+        assert_eq!((d.id.as_str(), d.text.as_str()), ("7", ""));
+        assert_eq!(
+            d.chunk,
+            Some(ChunkMark {
+                seq: 0,
+                last: false
+            })
+        );
+        let r = |p: &[u8]| decode(p, &origin(), &c).unwrap_err();
+        for p in [
+            &br#"{"seq":0,"delta":"a"}"#[..],
+            br#"{"id":"o","delta":"a"}"#,
+            br#"{"id":"o","seq":-1}"#,
+            br#"{"id":"o","seq":1.5}"#,
+            br#"{"id":"o","seq":"1"}"#,
+            br#"{"id":"o","seq":1,"final":"yes"}"#,
+            br#"{"id":"","seq":1}"#,
+        ] {
+            let e = r(p);
+            assert_eq!(
+                e.reason,
+                DeadLetterReason::BadChunk,
+                "{}",
+                String::from_utf8_lossy(p)
+            );
+        }
+        assert_eq!(
+            r(br#"{"id":"o","seq":1,"delta":5}"#).reason,
+            DeadLetterReason::TextNotString
+        );
     }
 
     proptest! {

@@ -25,6 +25,7 @@ pub mod pipeline;
 pub mod shutdown;
 // The daemon's own machinery.
 pub(crate) mod check;
+pub mod chunks;
 pub(crate) mod failpoint;
 pub(crate) mod http;
 pub(crate) mod kafka;

@@ -23,13 +23,16 @@
 //! that pause fetching must see what is really in memory.
 
 use crate::metrics::Metrics;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 /// A (topic, partition) pair.
 pub type Partition = (String, i32);
+
+/// What runs when partitions are revoked ([`InFlight::on_revoke`]).
+pub type RevokeHook = Box<dyn Fn(&[Partition]) + Send + Sync>;
 
 /// Offsets the broker skipped: `from..to` were expected and never delivered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +87,8 @@ pub struct OffsetTracker {
     in_flight: usize,
     in_flight_bytes: usize,
     strict: bool,
+    /// Messages held by an open streamed output ([`OffsetTracker::park`]).
+    parked: HashSet<(Partition, i64)>,
 }
 
 impl OffsetTracker {
@@ -135,8 +140,10 @@ impl OffsetTracker {
     /// Marks a message finished. Returns the partition's new committable offset when it moved.
     /// Counted out of flight even when its partition was forgotten meanwhile.
     pub fn finished(&mut self, p: &Partition, offset: i64, bytes: usize) -> Option<i64> {
-        self.in_flight = self.in_flight.saturating_sub(1);
-        self.in_flight_bytes = self.in_flight_bytes.saturating_sub(bytes);
+        if !self.parked.remove(&(p.clone(), offset)) {
+            self.in_flight = self.in_flight.saturating_sub(1);
+            self.in_flight_bytes = self.in_flight_bytes.saturating_sub(bytes);
+        }
         let s = self.parts.get_mut(p)?;
         let before = s.committable();
         s.pending.remove(&offset);
@@ -154,16 +161,49 @@ impl OffsetTracker {
         self.in_flight_bytes
     }
 
-    /// Unfinished messages of one partition.
-    pub fn pending_in(&self, p: &Partition) -> usize {
-        self.parts.get(p).map_or(0, |s| s.pending.len())
+    /// A message now held by an open streamed output until the output's verdict: it still
+    /// blocks commits past it, but it is not work in progress. It leaves the in-flight counts
+    /// (which pause fetching: an output waiting for its next chunk must not stop the fetch of
+    /// it; `[chunks]` bounds what outputs hold), the drain of a revoked partition, and the
+    /// stuck check.
+    pub fn park(&mut self, p: &Partition, offset: i64, bytes: usize) {
+        let known = self
+            .parts
+            .get(p)
+            .is_some_and(|s| s.pending.contains_key(&offset));
+        if known && self.parked.insert((p.clone(), offset)) {
+            self.in_flight = self.in_flight.saturating_sub(1);
+            self.in_flight_bytes = self.in_flight_bytes.saturating_sub(bytes);
+        }
     }
 
-    /// How long the oldest unfinished message has waited (its partition cannot commit past it).
+    /// A parked message dropped without being finished (its output was dropped at a rebalance
+    /// or shutdown): it stays unfinished, to be delivered again.
+    pub fn unpark(&mut self, p: &Partition, offset: i64) {
+        self.parked.remove(&(p.clone(), offset));
+    }
+
+    /// Unfinished messages of one partition that are being worked on (not parked).
+    pub fn pending_in(&self, p: &Partition) -> usize {
+        self.parts.get(p).map_or(0, |s| {
+            s.pending
+                .keys()
+                .filter(|&&o| !self.parked.contains(&(p.clone(), o)))
+                .count()
+        })
+    }
+
+    /// How long the oldest unfinished message being worked on has waited (its partition cannot
+    /// commit past it). Parked messages wait for their output's next chunk, not for memaudit.
     pub fn oldest_pending(&self) -> Option<Duration> {
         self.parts
-            .values()
-            .filter_map(|s| s.pending.first_key_value().map(|(_, t)| t.elapsed()))
+            .iter()
+            .filter_map(|(p, s)| {
+                s.pending
+                    .iter()
+                    .find(|(&o, _)| !self.parked.contains(&(p.clone(), o)))
+                    .map(|(_, t)| t.elapsed())
+            })
             .max()
     }
 
@@ -207,6 +247,8 @@ pub struct InFlight {
     tracker: Mutex<OffsetTracker>,
     progress: Notify,
     metrics: Arc<Metrics>,
+    /// Called with the partitions [`InFlight::forget`] forgot.
+    revoke_hooks: Mutex<Vec<RevokeHook>>,
 }
 
 impl InFlight {
@@ -215,6 +257,7 @@ impl InFlight {
             tracker: Mutex::new(tracker),
             progress: Notify::new(),
             metrics,
+            revoke_hooks: Mutex::new(Vec::new()),
         })
     }
 
@@ -278,11 +321,43 @@ impl InFlight {
     }
 
     /// Forgets partitions given up in a rebalance; how many of their messages were unfinished.
+    /// Then runs the revoke hooks (the streamed outputs of those partitions are dropped).
     pub fn forget(&self, parts: &[Partition]) -> usize {
         let mut t = self.lock();
         let n = parts.iter().map(|p| t.forget(p)).sum();
         self.gauges(&t);
+        drop(t);
+        for hook in self
+            .revoke_hooks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            hook(parts);
+        }
         n
+    }
+
+    /// Runs `hook` whenever partitions are forgotten in a rebalance.
+    pub fn on_revoke(&self, hook: RevokeHook) {
+        self.revoke_hooks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(hook);
+    }
+
+    /// See [`OffsetTracker::park`].
+    pub fn park(&self, p: &Partition, offset: i64, bytes: usize) {
+        let mut t = self.lock();
+        t.park(p, offset, bytes);
+        self.gauges(&t);
+        drop(t);
+        self.progress.notify_one();
+    }
+
+    /// See [`OffsetTracker::unpark`].
+    pub fn unpark(&self, p: &Partition, offset: i64) {
+        self.lock().unpark(p, offset);
     }
 
     /// `(messages, bytes)` in flight.

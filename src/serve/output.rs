@@ -3,6 +3,7 @@
 //! encodes them at its own edge ([`super::kafka::KafkaSink`]: topic, key, payload, headers;
 //! [`super::file::FileSink`]: one JSON line), so nothing parses back what it wrote.
 
+use super::chunks::StreamInfo;
 use super::message::{DeadLetterReason, Origin};
 use crate::verdict::Verdict;
 use serde::Serialize;
@@ -85,6 +86,8 @@ pub struct VerdictOut {
     /// Set on a record the broker refused whole and took without its spans and runs: the
     /// refusal.
     pub reduced: Option<String>,
+    /// Set for a streamed output: how its verdict came about (or that it is an early alert).
+    pub stream: Option<Box<StreamInfo>>,
 }
 
 /// The verdict as it is written out: Kafka's payload and the file sink's line are this JSON.
@@ -98,6 +101,8 @@ struct VerdictJson<'a> {
     source: &'a Origin,
     #[serde(skip_serializing_if = "Option::is_none")]
     reduced: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream: Option<&'a StreamInfo>,
 }
 
 impl VerdictOut {
@@ -109,6 +114,7 @@ impl VerdictOut {
             model: self.model.as_deref(),
             source: &self.source,
             reduced: self.reduced.as_deref(),
+            stream: self.stream.as_deref(),
         })
         .expect("verdicts serialize")
     }

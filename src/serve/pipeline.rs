@@ -17,11 +17,12 @@
 //! `limits.max_pending_produce` at once. [`Pipeline::run`] returns when its input is closed and
 //! every message it took is finished, which is what shutdown waits for.
 
-use super::message::{decode, DeadLetter, DeadLetterReason, Decoded, Envelope};
+use super::chunks::{EarlyAlert, Ended, Pushed, StreamInfo, Streams};
+use super::message::{decode, DeadLetter, DeadLetterReason, Decoded, Envelope, Origin};
 use super::offsets::InFlight;
 use super::output::{DeadLetterOut, Output, Stream, VerdictOut};
 use crate::analyze::{Analyzer, Probed};
-use crate::config::{Config, InputConfig, ProbePolicy};
+use crate::config::{Config, InputConfig, InputFormat, ProbePolicy, SourceKind};
 use crate::index::SpanReport;
 use crate::metrics::Metrics;
 use crate::verdict::{Severity, Verdict};
@@ -58,12 +59,30 @@ pub trait Sink: Send + Sync + 'static {
     }
 }
 
-/// A decoded message with its spans, on its way to the probe or the verdict. Keeps the
-/// envelope: a message that cannot be given a verdict becomes a dead letter of its payload.
+/// A decoded message (or a streamed output that ended) with its spans, on its way to the probe
+/// or the verdict. Keeps the envelopes: they are finished with the verdict, and a message that
+/// cannot be given a verdict becomes a dead letter of each payload.
 struct Matched {
-    env: Envelope,
+    /// One for a whole message; a streamed output's chunks (possibly none: all left out).
+    envs: Vec<Envelope>,
+    /// The verdict's `source`.
+    origin: Origin,
+    /// When the first of it was received.
+    received: Instant,
     msg: Decoded,
     report: SpanReport,
+    /// Set for a streamed output.
+    stream: Option<StreamInfo>,
+}
+
+/// What matching one envelope gave.
+enum Matching {
+    /// A whole message, and whether the probe scores it.
+    Whole(Box<Matched>, bool),
+    /// A message that gets no verdict.
+    Dead(Envelope, DeadLetter),
+    /// A chunk of a streamed output.
+    Chunk(Box<Pushed>),
 }
 
 /// Shared by every pipeline task.
@@ -80,8 +99,14 @@ pub(crate) struct Pipeline {
     probe_batch: usize,
     max_spans: usize,
     match_slots: Arc<Semaphore>,
+    match_workers: usize,
     produce_slots: Arc<Semaphore>,
     tasks: TaskTracker,
+    /// The open streamed outputs (`input.format = "chunks"`).
+    streams: Option<Arc<Streams>>,
+    /// When the input closes, end the open outputs (a file source) rather than leave them to
+    /// be delivered again (Kafka).
+    end_outputs_at_close: bool,
 }
 
 impl Pipeline {
@@ -93,6 +118,21 @@ impl Pipeline {
         in_flight: Arc<InFlight>,
         metrics: Arc<Metrics>,
     ) -> Arc<Pipeline> {
+        let streams = (cfg.input.format == InputFormat::Chunks)
+            .then(|| Arc::new(Streams::new(cfg.chunks.clone(), cfg.alerts.min_severity)));
+        if let Some(streams) = &streams {
+            // The outputs of a revoked partition are rebuilt by its next owner.
+            let (streams, tracker) = (streams.clone(), in_flight.clone());
+            in_flight.on_revoke(Box::new(move |parts| {
+                let dropped = streams.forget_partitions(parts);
+                for env in &dropped {
+                    tracker.unpark(&(env.origin.topic.clone(), env.origin.partition), env.origin.offset);
+                }
+                if !dropped.is_empty() {
+                    tracing::info!(chunks = dropped.len(), "streamed outputs of revoked partitions dropped; their next owner reads them again");
+                }
+            }));
+        }
         Arc::new(Pipeline {
             analyzer,
             sink,
@@ -106,8 +146,11 @@ impl Pipeline {
             probe_batch: cfg.probe.batch_size,
             max_spans: cfg.spans.max_reported,
             match_slots: Arc::new(Semaphore::new(cfg.limits.match_workers)),
+            match_workers: cfg.limits.match_workers,
             produce_slots: Arc::new(Semaphore::new(cfg.limits.max_pending_produce)),
             tasks: TaskTracker::new(),
+            streams,
+            end_outputs_at_close: cfg.source.kind != SourceKind::Kafka,
         })
     }
 
@@ -116,6 +159,7 @@ impl Pipeline {
     pub(crate) async fn run(self: Arc<Self>, mut rx: mpsc::Receiver<Envelope>) {
         let (probe_tx, probe_rx) = mpsc::channel::<Matched>(self.probe_batch * 4);
         let prober = tokio::spawn(self.clone().probe_stage(probe_rx));
+        let sweeper = tokio::spawn(self.clone().sweep_idle_outputs(probe_tx.clone()));
         while let Some(batch) = recv_batch(&mut rx, self.match_batch).await {
             let slot = self
                 .match_slots
@@ -144,21 +188,53 @@ impl Pipeline {
                 drop(slot);
                 for r in results {
                     match r {
-                        Ok((m, wants_probe)) if wants_probe => {
-                            // Waiting here is the backpressure from a busy probe.
-                            if let Err(e) = probe_tx.send(m).await {
-                                this.finish(e.0, None);
-                            }
+                        Matching::Whole(m, wants_probe) => {
+                            this.to_verdict(*m, wants_probe, &probe_tx).await
                         }
-                        Ok((m, _)) => this.finish(m, None),
-                        Err(b) => {
-                            let (env, dl) = *b;
-                            this.dead_letter(env, dl)
-                        }
+                        Matching::Dead(env, dl) => this.dead_letter(env, dl),
+                        Matching::Chunk(p) => this.chunk_done(p, &probe_tx).await,
                     }
                 }
             });
         }
+        // Every chunk taken is pushed into its output before the open ones are ended or
+        // dropped: wait for the match batches still running (each holds a slot).
+        let all_slots = self
+            .match_slots
+            .acquire_many(self.match_workers as u32)
+            .await
+            .expect("the semaphore is never closed");
+        drop(all_slots);
+        if let (Some(streams), true) = (&self.streams, self.end_outputs_at_close) {
+            // A file or stdin will not be read again: what it holds is all there is.
+            let (this, streams) = (self.clone(), streams.clone());
+            let (ended, dead) = tokio::task::spawn_blocking(move || {
+                let mut dead = Vec::new();
+                (
+                    streams.end_all(&this.analyzer, "input_end", &mut dead),
+                    dead,
+                )
+            })
+            .await
+            .expect("ending outputs does not panic");
+            for (env, dl) in dead {
+                self.dead_letter(env, dl);
+            }
+            for e in ended {
+                self.output_ended(e, &probe_tx).await;
+            }
+        } else if let Some(streams) = &self.streams {
+            let left = streams.drop_all();
+            for env in &left {
+                let o = &env.origin;
+                self.in_flight
+                    .unpark(&(o.topic.clone(), o.partition), o.offset);
+            }
+            if !left.is_empty() {
+                tracing::info!(chunks = left.len(), "open streamed outputs left without a verdict; their chunks are delivered again after a restart");
+            }
+        }
+        sweeper.abort();
         drop(probe_tx);
         // Match tasks hold probe senders: the probe stage ends after the last of them.
         self.tasks.close();
@@ -170,19 +246,46 @@ impl Pipeline {
 
     /// Decodes and matches one message (on the blocking pool). A panic while matching makes
     /// the message a dead letter with reason `internal`.
-    #[allow(clippy::type_complexity)]
-    fn match_one(
-        &self,
-        env: Envelope,
-        (decode_h, match_h): &(Histogram, Histogram),
-    ) -> Result<(Matched, bool), Box<(Envelope, DeadLetter)>> {
+    fn match_one(&self, env: Envelope, (decode_h, match_h): &(Histogram, Histogram)) -> Matching {
         let t = Instant::now();
         let msg = match decode(&env.payload, &env.origin, &self.input) {
             Ok(m) => m,
-            Err(dl) => return Err(Box::new((env, dl))),
+            Err(dl) => return Matching::Dead(env, dl),
         };
         decode_h.observe(t.elapsed().as_secs_f64());
         let t = Instant::now();
+        if msg.chunk.is_some() {
+            let streams = self
+                .streams
+                .as_ref()
+                .expect("chunks are decoded only with streams");
+            let (text, payload) = (msg.text.clone(), env.payload.clone());
+            let origin = env.origin.clone();
+            // Held by its output until the output's verdict (finishing it unparks it).
+            self.in_flight.park(
+                &(origin.topic.clone(), origin.partition),
+                origin.offset,
+                payload.len(),
+            );
+            let pushed = catch_unwind(AssertUnwindSafe(|| {
+                super::failpoint::check("match", &text);
+                streams.push(&self.analyzer, msg, env)
+            }));
+            match_h.observe(t.elapsed().as_secs_f64());
+            return match pushed {
+                Ok(p) => Matching::Chunk(Box::new(p)),
+                // The chunk's envelope was consumed; its payload is kept for the dead letter.
+                Err(p) => Matching::Dead(
+                    Envelope {
+                        origin,
+                        key: None,
+                        payload,
+                        received: Instant::now(),
+                    },
+                    internal("matching", &*p),
+                ),
+            };
+        }
         let matched = catch_unwind(AssertUnwindSafe(|| {
             super::failpoint::check("match", &msg.text);
             let report = self.analyzer.spans(&msg.text);
@@ -191,10 +294,143 @@ impl Pipeline {
         }));
         let (report, wants) = match matched {
             Ok(x) => x,
-            Err(p) => return Err(Box::new((env, internal("matching", &*p)))),
+            Err(p) => return Matching::Dead(env, internal("matching", &*p)),
         };
         match_h.observe(t.elapsed().as_secs_f64());
-        Ok((Matched { env, msg, report }, wants))
+        Matching::Whole(
+            Box::new(Matched {
+                origin: env.origin.clone(),
+                received: env.received,
+                envs: vec![env],
+                msg,
+                report,
+                stream: None,
+            }),
+            wants,
+        )
+    }
+
+    /// Sends a matched message or ended output on: to the probe when it wants scoring, else
+    /// straight to its verdict.
+    async fn to_verdict(
+        self: &Arc<Self>,
+        m: Matched,
+        wants_probe: bool,
+        probe_tx: &mpsc::Sender<Matched>,
+    ) {
+        if wants_probe {
+            // Waiting here is the backpressure from a busy probe.
+            if let Err(e) = probe_tx.send(m).await {
+                self.finish(e.0, None);
+            }
+        } else {
+            self.finish(m, None);
+        }
+    }
+
+    /// What a chunk did: duplicates finished, refusals dead-lettered, an early alert sent, and
+    /// an ended output on to its verdict.
+    async fn chunk_done(self: &Arc<Self>, p: Box<Pushed>, probe_tx: &mpsc::Sender<Matched>) {
+        for env in &p.finish_now {
+            self.metrics.chunks.with_label_values(&["duplicate"]).inc();
+            self.done(env);
+        }
+        for (env, dl) in p.dead {
+            self.dead_letter(env, dl);
+        }
+        if let Some(a) = p.early {
+            self.early_alert(a);
+        }
+        if let Some(e) = p.ended {
+            self.output_ended(e, probe_tx).await;
+        }
+    }
+
+    async fn output_ended(self: &Arc<Self>, e: Ended, probe_tx: &mpsc::Sender<Matched>) {
+        self.metrics
+            .outputs_ended
+            .with_label_values(&[e.info.ended_by])
+            .inc();
+        let wants = self.wants_probe(&e.id, &e.report);
+        let m = Matched {
+            received: e
+                .held
+                .iter()
+                .map(|h| h.received)
+                .min()
+                .unwrap_or_else(Instant::now),
+            envs: e.held,
+            origin: e.origin,
+            msg: Decoded {
+                id: e.id,
+                text: e.text,
+                model: e.model,
+                chunk: None,
+            },
+            report: e.report,
+            stream: Some(e.info),
+        };
+        self.to_verdict(m, wants, probe_tx).await;
+    }
+
+    /// An alert on an output still open: sent at once; its offsets wait for the output's verdict.
+    fn early_alert(self: &Arc<Self>, a: EarlyAlert) {
+        let this = self.clone();
+        let EarlyAlert {
+            mut verdict,
+            info,
+            model,
+            origin,
+        } = a;
+        verdict.keep_longest_spans(self.max_spans);
+        self.tasks.spawn(async move {
+            let _slot = this.produce_slots.acquire().await.expect("never closed");
+            let severity = verdict.severity;
+            let out = VerdictOut {
+                alert: true,
+                verdict,
+                model,
+                source: origin,
+                reduced: None,
+                stream: Some(Box::new(info)),
+            };
+            match this.send_verdict(out).await {
+                Ok(()) => {
+                    this.metrics.alerts.with_label_values(&[severity.name()]).inc();
+                    this.metrics.chunks.with_label_values(&["early_alert"]).inc();
+                }
+                Err(e) => tracing::warn!(error = %e, "an early alert was not delivered; the output's verdict will carry it"),
+            }
+        });
+    }
+
+    /// Ends idle streamed outputs every second, until the pipeline stops.
+    async fn sweep_idle_outputs(self: Arc<Self>, probe_tx: mpsc::Sender<Matched>) {
+        let Some(streams) = self.streams.clone() else {
+            return;
+        };
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tick.tick().await;
+            self.metrics.open_outputs.set(streams.open_count() as i64);
+            let this = self.clone();
+            let streams = streams.clone();
+            let swept = tokio::task::spawn_blocking(move || {
+                let mut dead = Vec::new();
+                let ended = streams.expire(&this.analyzer, &mut dead);
+                (ended, dead)
+            })
+            .await;
+            let Ok((ended, dead)) = swept else {
+                continue;
+            };
+            for (env, dl) in dead {
+                self.dead_letter(env, dl);
+            }
+            for e in ended {
+                self.output_ended(e, &probe_tx).await;
+            }
+        }
     }
 
     /// Whether the probe policy scores this message.
@@ -251,7 +487,13 @@ impl Pipeline {
         }));
         let mut verdict: Verdict = match judged {
             Ok(v) => v,
-            Err(p) => return self.dead_letter(m.env, internal("judging", &*p)),
+            Err(p) => {
+                let dl = internal("judging", &*p);
+                for env in m.envs {
+                    self.dead_letter(env, dl.clone());
+                }
+                return;
+            }
         };
         verdict.keep_longest_spans(self.max_spans);
         for s in &verdict.spans {
@@ -268,8 +510,9 @@ impl Pipeline {
                 alert,
                 verdict,
                 model: m.msg.model.clone(),
-                source: m.env.origin.clone(),
+                source: m.origin.clone(),
                 reduced: None,
+                stream: m.stream.clone().map(Box::new),
             };
             let for_alert = alert.then(|| out(true, verdict.clone()));
             let (v, a) = futures::join!(this.send_verdict(out(false, verdict)), async {
@@ -294,7 +537,10 @@ impl Pipeline {
                     reason: DeadLetterReason::OutputRefused,
                     detail: format!("the broker refused the verdict or alert, also reduced: {}", refused.join("; ")),
                 };
-                return this.send_dead_letter(m.env, dl).await;
+                for env in m.envs {
+                    this.send_dead_letter(env, dl.clone()).await;
+                }
+                return;
             }
             this.metrics.stage("produce").observe(t.elapsed().as_secs_f64());
             this.metrics.verdicts.with_label_values(&[severity.name()]).inc();
@@ -304,8 +550,10 @@ impl Pipeline {
             this.metrics.messages.with_label_values(&["verdict"]).inc();
             this.metrics
                 .stage("end_to_end")
-                .observe(m.env.received.elapsed().as_secs_f64());
-            this.done(&m.env);
+                .observe(m.received.elapsed().as_secs_f64());
+            for env in &m.envs {
+                this.done(env);
+            }
         });
     }
 

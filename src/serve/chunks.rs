@@ -1,0 +1,456 @@
+//! Streamed outputs: the chunks of one LLM output (`{id, seq, delta, final}`), put back in
+//! order, matched as they arrive ([`crate::index::incremental`]: a chunk costs its own length
+//! plus the span in progress), and ended exactly once.
+//!
+//! - **Order.** A chunk is applied when every lower `seq` was; one that arrives early waits. A
+//!   chunk whose `seq` was already received (at-least-once delivery) is a duplicate: nothing to
+//!   do but finish its offset. Late duplicates of an ended output are recognized by the ids of
+//!   the last `chunks.remember_ended` ended outputs.
+//! - **End.** When the final chunk and every chunk before it are applied; or after
+//!   `chunks.idle_timeout_secs` without a chunk, on what arrived: the chunks after a gap are
+//!   matched as a separate piece (no span is found across a gap), and [`StreamInfo`] names the
+//!   missing `seq` ranges.
+//! - **Early alerts.** After each applied chunk the spans so far are judged; the first time they
+//!   reach the alert threshold (and each time they reach a higher severity) an alert goes out
+//!   before the output ends.
+//! - **Bounds.** At most `chunks.max_open_outputs` outputs are open; a chunk that would open one
+//!   more is a dead letter. An output keeps at most `chunks.max_output_bytes` of text (waiting
+//!   chunks included); a chunk past it is a dead letter and the verdict lists it in `left_out`.
+//! - **Offsets.** The pipeline holds each applied chunk's envelope with its output and finishes
+//!   all of them after the output's verdict is acknowledged; until then the tracker *parks* them
+//!   (they block commits but are not "stuck"). A restart or a revoked partition therefore
+//!   re-delivers every chunk of every output without a verdict, and the output is rebuilt from
+//!   its first chunk (the outputs of a revoked partition are dropped here at once:
+//!   [`Streams::forget_partitions`]).
+
+use super::message::{dead, ChunkMark, DeadLetter, DeadLetterReason, Decoded, Envelope, Origin};
+use super::offsets::Partition;
+use crate::analyze::Analyzer;
+use crate::config::ChunksConfig;
+use crate::index::incremental::Incremental;
+use crate::index::SpanReport;
+use crate::verdict::{Severity, Verdict};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// How a streamed output's verdict came about (the verdict record's `stream`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StreamInfo {
+    /// False on an early alert (the output is still open), true on the output's one verdict.
+    #[serde(rename = "final")]
+    pub is_final: bool,
+    /// Chunks applied.
+    pub chunks: u64,
+    /// The final chunk and every chunk before it arrived.
+    pub complete: bool,
+    /// `final` (the final chunk arrived), `idle_timeout`, `input_end` (a file or stdin source
+    /// ended), or `open` (an early alert).
+    pub ended_by: &'static str,
+    /// `[from, to)` ranges of `seq` that never arrived (before the highest one seen).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<[u64; 2]>,
+    /// Chunks past `chunks.max_output_bytes`, sent to the dead letters instead.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub left_out: Vec<u64>,
+}
+
+/// An output that ended: everything its verdict needs.
+pub struct Ended {
+    /// The output's id.
+    pub id: String,
+    /// Its text as received (pieces after a gap follow without a separator).
+    pub text: String,
+    /// Its spans.
+    pub report: SpanReport,
+    /// The model its chunks named.
+    pub model: Option<String>,
+    /// Where its last chunk came from (the verdict's `source`).
+    pub origin: Origin,
+    /// The envelopes of its applied chunks, finished with its verdict (the last one is the
+    /// final chunk's when it arrived).
+    pub held: Vec<Envelope>,
+    /// How it ended.
+    pub info: StreamInfo,
+}
+
+/// An alert on an output still open.
+pub struct EarlyAlert {
+    /// The verdict on the text so far (no probe).
+    pub verdict: Verdict,
+    /// `final: false`, the chunks so far.
+    pub info: StreamInfo,
+    /// The model its chunks named.
+    pub model: Option<String>,
+    /// The chunk that raised it.
+    pub origin: Origin,
+}
+
+/// What one chunk did.
+#[derive(Default)]
+pub struct Pushed {
+    /// Envelopes with nothing to wait for (duplicates): finish them now.
+    pub finish_now: Vec<Envelope>,
+    /// Chunks refused: send each to the dead letters.
+    pub dead: Vec<(Envelope, DeadLetter)>,
+    /// The spans so far reached a new alert severity: an alert to send now.
+    pub early: Option<EarlyAlert>,
+    /// The output ended with this chunk.
+    pub ended: Option<Ended>,
+    /// The open output's spans and severity after this chunk, when it applied chunks (for an
+    /// HTTP caller; an ended output has its verdict instead).
+    pub so_far: Option<(SpanReport, Severity)>,
+}
+
+/// A chunk waiting for the ones before it.
+struct Waiting {
+    delta: String,
+    env: Option<Envelope>,
+}
+
+struct Open {
+    /// The pieces of text: a new one starts after each gap given up at the idle timeout.
+    parts: Vec<Incremental>,
+    /// The next `seq` to apply.
+    next: u64,
+    waiting: BTreeMap<u64, Waiting>,
+    /// The final chunk's `seq`, once it arrived.
+    last_seq: Option<u64>,
+    held: Vec<Envelope>,
+    model: Option<String>,
+    touched: Instant,
+    /// Text kept plus text waiting.
+    bytes: usize,
+    left_out: Vec<u64>,
+    missing: Vec<[u64; 2]>,
+    alerted: Severity,
+    chunks: u64,
+    partition: Option<Partition>,
+    origin: Origin,
+}
+
+impl Open {
+    fn new(origin: Origin) -> Open {
+        Open {
+            parts: vec![Incremental::new()],
+            next: 0,
+            waiting: BTreeMap::new(),
+            last_seq: None,
+            held: Vec::new(),
+            model: None,
+            touched: Instant::now(),
+            bytes: 0,
+            left_out: Vec::new(),
+            missing: Vec::new(),
+            alerted: Severity::None,
+            chunks: 0,
+            partition: Some((origin.topic.clone(), origin.partition)),
+            origin,
+        }
+    }
+
+    /// Applies the waiting chunks that are next in order.
+    fn apply_ready(&mut self, analyzer: &Analyzer) {
+        while let Some(w) = self.waiting.remove(&self.next) {
+            if !w.delta.is_empty() {
+                analyzer.push(self.parts.last_mut().expect("one part at least"), &w.delta);
+            }
+            self.held.extend(w.env);
+            self.next += 1;
+            self.chunks += 1;
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.last_seq.is_some_and(|l| self.next > l)
+    }
+
+    fn info(&self, is_final: bool, ended_by: &'static str) -> StreamInfo {
+        StreamInfo {
+            is_final,
+            chunks: self.chunks,
+            complete: self.done() && self.missing.is_empty(),
+            ended_by,
+            missing: self.missing.clone(),
+            left_out: self.left_out.clone(),
+        }
+    }
+}
+
+/// The open outputs of one source.
+pub struct Streams {
+    cfg: ChunksConfig,
+    alert_at: Severity,
+    open: Mutex<HashMap<String, Arc<Mutex<Open>>>>,
+    ended: Mutex<(HashSet<String>, VecDeque<String>)>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Streams {
+    /// No open output yet; early alerts at `alert_at` and above.
+    pub fn new(cfg: ChunksConfig, alert_at: Severity) -> Streams {
+        Streams {
+            cfg,
+            alert_at,
+            open: Mutex::new(HashMap::new()),
+            ended: Mutex::new((HashSet::new(), VecDeque::new())),
+        }
+    }
+
+    /// The text received so far of open output `id` (pieces after a gap not included).
+    pub fn text_of(&self, id: &str) -> Option<String> {
+        let o = lock(&self.open).get(id)?.clone();
+        let o = lock(&o);
+        Some(o.parts.iter().map(|p| p.text()).collect())
+    }
+
+    /// Outputs open now.
+    pub fn open_count(&self) -> usize {
+        lock(&self.open).len()
+    }
+
+    /// Takes one decoded chunk (`msg.chunk` set) with its envelope.
+    pub fn push(&self, analyzer: &Analyzer, msg: Decoded, env: Envelope) -> Pushed {
+        let mut out = Pushed::default();
+        let ChunkMark { seq, last } = msg.chunk.expect("a chunk");
+        if lock(&self.ended).0.contains(&msg.id) {
+            out.finish_now.push(env);
+            return out;
+        }
+        let entry = {
+            let mut open = lock(&self.open);
+            match open.get(&msg.id) {
+                Some(o) => o.clone(),
+                None if open.len() >= self.cfg.max_open_outputs => {
+                    let d = dead(
+                        DeadLetterReason::TooManyOpenOutputs,
+                        format!(
+                            "output `{}` would be open output {} (chunks.max_open_outputs = {})",
+                            msg.id,
+                            open.len() + 1,
+                            self.cfg.max_open_outputs
+                        ),
+                    );
+                    out.dead.push((env, d));
+                    return out;
+                }
+                None => {
+                    let o = Arc::new(Mutex::new(Open::new(env.origin.clone())));
+                    open.insert(msg.id.clone(), o.clone());
+                    o
+                }
+            }
+        };
+        let mut o = lock(&entry);
+        o.touched = Instant::now();
+        o.origin = env.origin.clone();
+        if seq < o.next || o.waiting.contains_key(&seq) {
+            out.finish_now.push(env);
+            return out;
+        }
+        if let Some(l) = o.last_seq.filter(|&l| seq > l) {
+            let d = dead(
+                DeadLetterReason::BadChunk,
+                format!(
+                    "seq {seq} comes after the final chunk (seq {l}) of output `{}`",
+                    msg.id
+                ),
+            );
+            out.dead.push((env, d));
+            return out;
+        }
+        let mut w = Waiting {
+            delta: msg.text,
+            env: Some(env),
+        };
+        if o.bytes + w.delta.len() > self.cfg.max_output_bytes {
+            let d = dead(
+                DeadLetterReason::OutputTooLarge,
+                format!(
+                    "chunk {seq} of output `{}` would make it {} bytes (chunks.max_output_bytes = {}); \
+                     the output's verdict is on the chunks kept",
+                    msg.id,
+                    o.bytes + w.delta.len(),
+                    self.cfg.max_output_bytes
+                ),
+            );
+            out.dead.push((w.env.take().expect("set above"), d));
+            w.delta.clear();
+            o.left_out.push(seq);
+        }
+        o.bytes += w.delta.len();
+        if last {
+            o.last_seq = Some(seq);
+        }
+        if o.model.is_none() {
+            o.model = msg.model;
+        }
+        o.waiting.insert(seq, w);
+        let applied = o.chunks;
+        o.apply_ready(analyzer);
+        if o.done() {
+            drop(o);
+            out.ended = self.end(analyzer, &msg.id, "final", &mut out.dead);
+            return out;
+        }
+        if o.chunks > applied {
+            let report = analyzer.report_parts(&o.parts);
+            let verdict = analyzer.judge(&msg.id, &report, None);
+            if verdict.severity >= self.alert_at
+                && verdict.severity > Severity::None
+                && verdict.severity > o.alerted
+            {
+                o.alerted = verdict.severity;
+                out.early = Some(EarlyAlert {
+                    verdict: verdict.clone(),
+                    info: o.info(false, "open"),
+                    model: o.model.clone(),
+                    origin: o.origin.clone(),
+                });
+            }
+            out.so_far = Some((report, verdict.severity));
+        }
+        out
+    }
+
+    /// Ends output `id` now (if it is still open): its verdict's material. Chunks still waiting
+    /// after a gap are matched as separate pieces; chunks waiting past the final one are refused
+    /// into `dead`.
+    fn end(
+        &self,
+        analyzer: &Analyzer,
+        id: &str,
+        ended_by: &'static str,
+        dead_out: &mut Vec<(Envelope, DeadLetter)>,
+    ) -> Option<Ended> {
+        let entry = lock(&self.open).remove(id)?;
+        {
+            let mut ended = lock(&self.ended);
+            if ended.0.insert(id.to_string()) {
+                ended.1.push_back(id.to_string());
+            }
+            while ended.1.len() > self.cfg.remember_ended {
+                if let Some(old) = ended.1.pop_front() {
+                    ended.0.remove(&old);
+                }
+            }
+        }
+        let mut o = lock(&entry);
+        // Give up on gaps: each run of waiting chunks after one is a new piece.
+        while let Some((&seq, _)) = o.waiting.first_key_value() {
+            if o.last_seq.is_some_and(|l| seq > l) {
+                let w = o.waiting.remove(&seq).expect("present");
+                if let Some(env) = w.env {
+                    let d = dead(
+                        DeadLetterReason::BadChunk,
+                        format!("seq {seq} comes after the final chunk of output `{id}`"),
+                    );
+                    dead_out.push((env, d));
+                }
+                continue;
+            }
+            let next = o.next;
+            o.missing.push([next, seq]);
+            o.next = seq;
+            o.parts.push(Incremental::new());
+            o.apply_ready(analyzer);
+        }
+        if let Some(l) = o.last_seq.filter(|&l| o.next <= l) {
+            let next = o.next;
+            o.missing.push([next, l + 1]);
+        }
+        let report = analyzer.report_parts(&o.parts);
+        let text: String = o.parts.iter().map(|p| p.text()).collect();
+        let info = o.info(true, ended_by);
+        Some(Ended {
+            id: id.to_string(),
+            text,
+            report,
+            model: o.model.take(),
+            origin: o.origin.clone(),
+            held: std::mem::take(&mut o.held),
+            info,
+        })
+    }
+
+    /// Ends every output idle for longer than `chunks.idle_timeout_secs`; refused chunks go to
+    /// `dead`.
+    pub fn expire(
+        &self,
+        analyzer: &Analyzer,
+        dead: &mut Vec<(Envelope, DeadLetter)>,
+    ) -> Vec<Ended> {
+        let idle = Duration::from_secs_f64(self.cfg.idle_timeout_secs);
+        let stale: Vec<String> = lock(&self.open)
+            .iter()
+            .filter(|(_, o)| lock(o).touched.elapsed() >= idle)
+            .map(|(id, _)| id.clone())
+            .collect();
+        stale
+            .into_iter()
+            .filter_map(|id| self.end(analyzer, &id, "idle_timeout", dead))
+            .collect()
+    }
+
+    /// Ends every open output now, on what arrived (`ended_by`: why).
+    pub fn end_all(
+        &self,
+        analyzer: &Analyzer,
+        ended_by: &'static str,
+        dead: &mut Vec<(Envelope, DeadLetter)>,
+    ) -> Vec<Ended> {
+        let ids: Vec<String> = lock(&self.open).keys().cloned().collect();
+        ids.into_iter()
+            .filter_map(|id| self.end(analyzer, &id, ended_by, dead))
+            .collect()
+    }
+
+    /// Drops the open outputs whose chunks came from `parts` (revoked in a rebalance: the next
+    /// owner re-reads them from the last commit). Returns the envelopes they held.
+    pub fn forget_partitions(&self, parts: &[Partition]) -> Vec<Envelope> {
+        let mut open = lock(&self.open);
+        let gone: Vec<String> = open
+            .iter()
+            .filter(|(_, o)| {
+                lock(o)
+                    .partition
+                    .as_ref()
+                    .is_some_and(|p| parts.contains(p))
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut envs = Vec::new();
+        for id in gone {
+            if let Some(o) = open.remove(&id) {
+                let mut o = lock(&o);
+                envs.append(&mut o.held);
+                envs.extend(
+                    std::mem::take(&mut o.waiting)
+                        .into_values()
+                        .filter_map(|w| w.env),
+                );
+            }
+        }
+        envs
+    }
+
+    /// Every open output, dropped (at shutdown): the envelopes they held.
+    pub fn drop_all(&self) -> Vec<Envelope> {
+        let mut open = lock(&self.open);
+        let mut envs = Vec::new();
+        for (_, o) in open.drain() {
+            let mut o = lock(&o);
+            envs.append(&mut o.held);
+            envs.extend(
+                std::mem::take(&mut o.waiting)
+                    .into_values()
+                    .filter_map(|w| w.env),
+            );
+        }
+        envs
+    }
+}
