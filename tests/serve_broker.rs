@@ -567,3 +567,223 @@ fn the_daemon_follows_takedowns_and_additions_without_losing_a_message() {
     );
     d.stop();
 }
+
+/// `text` cut into chunks of `words` words each, as `{id, seq, delta, final}` payloads (the
+/// last one final when `last` is set).
+fn chunked(id: &str, text: &str, words: usize, partition: i32, last: bool) -> Vec<Input> {
+    let w: Vec<&str> = text.split(' ').collect();
+    let pieces: Vec<String> = w.chunks(words).map(|c| c.join(" ") + " ").collect();
+    let n = pieces.len();
+    pieces
+        .into_iter()
+        .enumerate()
+        .map(|(seq, delta)| {
+            let p = serde_json::json!({"id": id, "seq": seq, "delta": delta, "final": last && seq + 1 == n, "model": "m1"});
+            (partition, id.to_string(), p.to_string().into_bytes())
+        })
+        .collect()
+}
+
+/// Streamed outputs on Kafka (`input.format = "chunks"`): chunks interleaved across outputs,
+/// out of order and duplicated, one output missing a chunk, one missing its final chunk, and
+/// one open across a SIGTERM and restart. Every output gets its final verdict, equal to the
+/// whole text's; a quoting output raises an alert before it ends; nothing open is committed,
+/// and everything is committed at the end.
+#[test]
+fn streamed_outputs_reordered_duplicated_unfinished_and_across_a_restart() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let index = build_index(dir.path());
+    let broker = start_broker(dir.path());
+    let cfg = config(
+        &broker,
+        &index,
+        "g-chunks",
+        "[probe]\npolicy = \"off\"\n[chunks]\nidle_timeout_secs = 3\n",
+    )
+    .replace("[input]\n", "[input]\nformat = \"chunks\"\n");
+    let g = broker::workload::gettysburg();
+    let (novel, _) = messages(8, 0, "novel");
+    let novel_text = |i: usize| {
+        let v: serde_json::Value = serde_json::from_slice(&novel[i].2).unwrap();
+        v["text"].as_str().unwrap().to_string()
+    };
+    // Whole texts by output id: quotes for even outputs, novel text for odd ones.
+    let mut texts = std::collections::BTreeMap::new();
+    for i in 0..6 {
+        let text = if i % 2 == 0 {
+            let q: String = g.chars().skip(i * 40).take(400).collect();
+            format!("Sure. {q} That is the passage.")
+        } else {
+            novel_text(i)
+        };
+        texts.insert(format!("out-{i}"), text);
+    }
+    texts.insert("gap".to_string(), g.chars().take(300).collect::<String>());
+    texts.insert("unfinished".to_string(), novel_text(7));
+    let restart_text: String = format!(
+        "Quoting: {}",
+        g.chars().skip(500).take(500).collect::<String>()
+    );
+
+    // Each output's chunks, shuffled a little and with duplicates; then all interleaved.
+    let mut per_output: Vec<Vec<Input>> = Vec::new();
+    for (k, (id, text)) in texts.iter().enumerate() {
+        let part = k as i32 % PARTITIONS;
+        let mut c = chunked(id, text, 5, part, id != "unfinished");
+        if id == "gap" {
+            c.remove(2);
+        }
+        // Swap neighbours and repeat a chunk: what at-least-once producers and retries do.
+        for j in (1..c.len()).step_by(3) {
+            c.swap(j - 1, j);
+        }
+        let dup = c[c.len() / 2].clone();
+        c.insert(c.len() - 1, dup);
+        per_output.push(c);
+    }
+    let restart_chunks = chunked("restart", &restart_text, 5, 0, true);
+    let (first_half, second_half) = restart_chunks.split_at(restart_chunks.len() / 2);
+    per_output.push(first_half.to_vec());
+    let mut interleaved = Vec::new();
+    let longest = per_output.iter().map(Vec::len).max().unwrap();
+    for j in 0..longest {
+        for c in &per_output {
+            if let Some(r) = c.get(j) {
+                interleaved.push(r.clone());
+            }
+        }
+    }
+    let mut acks = broker.produce(INPUT, &interleaved);
+    let restart_first_offset = interleaved
+        .iter()
+        .zip(&acks.0)
+        .find(|(r, _)| r.1 == "restart")
+        .map(|(_, &(_, o))| o)
+        .unwrap();
+
+    let mut d = Daemon::start(dir.path(), &cfg, "first");
+    let ids: BTreeSet<String> = texts.keys().cloned().collect();
+    let verdicts = wait_for_verdicts(&broker, &ids, Duration::from_secs(120));
+    // The open output raised its alert already: its first half quotes the address.
+    let alerts = broker.read(ALERTS, Duration::from_secs(30), |o| {
+        o.iter().any(|a| a.json()["id"] == "restart")
+    });
+    let early = alerts
+        .iter()
+        .map(|a| a.json())
+        .find(|a| a["id"] == "restart")
+        .expect("an early alert for the open output");
+    assert_eq!(early["stream"]["final"], false, "{early}");
+    assert_eq!(early["stream"]["ended_by"], "open");
+    d.signal("TERM");
+    assert_eq!(d.wait(Duration::from_secs(30)), Some(0), "{}", d.log_text());
+    let committed = broker.committed("g-chunks", INPUT, PARTITIONS);
+    assert!(
+        committed[0] <= restart_first_offset,
+        "the open output's chunks are not committed: partition 0 committed {}, its first chunk is at {restart_first_offset}",
+        committed[0]
+    );
+
+    // Every output that ended has its verdict, equal to the whole text's spans.
+    let whole = memaudit::index::Index::open(&index).unwrap();
+    let check = |id: &str, v: &serde_json::Value, text: &str| {
+        let want = whole.spans(text, &memaudit::index::SpanOptions::default());
+        let got: Vec<(u64, u64)> = v["spans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| (s["start"].as_u64().unwrap(), s["end"].as_u64().unwrap()))
+            .collect();
+        let want: Vec<(u64, u64)> = want
+            .spans
+            .iter()
+            .map(|s| (s.start as u64, s.end as u64))
+            .collect();
+        assert_eq!(got, want, "{id}: {v}");
+        assert_eq!(
+            v["text_chars"].as_u64().unwrap() as usize,
+            text.chars().count(),
+            "{id}"
+        );
+    };
+    for o in &verdicts {
+        let v = o.json();
+        let id = v["id"].as_str().unwrap();
+        let text = &texts[id];
+        let stream = &v["stream"];
+        assert_eq!(stream["final"], true, "{v}");
+        match id {
+            "gap" => {
+                assert_eq!(stream["ended_by"], "idle_timeout", "{v}");
+                assert_eq!(stream["complete"], false);
+                assert_eq!(stream["missing"], serde_json::json!([[2, 3]]));
+                assert_eq!(v["severity"], "critical", "a gap does not hide the quote");
+            }
+            "unfinished" => {
+                assert_eq!(stream["ended_by"], "idle_timeout", "{v}");
+                assert_eq!(stream["complete"], false);
+                check(id, &v, text);
+            }
+            _ => {
+                assert_eq!(stream["ended_by"], "final", "{v}");
+                assert_eq!(stream["complete"], true, "{v}");
+                check(id, &v, text);
+                let quoting = id.ends_with('0') || id.ends_with('2') || id.ends_with('4');
+                assert_eq!(v["severity"] == "critical", quoting, "{v}");
+            }
+        }
+    }
+
+    // The rest of the open output after a restart: it is rebuilt from its first chunk.
+    let mut d2 = Daemon::start(dir.path(), &cfg, "second");
+    acks.extend(broker.produce(INPUT, second_half));
+    let all: BTreeSet<String> = ids.iter().cloned().chain(["restart".to_string()]).collect();
+    let verdicts = wait_for_verdicts(&broker, &all, Duration::from_secs(120));
+    let restart: Vec<serde_json::Value> = verdicts
+        .iter()
+        .map(|o| o.json())
+        .filter(|v| v["id"] == "restart")
+        .collect();
+    assert_eq!(
+        restart.len(),
+        1,
+        "one verdict for the output open across the restart"
+    );
+    assert_eq!(restart[0]["stream"]["complete"], true, "{}", restart[0]);
+    assert_eq!(restart[0]["stream"]["chunks"], restart_chunks.len() as u64);
+    check("restart", &restart[0], &restart_text);
+    // Outputs judged again after the restart (their chunks lay past the open output's first
+    // chunk, so they were not committed) have the same verdict.
+    let mut by_id: std::collections::BTreeMap<String, Vec<serde_json::Value>> = Default::default();
+    for o in &verdicts {
+        let mut v = o.json();
+        v.as_object_mut().unwrap().remove("source");
+        by_id
+            .entry(v["id"].as_str().unwrap().to_string())
+            .or_default()
+            .push(v);
+    }
+    for (id, vs) in &by_id {
+        assert!(
+            vs.windows(2)
+                .all(|w| w[0]["spans"] == w[1]["spans"] && w[0]["severity"] == w[1]["severity"]),
+            "{id}: {vs:?}"
+        );
+    }
+    broker.wait_committed(
+        "g-chunks",
+        INPUT,
+        &acks,
+        PARTITIONS,
+        Duration::from_secs(60),
+    );
+    let m = d2.get("/metrics").map(|m| m.1).unwrap_or_default();
+    eprintln!(
+        "streamed outputs: {} verdicts for {} outputs; duplicates dropped after the restart: {}",
+        verdicts.len(),
+        all.len(),
+        broker::workload::metric(&m, "memaudit_chunks_total{kind=\"duplicate\"}")
+    );
+    d2.stop();
+}

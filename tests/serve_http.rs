@@ -1,4 +1,4 @@
-//! `POST /v1/check` end to end: `memaudit serve` with `source.kind = "http"` (no broker) on the
+//! `POST /v1/check` and `POST /v1/chunks` end to end: `memaudit serve` with `source.kind = "http"` (no broker) on the
 //! demo corpus's index. Verdicts and actions by severity, redaction that leaves no span text
 //! behind, the stream's decoding errors as 400s, and the limits: body size (413), bearer tokens
 //! (401), concurrency (429), time (503), a panic (500); every answer counted in the metrics.
@@ -40,9 +40,18 @@ fn start(dir: &Path, extra: &str, env: &[(&str, &str)]) -> Daemon {
 }
 
 fn post(d: &Daemon, headers: &[(&str, &str)], body: &str) -> (u16, serde_json::Value) {
+    post_to(d, "/v1/check", headers, body)
+}
+
+fn post_to(
+    d: &Daemon,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, serde_json::Value) {
     let (code, text) = memaudit::loopback::post(
         ([127, 0, 0, 1], d.http).into(),
-        "/v1/check",
+        path,
         headers,
         body.as_bytes(),
     )
@@ -277,4 +286,96 @@ fn a_bad_token_file_or_action_order_stops_the_start() {
     );
     let err = run("[actions]\nredact_at = \"critical\"\nblock_at = \"high\"\n");
     assert!(err.contains("actions.block_at"), "{err}");
+}
+
+fn chunk(d: &Daemon, id: &str, seq: u64, delta: &str, last: bool) -> (u16, serde_json::Value) {
+    let body = serde_json::json!({"id": id, "seq": seq, "delta": delta, "final": last});
+    post_to(d, "/v1/chunks", &[], &body.to_string())
+}
+
+/// A streamed output over HTTP: each chunk is answered with the verdict and action so far, so a
+/// gateway can stop a leak mid-stream; the final chunk gets the output's verdict, equal to
+/// `/v1/check` on the whole text; out-of-order chunks wait, repeats change nothing; bounds and
+/// bad chunks are answered with the dead-letter reason.
+#[test]
+fn streamed_output_chunk_by_chunk() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = start(
+        dir.path(),
+        "[chunks]\nmax_open_outputs = 2\nmax_output_bytes = 2000\nidle_timeout_secs = 60\n",
+        &[],
+    );
+    let g = gettysburg();
+    let text = format!("{} and then: {}", novel(200), &g[..300]);
+    let words: Vec<&str> = text.split(' ').collect();
+    let pieces: Vec<String> = words.chunks(6).map(|c| c.join(" ") + " ").collect();
+    let whole: String = pieces.concat();
+    let n = pieces.len() as u64;
+    let mut first_block = None;
+    for (seq, p) in pieces.iter().enumerate() {
+        let seq = seq as u64;
+        let (code, v) = chunk(&d, "s1", seq, p, seq + 1 == n);
+        assert_eq!(code, 200, "{v}");
+        if seq + 1 < n {
+            assert_eq!(v["state"], "open", "{v}");
+            if v["action"] != "allow" && first_block.is_none() {
+                first_block = Some(seq);
+            }
+            // A repeat of the same chunk changes nothing.
+            if seq == 3 {
+                let (_, again) = chunk(&d, "s1", seq, p, false);
+                assert_eq!(again["state"], "duplicate", "{again}");
+            }
+        } else {
+            assert_eq!(v["state"], "final", "{v}");
+            assert_eq!(v["stream"]["complete"], true);
+            assert_eq!(v["stream"]["chunks"], n);
+            let whole_check = check(&d, &whole);
+            assert_eq!(v["verdict"]["spans"], whole_check["verdict"]["spans"]);
+            assert_eq!(v["verdict"]["severity"], whole_check["verdict"]["severity"]);
+            assert_eq!(v["action"], whole_check["action"]);
+        }
+    }
+    let first_block = first_block.expect("the gateway is told to act before the output ends");
+    assert!(first_block < n - 1, "blocked at chunk {first_block} of {n}");
+
+    // Out of order: chunk 1 waits for chunk 0.
+    let (_, v) = chunk(&d, "s2", 1, "world ", true);
+    assert_eq!(v["state"], "waiting", "{v}");
+    let (_, v) = chunk(&d, "s2", 0, "hello ", false);
+    assert_eq!(v["state"], "final", "{v}");
+    assert_eq!(v["verdict"]["text_chars"], 12);
+
+    // Bounds and bad chunks.
+    let (code, v) = chunk(&d, "big", 0, &"x".repeat(2001), false);
+    assert_eq!(
+        (code, v["error"].as_str()),
+        (413, Some("output_too_large")),
+        "{v}"
+    );
+    let (code, _) = chunk(&d, "open-1", 0, "a ", false);
+    assert_eq!(code, 200);
+    let (code, v) = chunk(&d, "open-2", 0, "b ", false);
+    assert_eq!(
+        (code, v["error"].as_str()),
+        (429, Some("too_many_open_outputs")),
+        "{v}"
+    );
+    let (code, v) = post_to(&d, "/v1/chunks", &[], r#"{"id":"z","delta":"a"}"#);
+    assert_eq!((code, v["error"].as_str()), (400, Some("bad_chunk")), "{v}");
+    let m = d.get("/metrics").unwrap().1;
+    assert_eq!(
+        metric(
+            &m,
+            "memaudit_stream_outputs_ended_total{ended_by=\"final\"}"
+        ),
+        2.0
+    );
+    assert!(
+        metric(
+            &m,
+            "memaudit_http_requests_total{endpoint=\"/v1/chunks\",status=\"200\"}"
+        ) >= n as f64
+    );
+    d.stop();
 }

@@ -360,6 +360,12 @@ impl InFlight {
         self.lock().unpark(p, offset);
     }
 
+    /// Messages received and not finished in every partition, parked or dropped ones too.
+    pub fn pending_total(&self) -> usize {
+        let t = self.lock();
+        t.parts.values().map(|s| s.pending.len()).sum()
+    }
+
     /// `(messages, bytes)` in flight.
     pub fn load(&self) -> (usize, usize) {
         let t = self.lock();

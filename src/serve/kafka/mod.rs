@@ -244,8 +244,16 @@ impl KafkaSource {
         })
         .await;
         let unfinished = self.in_flight.load().0;
-        if drained && unfinished == 0 && committed == Some(true) {
+        // Chunks of streamed outputs still open when the input stopped: not work in progress,
+        // never committed, read again (with their outputs' other chunks) after a restart.
+        let held = self.in_flight.pending_total();
+        if drained && unfinished == 0 && committed == Some(true) && held == 0 {
             tracing::info!("drained: every received message finished and committed");
+        } else if drained && unfinished == 0 && committed == Some(true) {
+            tracing::info!(
+                held,
+                "drained: every message finished and committed, but for the chunks of streamed outputs still open; they are delivered again after a restart"
+            );
         } else {
             tracing::warn!(
                 unfinished,
