@@ -13,9 +13,8 @@
 
 mod common;
 
-use common::{arg, load_docs, make_sets, summarize, QueryFigures};
+use common::{arg, load_docs, make_sets, open_or_build_index, summarize, QueryFigures};
 use memaudit::analyze::{Analyzer, Options};
-use memaudit::index::Index;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -114,22 +113,7 @@ fn main() {
     let corpus = PathBuf::from(arg("--corpus", "bench-data/corpus.jsonl"));
     let n: usize = arg("--queries", "100").parse().expect("--queries N");
     let seconds: f64 = arg("--seconds", "5").parse().expect("--seconds S");
-    assert!(
-        corpus.exists(),
-        "{} is missing: run python3 scripts/bench-corpus.py {}",
-        corpus.display(),
-        corpus.display()
-    );
-    if !index.join("manifest.json").exists() {
-        let ok = Command::new(env!("CARGO_BIN_EXE_memaudit"))
-            .args(["index", "build", "--quiet", "--out"])
-            .arg(&index)
-            .arg(&corpus)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "index build");
-    }
+    let opened = open_or_build_index(&index, &corpus);
     let docs = load_docs(&corpus, 4000);
     let texts: Vec<String> = make_sets(&docs, n)
         .into_iter()
@@ -138,7 +122,7 @@ fn main() {
         .collect();
 
     let analyzer = Arc::new(
-        Analyzer::new(Index::open(&index).unwrap(), None, None, Options::default()).unwrap(),
+        Analyzer::new(opened, None, None, Options::default()).unwrap(),
     );
     let texts = Arc::new(texts);
     for t in texts.iter() {

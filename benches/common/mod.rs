@@ -47,6 +47,28 @@ pub fn peer_python() -> PathBuf {
     py
 }
 
+/// The benchmark index in `index`, built from `corpus` first when it is missing (a clear
+/// message when the corpus is missing too).
+pub fn open_or_build_index(index: &Path, corpus: &Path) -> memaudit::index::Index {
+    if !index.join("manifest.json").exists() {
+        assert!(
+            corpus.exists(),
+            "{} is missing: run python3 scripts/bench-corpus.py {}",
+            corpus.display(),
+            corpus.display()
+        );
+        let ok = std::process::Command::new(env!("CARGO_BIN_EXE_memaudit"))
+            .args(["index", "build", "--quiet", "--out"])
+            .arg(index)
+            .arg(corpus)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "index build");
+    }
+    memaudit::index::Index::open(index).expect("open the benchmark index")
+}
+
 /// Query texts of the index benchmarks: seeded "novel" texts (corpus words in a new random order)
 /// and "copy" texts (novel text with a 512-byte passage of a random corpus document in the middle).
 /// Reads up to `limit` documents' text from the corpus.
