@@ -121,9 +121,7 @@ fn main() {
         .flat_map(|s| s.texts)
         .collect();
 
-    let analyzer = Arc::new(
-        Analyzer::new(opened, None, None, Options::default()).unwrap(),
-    );
+    let analyzer = Arc::new(Analyzer::new(opened, None, None, Options::default()).unwrap());
     let texts = Arc::new(texts);
     for t in texts.iter() {
         let r = analyzer.spans(t);

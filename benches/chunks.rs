@@ -82,14 +82,20 @@ fn main() {
     let mut rng = StdRng::seed_from_u64(5);
     let need = n * 90;
     let long_docs: Vec<&String> = docs.iter().filter(|d| d.len() > need * 2).collect();
-    assert!(!long_docs.is_empty(), "no corpus document of {} bytes", need * 2);
+    assert!(
+        !long_docs.is_empty(),
+        "no corpus document of {} bytes",
+        need * 2
+    );
     let mut kinds: Vec<(&str, Vec<Vec<String>>)> = vec![
         ("novel", Vec::new()),
         ("quotes", Vec::new()),
         ("one long copy", Vec::new()),
     ];
     for _ in 0..outputs {
-        kinds[0].1.push(chunks(&novel(&words, &mut rng, need * 2), n));
+        kinds[0]
+            .1
+            .push(chunks(&novel(&words, &mut rng, need * 2), n));
         let mut q = String::new();
         while q.len() < need * 2 {
             q.push_str(&novel(&words, &mut rng, 1600));

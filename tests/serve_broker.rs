@@ -584,22 +584,40 @@ fn chunked(id: &str, text: &str, words: usize, partition: i32, last: bool) -> Ve
         .collect()
 }
 
-/// Streamed outputs on Kafka (`input.format = "chunks"`): chunks interleaved across outputs,
-/// out of order and duplicated, one output missing a chunk, one missing its final chunk, and
-/// one open across a SIGTERM and restart. Every output gets its final verdict, equal to the
-/// whole text's; a quoting output raises an alert before it ends; nothing open is committed,
-/// and everything is committed at the end.
+/// Streamed outputs on tansu. tansu 0.6 keeps a commit's metadata but does not return it on
+/// an offset fetch, so the output that ended past the open one is judged again after the
+/// restart (the same verdict; at-least-once) where a Kafka broker returns the note.
 #[test]
 fn streamed_outputs_reordered_duplicated_unfinished_and_across_a_restart() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    let index = build_index(dir.path());
     let broker = start_broker(dir.path());
+    streamed_outputs(&broker, dir.path(), false);
+}
+
+/// The same on librdkafka's mock cluster, which returns commit metadata as Kafka does: exactly
+/// one verdict per output across the restart.
+#[test]
+fn streamed_outputs_get_one_verdict_each_across_a_restart_where_commit_notes_round_trip() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::mock();
+    create_topics(&broker, PARTITIONS);
+    streamed_outputs(&broker, dir.path(), true);
+}
+
+/// Streamed outputs on Kafka (`input.format = "chunks"`): chunks interleaved across outputs,
+/// out of order and duplicated, one output missing a chunk, one missing its final chunk, and
+/// one open across a SIGTERM and restart. Every output gets its final verdict, equal to the
+/// whole text's; a quoting output raises an alert before it ends; nothing open is committed,
+/// and everything is committed at the end. With `notes_round_trip`, exactly one verdict each.
+fn streamed_outputs(broker: &Broker, dir: &Path, notes_round_trip: bool) {
+    let index = build_index(dir);
     let cfg = config(
-        &broker,
+        broker,
         &index,
         "g-chunks",
-        "[probe]\npolicy = \"off\"\n[chunks]\nidle_timeout_secs = 3\n",
+        "[probe]\npolicy = \"off\"\n[chunks]\nidle_timeout_secs = 10\n",
     )
     .replace("[input]\n", "[input]\nformat = \"chunks\"\n");
     let g = broker::workload::gettysburg();
@@ -644,7 +662,6 @@ fn streamed_outputs_reordered_duplicated_unfinished_and_across_a_restart() {
     }
     let restart_chunks = chunked("restart", &restart_text, 5, 0, true);
     let (first_half, second_half) = restart_chunks.split_at(restart_chunks.len() / 2);
-    per_output.push(first_half.to_vec());
     let mut interleaved = Vec::new();
     let longest = per_output.iter().map(Vec::len).max().unwrap();
     for j in 0..longest {
@@ -655,16 +672,20 @@ fn streamed_outputs_reordered_duplicated_unfinished_and_across_a_restart() {
         }
     }
     let mut acks = broker.produce(INPUT, &interleaved);
-    let restart_first_offset = interleaved
-        .iter()
-        .zip(&acks.0)
-        .find(|(r, _)| r.1 == "restart")
-        .map(|(_, &(_, o))| o)
-        .unwrap();
-
-    let mut d = Daemon::start(dir.path(), &cfg, "first");
+    let mut d = Daemon::start(dir, &cfg, "first");
     let ids: BTreeSet<String> = texts.keys().cloned().collect();
-    let verdicts = wait_for_verdicts(&broker, &ids, Duration::from_secs(120));
+    wait_for_verdicts(broker, &ids, Duration::from_secs(120));
+
+    // Then an output left open (half its chunks) and, after it on the same partition, a short
+    // one that ends; SIGTERM while the first is open (within the idle timeout).
+    let open_acks = broker.produce(INPUT, first_half);
+    let restart_first_offset = open_acks.0[0].1;
+    acks.extend(open_acks);
+    let after_open = "A short output that ends while the other one is still open. ";
+    acks.extend(broker.produce(INPUT, &chunked("after-open", after_open, 4, 0, true)));
+    texts.insert("after-open".to_string(), after_open.to_string());
+    let ids: BTreeSet<String> = texts.keys().cloned().collect();
+    wait_for_verdicts(broker, &ids, Duration::from_secs(60));
     // The open output raised its alert already: its first half quotes the address.
     let alerts = broker.read(ALERTS, Duration::from_secs(30), |o| {
         o.iter().any(|a| a.json()["id"] == "restart")
@@ -687,7 +708,9 @@ fn streamed_outputs_reordered_duplicated_unfinished_and_across_a_restart() {
 
     // Every output that ended has its verdict, equal to the whole text's spans.
     let whole = memaudit::index::Index::open(&index).unwrap();
+    // The streamed text: each chunk is its words and a space.
     let check = |id: &str, v: &serde_json::Value, text: &str| {
+        let text = &format!("{text} ");
         let want = whole.spans(text, &memaudit::index::SpanOptions::default());
         let got: Vec<(u64, u64)> = v["spans"]
             .as_array()
@@ -707,6 +730,11 @@ fn streamed_outputs_reordered_duplicated_unfinished_and_across_a_restart() {
             "{id}"
         );
     };
+    let verdicts = broker.read(VERDICTS, Duration::from_secs(5), |_| false);
+    assert!(
+        verdicts.iter().all(|o| o.key != "restart"),
+        "no verdict while open"
+    );
     for o in &verdicts {
         let v = o.json();
         let id = v["id"].as_str().unwrap();
@@ -736,10 +764,10 @@ fn streamed_outputs_reordered_duplicated_unfinished_and_across_a_restart() {
     }
 
     // The rest of the open output after a restart: it is rebuilt from its first chunk.
-    let mut d2 = Daemon::start(dir.path(), &cfg, "second");
+    let mut d2 = Daemon::start(dir, &cfg, "second");
     acks.extend(broker.produce(INPUT, second_half));
     let all: BTreeSet<String> = ids.iter().cloned().chain(["restart".to_string()]).collect();
-    let verdicts = wait_for_verdicts(&broker, &all, Duration::from_secs(120));
+    let verdicts = wait_for_verdicts(broker, &all, Duration::from_secs(120));
     let restart: Vec<serde_json::Value> = verdicts
         .iter()
         .map(|o| o.json())
@@ -753,24 +781,6 @@ fn streamed_outputs_reordered_duplicated_unfinished_and_across_a_restart() {
     assert_eq!(restart[0]["stream"]["complete"], true, "{}", restart[0]);
     assert_eq!(restart[0]["stream"]["chunks"], restart_chunks.len() as u64);
     check("restart", &restart[0], &restart_text);
-    // Outputs judged again after the restart (their chunks lay past the open output's first
-    // chunk, so they were not committed) have the same verdict.
-    let mut by_id: std::collections::BTreeMap<String, Vec<serde_json::Value>> = Default::default();
-    for o in &verdicts {
-        let mut v = o.json();
-        v.as_object_mut().unwrap().remove("source");
-        by_id
-            .entry(v["id"].as_str().unwrap().to_string())
-            .or_default()
-            .push(v);
-    }
-    for (id, vs) in &by_id {
-        assert!(
-            vs.windows(2)
-                .all(|w| w[0]["spans"] == w[1]["spans"] && w[0]["severity"] == w[1]["severity"]),
-            "{id}: {vs:?}"
-        );
-    }
     broker.wait_committed(
         "g-chunks",
         INPUT,
@@ -778,12 +788,35 @@ fn streamed_outputs_reordered_duplicated_unfinished_and_across_a_restart() {
         PARTITIONS,
         Duration::from_secs(60),
     );
+    // One verdict each, also for the output that ended while the other was open: its chunks
+    // lay past the commit and were read again after the restart, as duplicates (the commit
+    // note named it).
+    let verdicts = broker.read(VERDICTS, Duration::from_secs(5), |_| false);
+    let seen = verdict_ids(&verdicts);
+    assert_eq!(seen.keys().cloned().collect::<BTreeSet<_>>(), all);
+    let twice: Vec<&String> = seen
+        .iter()
+        .filter(|(_, &n)| n > 1)
+        .map(|(id, _)| id)
+        .collect();
+    if notes_round_trip {
+        assert!(twice.is_empty(), "one verdict each: {seen:?}");
+    } else {
+        assert!(twice.iter().all(|id| *id == "after-open"), "{seen:?}");
+    }
+    assert!(seen.values().all(|&n| n <= 2), "{seen:?}");
     let m = d2.get("/metrics").map(|m| m.1).unwrap_or_default();
+    let dups = broker::workload::metric(&m, "memaudit_chunks_total{kind=\"duplicate\"}");
+    if notes_round_trip {
+        assert!(
+            dups >= 1.0,
+            "the ended output's chunks were read again as duplicates"
+        );
+    }
     eprintln!(
-        "streamed outputs: {} verdicts for {} outputs; duplicates dropped after the restart: {}",
+        "streamed outputs: {} verdicts for {} outputs; chunks dropped as duplicates after the restart: {dups}",
         verdicts.len(),
         all.len(),
-        broker::workload::metric(&m, "memaudit_chunks_total{kind=\"duplicate\"}")
     );
     d2.stop();
 }

@@ -21,7 +21,10 @@
 //!   (they block commits but are not "stuck"). A restart or a revoked partition therefore
 //!   re-delivers every chunk of every output without a verdict, and the output is rebuilt from
 //!   its first chunk (the outputs of a revoked partition are dropped here at once:
-//!   [`Streams::forget_partitions`]).
+//!   [`Streams::forget_partitions`]). Outputs that ended past the committed offset (their
+//!   chunks lie after an open output's) are listed in a note committed with the offset
+//!   ([`Streams::commit_note`]); the member that reads the partition next takes them as ended,
+//!   so their chunks, delivered again, are duplicates and nothing is judged twice.
 
 use super::message::{dead, ChunkMark, DeadLetter, DeadLetterReason, Decoded, Envelope, Origin};
 use super::offsets::Partition;
@@ -184,7 +187,15 @@ pub struct Streams {
     alert_at: Severity,
     open: Mutex<HashMap<String, Arc<Mutex<Open>>>>,
     ended: Mutex<(HashSet<String>, VecDeque<String>)>,
+    /// Per partition, ended outputs with the highest offset of their chunks there (`i64::MAX`
+    /// until a chunk of one learned from a commit note is seen again): what the commit note
+    /// lists while the committed offset has not passed them.
+    ended_at: Mutex<HashMap<Partition, BTreeMap<String, i64>>>,
 }
+
+/// The most bytes of output ids a commit note holds (brokers take 4 KiB of metadata by
+/// default); outputs that do not fit may be judged again after a restart (at-least-once).
+const NOTE_MAX_BYTES: usize = 3000;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -198,6 +209,7 @@ impl Streams {
             alert_at,
             open: Mutex::new(HashMap::new()),
             ended: Mutex::new((HashSet::new(), VecDeque::new())),
+            ended_at: Mutex::new(HashMap::new()),
         }
     }
 
@@ -218,6 +230,17 @@ impl Streams {
         let mut out = Pushed::default();
         let ChunkMark { seq, last } = msg.chunk.expect("a chunk");
         if lock(&self.ended).0.contains(&msg.id) {
+            let o = &env.origin;
+            if let Some(max) = lock(&self.ended_at)
+                .get_mut(&(o.topic.clone(), o.partition))
+                .and_then(|m| m.get_mut(&msg.id))
+            {
+                *max = if *max == i64::MAX {
+                    o.offset
+                } else {
+                    (*max).max(o.offset)
+                };
+            }
             out.finish_now.push(env);
             return out;
         }
@@ -340,6 +363,18 @@ impl Streams {
             }
         }
         let mut o = lock(&entry);
+        {
+            let mut at = lock(&self.ended_at);
+            for env in &o.held {
+                let e = &env.origin;
+                let max = at
+                    .entry((e.topic.clone(), e.partition))
+                    .or_default()
+                    .entry(id.to_string())
+                    .or_insert(e.offset);
+                *max = (*max).max(e.offset);
+            }
+        }
         // Give up on gaps: each run of waiting chunks after one is a new piece.
         while let Some((&seq, _)) = o.waiting.first_key_value() {
             if o.last_seq.is_some_and(|l| seq > l) {
@@ -394,6 +429,50 @@ impl Streams {
             .into_iter()
             .filter_map(|id| self.end(analyzer, &id, "idle_timeout", dead))
             .collect()
+    }
+
+    /// The note committed with partition `p` at `committed`: the ids of the outputs that ended
+    /// with chunks at or past it (`{"ended": [...]}`), which a restart must not judge again.
+    pub fn commit_note(&self, p: &Partition, committed: i64) -> String {
+        let mut at = lock(&self.ended_at);
+        let Some(m) = at.get_mut(p) else {
+            return String::new();
+        };
+        m.retain(|_, max| *max >= committed);
+        let mut ids = Vec::new();
+        let mut bytes = 0;
+        for id in m.keys() {
+            bytes += id.len() + 3;
+            if bytes > NOTE_MAX_BYTES {
+                tracing::warn!(partition = ?p, listed = ids.len(), total = m.len(), "more ended outputs past the commit than its note holds; the others may be judged again after a restart");
+                break;
+            }
+            ids.push(id.as_str());
+        }
+        if ids.is_empty() {
+            return String::new();
+        }
+
+        serde_json::json!({ "ended": ids }).to_string()
+    }
+
+    /// Reads the note the group committed for partition `p`: its outputs count as ended.
+    pub fn noted(&self, p: &Partition, note: &str) {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(note) else {
+            return;
+        };
+        let Some(ids) = v["ended"].as_array() else {
+            return;
+        };
+        let mut ended = lock(&self.ended);
+        let mut at = lock(&self.ended_at);
+        let m = at.entry(p.clone()).or_default();
+        for id in ids.iter().filter_map(|i| i.as_str()) {
+            if ended.0.insert(id.to_string()) {
+                ended.1.push_back(id.to_string());
+            }
+            m.entry(id.to_string()).or_insert(i64::MAX);
+        }
     }
 
     /// Ends every open output now, on what arrived (`ended_by`: why).

@@ -34,6 +34,12 @@ pub type Partition = (String, i32);
 /// What runs when partitions are revoked ([`InFlight::on_revoke`]).
 pub type RevokeHook = Box<dyn Fn(&[Partition]) + Send + Sync>;
 
+/// Writes the note committed with a partition's offset ([`InFlight::on_commit_note`]).
+pub type NoteHook = Box<dyn Fn(&Partition, i64) -> String + Send + Sync>;
+
+/// Reads the note the group committed for a partition, when it is assigned.
+pub type NotedHook = Box<dyn Fn(&Partition, &str) + Send + Sync>;
+
 /// Offsets the broker skipped: `from..to` were expected and never delivered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Gap {
@@ -226,6 +232,14 @@ impl OffsetTracker {
             .collect()
     }
 
+    /// Every partition's last committed offset (next to read), where one is known.
+    pub fn committed_offsets(&self) -> Vec<(Partition, i64)> {
+        self.parts
+            .iter()
+            .filter_map(|(p, s)| s.committed.map(|c| (p.clone(), c)))
+            .collect()
+    }
+
     /// Records a successful commit.
     pub fn committed(&mut self, p: &Partition, offset: i64) {
         if let Some(s) = self.parts.get_mut(p) {
@@ -249,6 +263,9 @@ pub struct InFlight {
     metrics: Arc<Metrics>,
     /// Called with the partitions [`InFlight::forget`] forgot.
     revoke_hooks: Mutex<Vec<RevokeHook>>,
+    /// The commit note's writer and reader, and the last note committed per partition.
+    notes: Mutex<Option<(NoteHook, NotedHook)>>,
+    last_notes: Mutex<BTreeMap<Partition, String>>,
 }
 
 impl InFlight {
@@ -258,6 +275,8 @@ impl InFlight {
             progress: Notify::new(),
             metrics,
             revoke_hooks: Mutex::new(Vec::new()),
+            notes: Mutex::new(None),
+            last_notes: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -279,20 +298,69 @@ impl InFlight {
         parts.iter().map(|p| t.pending_in(p)).sum()
     }
 
-    /// Each partition's finished offset ahead of its last commit (`only`: just these).
-    pub fn to_commit(&self, only: Option<&[Partition]>) -> Vec<(Partition, i64)> {
-        let mut todo = self.lock().to_commit();
-        if let Some(only) = only {
-            todo.retain(|(p, _)| only.contains(p));
+    /// Each partition's finished offset ahead of its last commit (`only`: just these), with
+    /// the note to commit beside it; and the partitions whose note changed at the same offset.
+    pub fn to_commit(&self, only: Option<&[Partition]>) -> Vec<(Partition, i64, Option<String>)> {
+        let (mut todo, positions) = {
+            let t = self.lock();
+            (t.to_commit(), t.committed_offsets())
+        };
+        let notes = self.notes.lock().unwrap_or_else(|e| e.into_inner());
+        let last = self.last_notes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<(Partition, i64, Option<String>)> = Vec::new();
+        if let Some((note, _)) = notes.as_ref() {
+            for (p, committed) in positions {
+                let at = todo
+                    .iter()
+                    .find(|(q, _)| *q == p)
+                    .map_or(committed, |&(_, c)| c);
+                let n = note(&p, at);
+                let moved = at != committed;
+                if moved || last.get(&p).is_none_or(|l| *l != n) {
+                    out.push((p, at, Some(n)));
+                }
+            }
+            todo.clear();
         }
-        todo
+        out.extend(todo.into_iter().map(|(p, c)| (p, c, None)));
+        if let Some(only) = only {
+            out.retain(|(p, _, _)| only.contains(p));
+        }
+        out
+    }
+
+    /// Writes a note beside each commit (`note(partition, offset)`), and reads the group's note
+    /// of each partition assigned (`noted`): the streamed outputs that ended past the
+    /// committed offset, so a restart does not judge them again.
+    pub fn on_commit_note(&self, note: NoteHook, noted: NotedHook) {
+        *self.notes.lock().unwrap_or_else(|e| e.into_inner()) = Some((note, noted));
+    }
+
+    /// The note the group committed for partition `p`, read at its assignment.
+    pub fn noted(&self, p: &Partition, note: &str) {
+        if let Some((_, noted)) = self
+            .notes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            noted(p, note);
+        }
+        self.last_notes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(p.clone(), note.to_string());
     }
 
     /// The broker took these commits.
-    pub fn committed(&self, done: &[(Partition, i64)]) {
+    pub fn committed(&self, done: &[(Partition, i64, Option<String>)]) {
         let mut t = self.lock();
-        for (p, o) in done {
+        let mut last = self.last_notes.lock().unwrap_or_else(|e| e.into_inner());
+        for (p, o, note) in done {
             t.committed(p, *o);
+            if let Some(n) = note {
+                last.insert(p.clone(), n.clone());
+            }
         }
     }
 

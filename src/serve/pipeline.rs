@@ -121,6 +121,11 @@ impl Pipeline {
         let streams = (cfg.input.format == InputFormat::Chunks)
             .then(|| Arc::new(Streams::new(cfg.chunks.clone(), cfg.alerts.min_severity)));
         if let Some(streams) = &streams {
+            let (note, noted) = (streams.clone(), streams.clone());
+            in_flight.on_commit_note(
+                Box::new(move |p, offset| note.commit_note(p, offset)),
+                Box::new(move |p, n| noted.noted(p, n)),
+            );
             // The outputs of a revoked partition are rebuilt by its next owner.
             let (streams, tracker) = (streams.clone(), in_flight.clone());
             in_flight.on_revoke(Box::new(move |parts| {

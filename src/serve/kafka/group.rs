@@ -171,11 +171,12 @@ impl GroupContext {
                     .map(|(low, high)| if reset == Reset::Earliest { low } else { high })
                     .ok(),
             };
+            let p = (e.topic().to_string(), e.partition());
             if let Some(next) = next {
-                self.in_flight
-                    .assigned(&(e.topic().to_string(), e.partition()), next);
+                self.in_flight.assigned(&p, next);
                 seeded += 1;
             }
+            self.in_flight.noted(&p, e.metadata());
         }
         seeded
     }
@@ -207,12 +208,13 @@ impl Committer {
             return true;
         }
         let mut tpl = TopicPartitionList::new();
-        for ((topic, partition), offset) in &todo {
-            if tpl
-                .add_partition_offset(topic, *partition, Offset::Offset(*offset))
-                .is_err()
-            {
-                return false;
+        for ((topic, partition), offset, note) in &todo {
+            match tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset)) {
+                Ok(()) => {}
+                Err(_) => return false,
+            }
+            if let (Some(n), Some(mut e)) = (note, tpl.find_partition(topic, *partition)) {
+                e.set_metadata(n.as_str());
             }
         }
         match consumer.commit(&tpl, mode) {
