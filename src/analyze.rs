@@ -176,6 +176,16 @@ impl Analyzer {
             .collect())
     }
 
+    /// The character ranges redaction replaces: every span but those a source rule allows.
+    pub fn redactable(&self, report: &SpanReport) -> Vec<(usize, usize)> {
+        report
+            .spans
+            .iter()
+            .filter(|s| self.options.rules.allowed_by(s).is_none())
+            .map(|s| (s.start, s.end))
+            .collect()
+    }
+
     /// The verdict on one text.
     pub fn judge(&self, id: &str, report: &SpanReport, probed: Option<&Probed>) -> Verdict {
         verdict::judge(

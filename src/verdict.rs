@@ -10,6 +10,10 @@
 //!   (never above critical, never from none: the index decides whether there is a copy at all).
 //! - A low-entropy run the index does not explain gives `unexplained_run` (default `low`): the
 //!   model recites something the corpus index does not hold.
+//! - Source rules (`[[severity.sources]]`) look at the metadata of the documents a span occurs
+//!   in: a span found only in documents an `allow` rule matches counts toward nothing (listed,
+//!   with `allowed_by`); a span found in a document a `deny` rule matches raises the rule's
+//!   severity at once. Each rule that fired is a `source_rule` reason naming it.
 //!
 //! Spans shorter than `spans.min_tokens` model tokens were dropped before (`crate::analyze`).
 //!
@@ -80,6 +84,59 @@ pub struct SeverityRules {
     pub probe_raise_score: f32,
     /// Severity of a low-entropy run the index does not explain; `none` disables.
     pub unexplained_run: Severity,
+    /// Rules on where a span's text comes from (`[[severity.sources]]`), in order.
+    pub sources: Vec<SourceRule>,
+}
+
+/// What a source rule does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceAction {
+    /// A span found only in matching documents raises nothing (the owner's own text, a
+    /// permissive licence).
+    Allow,
+    /// A span found in a matching document raises the rule's severity at once.
+    Deny,
+}
+
+/// One rule on the documents a span occurs in, by a metadata field the index recorded for them
+/// (`source`: the input path of the build, `line`; any field of a JSONL input line, such as
+/// `license`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceRule {
+    /// Named in the verdict's reasons and on the spans it decided.
+    pub name: String,
+    /// `allow` or `deny`.
+    pub action: SourceAction,
+    /// The metadata field compared.
+    pub field: String,
+    /// Matches when the field (a string, or a number written out) is one of these...
+    #[serde(default)]
+    pub equals: Vec<String>,
+    /// ...or starts with this.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// For `deny`: the severity a matching span raises (default critical).
+    #[serde(default = "critical")]
+    pub severity: Severity,
+}
+
+fn critical() -> Severity {
+    Severity::Critical
+}
+
+impl SourceRule {
+    /// Whether a document with metadata `meta` matches.
+    pub fn matches(&self, meta: &serde_json::Value) -> bool {
+        let value = match meta.get(&self.field) {
+            Some(serde_json::Value::String(v)) => v.clone(),
+            Some(serde_json::Value::Number(n)) => n.to_string(),
+            Some(serde_json::Value::Bool(b)) => b.to_string(),
+            _ => return false,
+        };
+        self.equals.contains(&value) || self.prefix.as_ref().is_some_and(|p| value.starts_with(p))
+    }
 }
 
 impl Default for SeverityRules {
@@ -99,6 +156,7 @@ impl Default for SeverityRules {
             },
             probe_raise_score: 0.8,
             unexplained_run: Severity::Low,
+            sources: Vec::new(),
         }
     }
 }
@@ -152,7 +210,64 @@ impl SeverityRules {
                 message: "must be ≥ 0 (above 1 disables)".into(),
             });
         }
+        for (i, r) in self.sources.iter().enumerate() {
+            let key = |k: &str| format!("sources[{i}].{k}");
+            let bad = |k: &str, m: &str| {
+                Err(RuleError {
+                    key: key(k),
+                    message: m.into(),
+                })
+            };
+            if r.name.trim().is_empty() {
+                return bad("name", "must name the rule (verdicts cite it)");
+            }
+            if r.field.is_empty() {
+                return bad(
+                    "field",
+                    "must name a document metadata field, such as source or license",
+                );
+            }
+            if r.equals.is_empty() && r.prefix.as_deref().is_none_or(str::is_empty) {
+                return bad(
+                    "equals",
+                    "give `equals` (a list of values) or a non-empty `prefix`",
+                );
+            }
+            if r.action == SourceAction::Deny && r.severity == Severity::None {
+                return bad("severity", "a deny rule must raise low, high or critical");
+            }
+        }
         Ok(())
+    }
+
+    /// The allow rule that excuses `span`: every occurrence of it was looked at (its count is
+    /// its provenance's length, see `spans.max_hits`) and each lies in a document some allow rule
+    /// matches. The first rule matching its first occurrence is named.
+    pub fn allowed_by(&self, span: &crate::index::Span) -> Option<&SourceRule> {
+        if span.hits.is_empty() || span.count != span.hits.len() as u64 {
+            return None;
+        }
+        let allows = || {
+            self.sources
+                .iter()
+                .filter(|r| r.action == SourceAction::Allow)
+        };
+        if !span
+            .hits
+            .iter()
+            .all(|h| allows().any(|r| r.matches(&h.meta)))
+        {
+            return None;
+        }
+        allows().find(|r| r.matches(&span.hits[0].meta))
+    }
+
+    /// The first deny rule matching a document `span` was found in.
+    pub fn denied_by(&self, span: &crate::index::Span) -> Option<&SourceRule> {
+        self.sources
+            .iter()
+            .filter(|r| r.action == SourceAction::Deny)
+            .find(|r| span.hits.iter().any(|h| r.matches(&h.meta)))
     }
 
     /// The highest level (critical, high, low) whose thresholds `fires`.
@@ -175,7 +290,7 @@ impl SeverityRules {
 /// Why a verdict has its severity.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Reason {
-    /// `longest_span`, `coverage`, `boundary` or `unexplained_run`.
+    /// `longest_span`, `coverage`, `source_rule`, `boundary` or `unexplained_run`.
     pub code: &'static str,
     /// The severity this reason alone gives.
     pub severity: Severity,
@@ -188,6 +303,9 @@ pub struct Provenance {
     pub doc: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// The document's `license` (or `licence`) field, when its input gave one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub license: Option<String>,
     pub offset: u64,
 }
 
@@ -206,6 +324,12 @@ pub struct VerdictSpan {
     /// Boundary score (0..1) when the probe ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub boundary_score: Option<f32>,
+    /// The allow rule that excused it (it counts toward nothing).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed_by: Option<String>,
+    /// The deny rule it fired.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub denied_by: Option<String>,
 }
 
 /// The probe's findings on one message.
@@ -285,9 +409,34 @@ pub fn judge(
     probe: Option<ProbeFindings<'_>>,
     rules: &SeverityRules,
 ) -> Verdict {
-    let (coverage, longest) = (report.coverage, report.longest);
+    // Spans an allow rule excuses count toward nothing; the others make the coverage and the
+    // longest span.
+    let allowed: Vec<Option<&SourceRule>> =
+        report.spans.iter().map(|s| rules.allowed_by(s)).collect();
+    let (coverage, longest, counted) = if allowed.iter().all(Option::is_none) {
+        (report.coverage, report.longest, report.spans.len())
+    } else {
+        let kept: Vec<_> = report
+            .spans
+            .iter()
+            .zip(&allowed)
+            .filter(|(_, a)| a.is_none())
+            .map(|(s, _)| s)
+            .collect();
+        let covered = crate::index::search::covered_chars(kept.iter().map(|s| (s.start, s.end)));
+        let coverage = if report.text_chars == 0 {
+            0.0
+        } else {
+            covered as f64 / report.text_chars as f64
+        };
+        (
+            coverage,
+            kept.iter().map(|s| s.len_chars).max().unwrap_or(0),
+            kept.len(),
+        )
+    };
     let mut reasons = Vec::new();
-    if !report.spans.is_empty() {
+    if counted > 0 {
         if let Some((s, l)) = rules.highest(|l| longest >= l.longest_span_chars) {
             reasons.push(Reason {
                 code: "longest_span",
@@ -312,6 +461,48 @@ pub fn judge(
             });
         }
     }
+    let mut fired: Vec<&str> = Vec::new();
+    for (s, a) in report.spans.iter().zip(&allowed) {
+        if a.is_some() {
+            continue;
+        }
+        if let Some(r) = rules
+            .denied_by(s)
+            .filter(|r| !fired.contains(&r.name.as_str()))
+        {
+            fired.push(&r.name);
+            reasons.push(Reason {
+                code: "source_rule",
+                severity: r.severity,
+                detail: format!(
+                    "rule `{}` (deny {} {}): a span of {} chars (chars {}..{}) occurs in such a document ({})",
+                    r.name,
+                    r.field,
+                    rule_values(r),
+                    s.len_chars,
+                    s.start,
+                    s.end,
+                    r.severity.name()
+                ),
+            });
+        }
+    }
+    let mut excused: Vec<(&str, usize)> = Vec::new();
+    for r in allowed.iter().flatten() {
+        match excused.iter_mut().find(|(n, _)| *n == r.name) {
+            Some((_, k)) => *k += 1,
+            None => excused.push((&r.name, 1)),
+        }
+    }
+    for (name, k) in excused {
+        reasons.push(Reason {
+            code: "source_rule",
+            severity: Severity::None,
+            detail: format!(
+                "rule `{name}` (allow): {k} span(s) found only in documents it allows raise nothing"
+            ),
+        });
+    }
     let mut severity = reasons.iter().map(|r| r.severity).max().unwrap_or_default();
 
     let mut spans: Vec<VerdictSpan> = report
@@ -333,10 +524,20 @@ pub fn judge(
                         .get("source")
                         .and_then(|v| v.as_str())
                         .map(str::to_string),
+                    license: ["license", "licence"]
+                        .iter()
+                        .find_map(|k| h.meta.get(*k).and_then(|v| v.as_str()))
+                        .map(str::to_string),
                     offset: h.offset,
                 })
                 .collect(),
             boundary_score: None,
+            allowed_by: rules.allowed_by(s).map(|r| r.name.clone()),
+            denied_by: rules
+                .allowed_by(s)
+                .is_none()
+                .then(|| rules.denied_by(s).map(|r| r.name.clone()))
+                .flatten(),
         })
         .collect();
 
@@ -403,6 +604,18 @@ pub fn judge(
     }
 }
 
+/// A rule's values in words: `= a, b` or `starts with p`.
+fn rule_values(r: &SourceRule) -> String {
+    let mut parts = Vec::new();
+    if !r.equals.is_empty() {
+        parts.push(format!("= {}", r.equals.join(" | ")));
+    }
+    if let Some(p) = &r.prefix {
+        parts.push(format!("starts with {p:?}"));
+    }
+    parts.join(" or ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -434,6 +647,145 @@ mod tests {
             longest: spans.iter().map(|s| s.len_chars).max().unwrap_or(0),
             spans,
         }
+    }
+
+    /// A report whose spans occur in documents of the given (source, license) pairs.
+    fn sourced(text_chars: usize, spans: &[(usize, usize, &[(&str, &str)])]) -> SpanReport {
+        let mut r = report(
+            text_chars,
+            &spans
+                .iter()
+                .map(|&(a, b, _)| (a, b, None))
+                .collect::<Vec<_>>(),
+        );
+        for (s, (_, _, docs)) in r.spans.iter_mut().zip(spans) {
+            s.count = docs.len() as u64;
+            s.hits = docs
+                .iter()
+                .enumerate()
+                .map(|(i, (src, lic))| crate::index::Hit {
+                    doc: i as u64,
+                    shard: 0,
+                    offset: 0,
+                    meta: serde_json::json!({"source": src, "license": lic}),
+                })
+                .collect();
+        }
+        r
+    }
+
+    fn rules_with(sources: Vec<SourceRule>) -> SeverityRules {
+        SeverityRules {
+            sources,
+            ..SeverityRules::default()
+        }
+    }
+
+    fn rule(name: &str, action: SourceAction, field: &str, equals: &[&str]) -> SourceRule {
+        SourceRule {
+            name: name.into(),
+            action,
+            field: field.into(),
+            equals: equals.iter().map(|e| e.to_string()).collect(),
+            prefix: None,
+            severity: Severity::Critical,
+        }
+    }
+
+    #[test]
+    fn allow_rules_excuse_spans_found_only_in_allowed_documents() {
+        let rules = rules_with(vec![
+            rule("ours", SourceAction::Allow, "source", &["docs/ours.txt"]),
+            rule("mit", SourceAction::Allow, "license", &["MIT"]),
+        ]);
+        rules.validate().unwrap();
+        // A 500-char span in our own document and an MIT one: nothing raised.
+        let r = sourced(
+            1000,
+            &[
+                (0, 500, &[("docs/ours.txt", "")]),
+                (600, 700, &[("x", "MIT")]),
+            ],
+        );
+        let v = judge("m", &r, None, &rules);
+        assert_eq!(v.severity, Severity::None, "{:?}", v.reasons);
+        assert_eq!(v.coverage, 0.0);
+        assert_eq!(v.spans[0].allowed_by.as_deref(), Some("ours"));
+        assert_eq!(v.spans[1].allowed_by.as_deref(), Some("mit"));
+        assert_eq!(v.spans[1].provenance[0].license.as_deref(), Some("MIT"));
+        assert!(v
+            .reasons
+            .iter()
+            .any(|x| x.code == "source_rule" && x.detail.contains("`ours`")));
+        // Also found in a document no rule allows: it counts.
+        let r = sourced(
+            1000,
+            &[(0, 500, &[("docs/ours.txt", ""), ("web/page", "")])],
+        );
+        assert_eq!(judge("m", &r, None, &rules).severity, Severity::Critical);
+        // Not every occurrence listed (count above the hits): not excused.
+        let mut r = sourced(1000, &[(0, 500, &[("docs/ours.txt", "")])]);
+        r.spans[0].count = 5;
+        let v = judge("m", &r, None, &rules);
+        assert_eq!(v.severity, Severity::Critical);
+        assert!(v.spans[0].allowed_by.is_none());
+        // The other spans still count, on their own coverage and length.
+        let r = sourced(
+            1000,
+            &[
+                (0, 500, &[("docs/ours.txt", "")]),
+                (600, 760, &[("web", "")]),
+            ],
+        );
+        let v = judge("m", &r, None, &rules);
+        assert_eq!((v.severity, v.longest_span_chars), (Severity::High, 160));
+        assert!((v.coverage - 0.16).abs() < 1e-9);
+    }
+
+    #[test]
+    fn deny_rules_raise_at_once_and_name_the_rule() {
+        let mut gpl = rule("no-gpl", SourceAction::Deny, "license", &["GPL-3.0"]);
+        gpl.severity = Severity::High;
+        let rules = rules_with(vec![gpl]);
+        // A 60-char span (low by length) in a GPL document: high, by the rule.
+        let r = sourced(1000, &[(0, 60, &[("a", "MIT"), ("b", "GPL-3.0")])]);
+        let v = judge("m", &r, None, &rules);
+        assert_eq!(v.severity, Severity::High);
+        assert_eq!(v.spans[0].denied_by.as_deref(), Some("no-gpl"));
+        let reason = v.reasons.iter().find(|x| x.code == "source_rule").unwrap();
+        assert!(
+            reason.detail.contains("no-gpl") && reason.detail.contains("GPL-3.0"),
+            "{}",
+            reason.detail
+        );
+        // Prefix rules, and no match: the length rules alone.
+        let mut p = rule("secrets", SourceAction::Deny, "source", &[]);
+        p.prefix = Some("vault/".into());
+        let rules = rules_with(vec![p]);
+        let r = sourced(1000, &[(0, 60, &[("vault/keys.txt", "")])]);
+        assert_eq!(judge("m", &r, None, &rules).severity, Severity::Critical);
+        let r = sourced(1000, &[(0, 60, &[("public/x.txt", "")])]);
+        assert_eq!(judge("m", &r, None, &rules).severity, Severity::Low);
+    }
+
+    #[test]
+    fn source_rules_are_validated() {
+        let bad = |r: SourceRule| rules_with(vec![r]).validate().unwrap_err().key;
+        assert_eq!(
+            bad(rule("", SourceAction::Allow, "source", &["x"])),
+            "sources[0].name"
+        );
+        assert_eq!(
+            bad(rule("a", SourceAction::Allow, "", &["x"])),
+            "sources[0].field"
+        );
+        assert_eq!(
+            bad(rule("a", SourceAction::Allow, "source", &[])),
+            "sources[0].equals"
+        );
+        let mut none = rule("a", SourceAction::Deny, "source", &["x"]);
+        none.severity = Severity::None;
+        assert_eq!(bad(none), "sources[0].severity");
     }
 
     fn summary() -> Summary {

@@ -379,3 +379,112 @@ fn streamed_output_chunk_by_chunk() {
     );
     d.stop();
 }
+
+/// Source and licence rules over HTTP, on an index of JSONL documents with a `license` field:
+/// an allowed document's text raises nothing (listed, with the rule), a denied licence raises at
+/// once even for a short quote, provenance shows the source and the licence, redaction leaves
+/// the allowed text alone, and a bad rule stops the start with the key named.
+#[test]
+fn source_and_license_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let ours = "Our own product manual explains how the valve assembly is cleaned every spring, \
+                which parts are replaced, and in what order the seals are fitted back in place.";
+    let gpl = "The quick survey of compiler passes describes register allocation by graph \
+               colouring, then spilling, then coalescing of the remaining move instructions.";
+    let other =
+        "An unrelated essay about tidal patterns along the northern coast recounts how the \
+                 fishermen read the water before dawn and which harbours stay calm in a gale.";
+    let docs = dir.path().join("docs.jsonl");
+    let line = |t: &str, l: &str| serde_json::json!({"text": t, "license": l}).to_string();
+    std::fs::write(
+        &docs,
+        [
+            line(ours, "proprietary-ours"),
+            line(gpl, "GPL-3.0"),
+            line(other, "CC-BY-4.0"),
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let index = dir.path().join("index");
+    let ok = std::process::Command::new(env!("CARGO_BIN_EXE_memaudit"))
+        .args(["index", "build", "--quiet", "--out"])
+        .arg(&index)
+        .arg(&docs)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let rules = r#"
+[[severity.sources]]
+name = "our-manuals"
+action = "allow"
+field = "license"
+equals = ["proprietary-ours"]
+[[severity.sources]]
+name = "no-gpl"
+action = "deny"
+field = "license"
+equals = ["GPL-3.0", "AGPL-3.0"]
+"#;
+    let cfg = |rules: &str| {
+        format!(
+            "[source]\nkind = \"http\"\n[index]\ndir = {:?}\n[probe]\npolicy = \"off\"\n[severity]\n{rules}",
+            index.display().to_string()
+        )
+    };
+    let mut d = Daemon::start_env(dir.path(), &cfg(rules), "rules", &[]);
+    d.wait_ready(Duration::from_secs(60));
+
+    // All of our own text: allowed, nothing raised, the span listed with the rule.
+    let v = check(&d, &format!("From the manual: {ours}"));
+    assert_eq!(v["verdict"]["severity"], "none", "{v}");
+    assert_eq!(v["action"], "allow");
+    let span = &v["verdict"]["spans"][0];
+    assert_eq!(span["allowed_by"], "our-manuals", "{v}");
+    assert_eq!(span["provenance"][0]["license"], "proprietary-ours");
+    assert!(span["provenance"][0]["source"]
+        .as_str()
+        .unwrap()
+        .ends_with("docs.jsonl"));
+    assert!(v["verdict"]["reasons"].to_string().contains("our-manuals"));
+
+    // 60 characters of the GPL text: low by length, critical by the rule.
+    let v = check(&d, &format!("Well, {} and so on.", &gpl[..60]));
+    assert_eq!(v["verdict"]["severity"], "critical", "{v}");
+    assert_eq!(v["action"], "block");
+    assert_eq!(v["verdict"]["spans"][0]["denied_by"], "no-gpl");
+    assert!(
+        v["verdict"]["reasons"].to_string().contains("no-gpl"),
+        "{v}"
+    );
+
+    // Our text and the unrelated essay: the essay raises (redact), and only it is redacted.
+    let v = check(&d, &format!("{ours} {other}"));
+    assert_eq!(v["action"], "redact", "{v}");
+    let text = v["text"].as_str().unwrap();
+    assert!(text.contains(ours), "the allowed text stays: {text}");
+    assert!(
+        !text.contains(&other[20..140]),
+        "the other text is redacted: {text}"
+    );
+    assert_eq!(
+        v["verdict"]["spans"][1]["provenance"][0]["license"],
+        "CC-BY-4.0"
+    );
+    d.stop();
+
+    // A rule without values stops the start, naming the key.
+    let bad = "[[severity.sources]]\nname = \"x\"\naction = \"allow\"\nfield = \"license\"\n";
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_memaudit"))
+        .args(["serve", "--check-config", "--config"])
+        .arg({
+            let p = dir.path().join("bad.toml");
+            std::fs::write(&p, cfg(bad)).unwrap();
+            p
+        })
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("severity.sources[0].equals"), "{err}");
+}

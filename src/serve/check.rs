@@ -364,7 +364,7 @@ impl CheckService {
                 answer.state = "open";
                 answer.action = Some(action);
                 answer.text = (action == Action::Redact).then(|| {
-                    let ranges: Vec<_> = report.spans.iter().map(|s| (s.start, s.end)).collect();
+                    let ranges = this.analyzer.redactable(&report);
                     redact(
                         &this.streams.text_of(&id).unwrap_or_default(),
                         &ranges,
@@ -383,7 +383,7 @@ impl CheckService {
 
     /// The stream's judging steps on one text whose spans are `report`, then the action.
     fn judge(&self, msg: Decoded, report: SpanReport) -> CheckResponse {
-        let ranges: Vec<(usize, usize)> = report.spans.iter().map(|s| (s.start, s.end)).collect();
+        let ranges = self.analyzer.redactable(&report);
         let probed = if self.analyzer.probe.is_some()
             && self.policy.scores(&msg.id, &report, self.sample_rate)
         {
@@ -400,7 +400,8 @@ impl CheckService {
         let mut verdict = self.analyzer.judge(&msg.id, &report, probed.as_ref());
         verdict.keep_longest_spans(self.max_spans);
         let action = self.actions.decide(&verdict);
-        // Redaction covers every span, listed in the verdict or not.
+        // Redaction covers every span, listed in the verdict or not, but those an allow rule
+        // excuses.
         let text =
             (action == Action::Redact).then(|| redact(&msg.text, &ranges, &self.actions.marker));
         CheckResponse {
