@@ -649,8 +649,11 @@ mod tests {
         }
     }
 
+    /// `(start, end, the (source, license) of each document it occurs in)`.
+    type Sourced<'a> = (usize, usize, &'a [(&'a str, &'a str)]);
+
     /// A report whose spans occur in documents of the given (source, license) pairs.
-    fn sourced(text_chars: usize, spans: &[(usize, usize, &[(&str, &str)])]) -> SpanReport {
+    fn sourced(text_chars: usize, spans: &[Sourced]) -> SpanReport {
         let mut r = report(
             text_chars,
             &spans
