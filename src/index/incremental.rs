@@ -117,7 +117,12 @@ impl Incremental {
 
         // q: the first start from which [q, cut) occurs (monotone: a suffix of what occurs
         // occurs), moved to a character start.
+        // The usual case while a long copy streams in: the whole stable window still occurs,
+        // and one query says so.
         let (mut lo, mut hi) = (0usize, cut);
+        if cut > 0 && index.occurs(&t[..cut]) {
+            hi = 0;
+        }
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             if index.occurs(&t[mid..cut]) {
