@@ -411,8 +411,27 @@ mod tests {
     proptest! {
         #[test]
         fn any_bytes_decode_or_dead_letter(p in proptest::collection::vec(any::<u8>(), 0..200)) {
-            match decode(&p, &origin(), &InputConfig::default()) {
-                Ok(d) => prop_assert!(!d.id.is_empty()),
+            for format in [InputFormat::Json, InputFormat::Text, InputFormat::Chunks] {
+                let cfg = InputConfig { format, ..InputConfig::default() };
+                match decode(&p, &origin(), &cfg) {
+                    Ok(d) => prop_assert!(!d.id.is_empty()),
+                    Err(e) => prop_assert!(!e.detail.is_empty()),
+                }
+            }
+        }
+
+        /// Chunk-shaped JSON with fields of every type: a chunk or a dead letter, never a panic.
+        #[test]
+        fn chunk_like_payloads_decode_or_dead_letter(
+            id in prop_oneof![Just("\"o\"".to_string()), Just("7".to_string()), Just("null".to_string()), Just("[1]".to_string()), Just("-1".to_string())],
+            seq in prop_oneof![Just("0".to_string()), Just("18446744073709551615".to_string()), Just("-3".to_string()), Just("1e3".to_string()), Just("\"2\"".to_string()), Just("{}".to_string())],
+            delta in prop_oneof![Just("\"ab\"".to_string()), Just("null".to_string()), Just("3".to_string())],
+            last in prop_oneof![Just("true".to_string()), Just("0".to_string()), Just("null".to_string())],
+        ) {
+            let p = format!(r#"{{"id":{id},"seq":{seq},"delta":{delta},"final":{last}}}"#);
+            let cfg = InputConfig { format: InputFormat::Chunks, ..InputConfig::default() };
+            match decode(p.as_bytes(), &origin(), &cfg) {
+                Ok(d) => prop_assert!(d.chunk.is_some() && !d.id.is_empty()),
                 Err(e) => prop_assert!(!e.detail.is_empty()),
             }
         }
