@@ -11,7 +11,9 @@
 //! Where and when each step runs (batches, the blocking pool, the probe policy) is the caller's
 //! business: `serve::pipeline` for the daemon.
 
+use crate::corpus::fold::fold;
 use crate::index::incremental::Incremental;
+use crate::index::near::NearOptions;
 use crate::index::search::covered_chars;
 use crate::index::{Index, Span, SpanOptions, SpanReport};
 use crate::probe::boundary::{self, Boundary, BoundaryOptions};
@@ -34,6 +36,10 @@ pub struct Options {
     pub boundary: BoundaryOptions,
     /// The severity rules of the verdict.
     pub rules: SeverityRules,
+    /// Near-verbatim spans are looked for too, with these options.
+    pub near: Option<NearOptions>,
+    /// The text is folded before matching ([`crate::corpus::fold`]).
+    pub fold: bool,
 }
 
 impl Default for Options {
@@ -46,6 +52,8 @@ impl Default for Options {
             max_hits: 3,
             boundary: BoundaryOptions::default(),
             rules: SeverityRules::default(),
+            near: None,
+            fold: false,
         }
     }
 }
@@ -127,9 +135,42 @@ impl Analyzer {
 
     /// The verbatim spans of one text, without those shorter than `min_tokens`; the report's
     /// coverage and longest span count only the spans kept.
+    ///
+    /// With `fold`, the text is folded first and every position mapped back to the original
+    /// text; with `near`, near-verbatim spans are added (`report.near`).
     pub fn spans(&self, text: &str) -> SpanReport {
-        let mut report = self.with_span_options(|opts| self.index().spans(text, opts));
+        let index = self.index();
+        let folded = self.options.fold.then(|| fold(text));
+        let matched = folded.as_ref().map_or(text, |f| f.text.as_str());
+        let mut report = self.with_span_options(|opts| index.spans(matched, opts));
         keep_min_tokens(&mut report, self.options.min_tokens);
+        if let Some(near) = &self.options.near {
+            let mapped = index.normalizer.normalize_mapped(matched);
+            report.near = index.near_spans(&mapped, near);
+        }
+        if let Some(f) = folded {
+            let back = |(a, b): (usize, usize)| {
+                if a < b {
+                    f.original_range(a, b)
+                } else {
+                    (a, b)
+                }
+            };
+            for s in &mut report.spans {
+                (s.start, s.end) = back((s.start, s.end));
+            }
+            for s in &mut report.near {
+                (s.start, s.end) = back((s.start, s.end));
+            }
+            report.text_chars = f.original_chars;
+            report.covered_chars = covered_chars(report.spans.iter().map(|s| (s.start, s.end)));
+            report.coverage = if report.text_chars == 0 {
+                0.0
+            } else {
+                report.covered_chars as f64 / report.text_chars as f64
+            };
+            report.folded = true;
+        }
         report
     }
 
@@ -178,12 +219,15 @@ impl Analyzer {
 
     /// The character ranges redaction replaces: every span but those a source rule allows.
     pub fn redactable(&self, report: &SpanReport) -> Vec<(usize, usize)> {
-        report
+        let mut ranges: Vec<(usize, usize)> = report
             .spans
             .iter()
             .filter(|s| self.options.rules.allowed_by(s).is_none())
             .map(|s| (s.start, s.end))
-            .collect()
+            .chain(report.near.iter().map(|s| (s.start, s.end)))
+            .collect();
+        ranges.sort_unstable();
+        ranges
     }
 
     /// The verdict on one text.
@@ -247,6 +291,8 @@ mod tests {
             coverage: 0.6,
             longest: 60,
             spans: vec![span(0, 60, Some(8)), span(100, 160, Some(20))],
+            near: vec![],
+            folded: false,
         };
         let mut r = report.clone();
         keep_min_tokens(&mut r, 12);

@@ -10,6 +10,8 @@
 //!   (never above critical, never from none: the index decides whether there is a copy at all).
 //! - A low-entropy run the index does not explain gives `unexplained_run` (default `low`): the
 //!   model recites something the corpus index does not hold.
+//! - A near-verbatim span (`spans.near`: a corpus passage copied with small edits) fires the
+//!   levels by its length like the longest span (`near_verbatim`).
 //! - Source rules (`[[severity.sources]]`) look at the metadata of the documents a span occurs
 //!   in: a span found only in documents an `allow` rule matches counts toward nothing (listed,
 //!   with `allowed_by`); a span found in a document a `deny` rule matches raises the rule's
@@ -290,7 +292,8 @@ impl SeverityRules {
 /// Why a verdict has its severity.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Reason {
-    /// `longest_span`, `coverage`, `source_rule`, `boundary` or `unexplained_run`.
+    /// `longest_span`, `coverage`, `near_verbatim`, `source_rule`, `boundary` or
+    /// `unexplained_run`.
     pub code: &'static str,
     /// The severity this reason alone gives.
     pub severity: Severity,
@@ -369,6 +372,27 @@ pub struct Verdict {
     /// The index generation the spans were found in (a daemon following the index moves to each
     /// new generation between messages).
     pub index_generation: u64,
+    /// Near-verbatim spans (`spans.near`): corpus passages copied with small edits.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub near_spans: Vec<VerdictNear>,
+    /// The text was folded before matching (`spans.fold`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub folded: bool,
+}
+
+/// A near-verbatim span as the verdict reports it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VerdictNear {
+    /// Character range in the message text.
+    pub start: usize,
+    pub end: usize,
+    pub chars: usize,
+    /// `1 - edits / longer side`, against the corpus passage.
+    pub similarity: f64,
+    /// Character edits between the text and the passage.
+    pub edits: usize,
+    /// The passage's document.
+    pub provenance: Provenance,
 }
 
 impl Verdict {
@@ -461,6 +485,27 @@ pub fn judge(
             });
         }
     }
+    let near_longest = report.near.iter().map(|n| n.len_chars).max().unwrap_or(0);
+    if near_longest > 0 {
+        if let Some((s, l)) = rules.highest(|l| near_longest >= l.longest_span_chars) {
+            let best = report
+                .near
+                .iter()
+                .max_by_key(|n| n.len_chars)
+                .expect("not empty");
+            reasons.push(Reason {
+                code: "near_verbatim",
+                severity: s,
+                detail: format!(
+                    "near-verbatim span {near_longest} chars ≥ {} ({}), {} edits, similarity {:.2}",
+                    l.longest_span_chars,
+                    s.name(),
+                    best.edits,
+                    best.similarity
+                ),
+            });
+        }
+    }
     let mut fired: Vec<&str> = Vec::new();
     for (s, a) in report.spans.iter().zip(&allowed) {
         if a.is_some() {
@@ -514,23 +559,7 @@ pub fn judge(
             chars: s.len_chars,
             tokens: s.len_tokens,
             count: s.count,
-            provenance: s
-                .hits
-                .iter()
-                .map(|h| Provenance {
-                    doc: h.doc,
-                    source: h
-                        .meta
-                        .get("source")
-                        .and_then(|v| v.as_str())
-                        .map(str::to_string),
-                    license: ["license", "licence"]
-                        .iter()
-                        .find_map(|k| h.meta.get(*k).and_then(|v| v.as_str()))
-                        .map(str::to_string),
-                    offset: h.offset,
-                })
-                .collect(),
+            provenance: s.hits.iter().map(provenance).collect(),
             boundary_score: None,
             allowed_by: rules.allowed_by(s).map(|r| r.name.clone()),
             denied_by: rules
@@ -601,6 +630,36 @@ pub fn judge(
         entropy,
         index_id: report.index_id.clone(),
         index_generation: report.index_generation,
+        near_spans: report
+            .near
+            .iter()
+            .map(|n| VerdictNear {
+                start: n.start,
+                end: n.end,
+                chars: n.len_chars,
+                similarity: n.similarity,
+                edits: n.edits,
+                provenance: provenance(&n.hit),
+            })
+            .collect(),
+        folded: report.folded,
+    }
+}
+
+/// What a verdict shows of one occurrence: the document, its source and licence, the offset.
+fn provenance(h: &crate::index::Hit) -> Provenance {
+    Provenance {
+        doc: h.doc,
+        source: h
+            .meta
+            .get("source")
+            .and_then(|v| v.as_str())
+            .map(str::to_string),
+        license: ["license", "licence"]
+            .iter()
+            .find_map(|k| h.meta.get(*k).and_then(|v| v.as_str()))
+            .map(str::to_string),
+        offset: h.offset,
     }
 }
 
@@ -646,6 +705,8 @@ mod tests {
             coverage: covered as f64 / text_chars as f64,
             longest: spans.iter().map(|s| s.len_chars).max().unwrap_or(0),
             spans,
+            near: vec![],
+            folded: false,
         }
     }
 

@@ -5,6 +5,7 @@
 use anyhow::Result;
 use clap::Args;
 use memaudit::analyze::{self, Analyzer};
+use memaudit::index::near::NearOptions;
 use memaudit::index::{Index, SpanReport, DEFAULT_MIN_LEN};
 use memaudit::probe::tokenizer::Tokenizer;
 use std::fmt::Write as _;
@@ -36,6 +37,13 @@ pub struct CheckArgs {
     /// The readable report even when stdout is not a terminal (spans marked [[like this]]).
     #[arg(long)]
     pretty: bool,
+    /// Also find near-verbatim spans: corpus passages copied with small edits (a word changed
+    /// here and there), with their edit count and similarity.
+    #[arg(long)]
+    near: bool,
+    /// Fold zero-width, look-alike and typographic characters before matching.
+    #[arg(long)]
+    fold: bool,
 }
 
 pub fn run(a: CheckArgs) -> Result<()> {
@@ -50,6 +58,8 @@ pub fn run(a: CheckArgs) -> Result<()> {
     let options = analyze::Options {
         min_chars: a.min_len,
         max_hits: a.max_hits,
+        near: a.near.then(NearOptions::default),
+        fold: a.fold,
         ..Default::default()
     };
     let report = Analyzer::new(index, None, tokenizer, options)?.spans(&text);
@@ -101,6 +111,22 @@ fn render(text: &str, report: &SpanReport, color: bool) -> String {
         out.push_str(close);
     }
     out.push_str("\n\n");
+    for n in &report.near {
+        let source = n
+            .hit
+            .meta
+            .get("source")
+            .and_then(|v| v.as_str())
+            .unwrap_or("?");
+        let _ = writeln!(
+            out,
+            "near-verbatim {}..{}: {} chars, {} edits, similarity {:.2}, doc {} {source} +{}",
+            n.start, n.end, n.len_chars, n.edits, n.similarity, n.hit.doc, n.hit.offset
+        );
+    }
+    if !report.near.is_empty() {
+        out.push('\n');
+    }
     if report.spans.is_empty() {
         out.push_str("no verbatim spans\n");
         return out;

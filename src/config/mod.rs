@@ -415,15 +415,48 @@ pub struct SpanConfig {
     /// Spans listed in a verdict: the longest ones, with the total in `spans_total` and
     /// `spans_truncated` set when some were left out. Bounds the verdict's size.
     pub max_reported: usize,
+    /// Look for near-verbatim spans too (`crate::index::near`).
+    pub near: bool,
+    /// Their seeds' least length, characters.
+    pub near_seed_chars: usize,
+    /// The longest gap between chained seeds, bytes.
+    pub near_max_gap: usize,
+    /// The shortest near span reported, characters.
+    pub near_min_chars: usize,
+    /// The least similarity reported (0..1).
+    pub near_min_similarity: f64,
+    /// Fold zero-width, look-alike and typographic characters before matching
+    /// (`crate::corpus::fold`); recorded in the verdict.
+    pub fold: bool,
+}
+
+impl SpanConfig {
+    /// The near-verbatim options, when `near` is on.
+    pub fn near_options(&self) -> Option<crate::index::near::NearOptions> {
+        self.near.then(|| crate::index::near::NearOptions {
+            seed_chars: self.near_seed_chars,
+            max_gap: self.near_max_gap,
+            min_chars: self.near_min_chars,
+            min_similarity: self.near_min_similarity,
+            ..Default::default()
+        })
+    }
 }
 
 impl Default for SpanConfig {
     fn default() -> Self {
+        let near = crate::index::near::NearOptions::default();
         SpanConfig {
             min_chars: crate::index::DEFAULT_MIN_LEN,
             min_tokens: 0,
             max_hits: 3,
             max_reported: 100,
+            near: false,
+            near_seed_chars: near.seed_chars,
+            near_max_gap: near.max_gap,
+            near_min_chars: near.min_chars,
+            near_min_similarity: near.min_similarity,
+            fold: false,
         }
     }
 }
@@ -435,6 +468,12 @@ impl SpanConfig {
         }
         if self.max_reported == 0 {
             return Err(err("spans.max_reported", "must be > 0"));
+        }
+        if self.near_seed_chars == 0 {
+            return Err(err("spans.near_seed_chars", "must be ≥ 1"));
+        }
+        if !(self.near_min_similarity > 0.0 && self.near_min_similarity <= 1.0) {
+            return Err(err("spans.near_min_similarity", "must be in (0, 1]"));
         }
         Ok(())
     }

@@ -11,6 +11,7 @@
 //! Nothing here aborts a build on bad data: an unreadable file, invalid UTF-8, a bad JSON line or a
 //! missing text field becomes a [`Skipped`] record with the reason, and reading goes on.
 
+pub mod fold;
 pub mod normalize;
 
 use anyhow::{bail, Context, Result};

@@ -22,6 +22,7 @@ pub mod format;
 pub mod generation;
 pub mod incremental;
 pub mod merge;
+pub mod near;
 pub mod part;
 // Documentation debt (Cargo.toml [lints] missing_docs): its public fields mirror formats
 // documented elsewhere (the manifest, config/memaudit.toml, the verdict JSON in the README).

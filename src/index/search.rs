@@ -261,6 +261,14 @@ pub struct SpanReport {
     pub longest: usize,
     /// The spans, in text order.
     pub spans: Vec<Span>,
+    /// Near-verbatim spans (corpus passages copied with small edits), when asked for
+    /// ([`crate::index::near`]), in text order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub near: Vec<crate::index::near::NearSpan>,
+    /// The text was folded before matching ([`crate::corpus::fold`]); positions are the
+    /// original text's.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub folded: bool,
 }
 
 /// Query options.
@@ -537,6 +545,8 @@ impl Index {
             },
             longest: spans.iter().map(|s| s.len_chars).max().unwrap_or(0),
             spans,
+            near: Vec::new(),
+            folded: false,
         }
     }
 }

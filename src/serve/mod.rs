@@ -145,6 +145,8 @@ fn analyzer(cfg: &Config) -> Result<Analyzer> {
             ..BoundaryOptions::default()
         },
         rules: cfg.severity.clone(),
+        near: cfg.spans.near_options(),
+        fold: cfg.spans.fold,
     };
     Analyzer::new(index, probe, tokenizer, options)
 }

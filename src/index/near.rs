@@ -1,0 +1,278 @@
+//! Near-verbatim spans: a corpus passage reproduced with small edits (a word changed here and
+//! there). Exact spans miss it: each edit cuts the copy into pieces, often all shorter than the
+//! minimum span.
+//!
+//! Exact matches of at least `seed_chars` characters are seeds. The occurrences of each seed are
+//! looked up (a seed found in more than `max_seed_hits` places is too common to say where it
+//! comes from and is left out). Within one corpus document, seeds that follow each other in the
+//! same order in the text and in the document, with gaps of at most `max_gap` bytes on both sides,
+//! are chained (the best chain first, by matched bytes, then the next among the seeds left). A chain
+//! of two seeds or more is a near span: from its first seed's start to its last seed's end, on
+//! both sides. Its edit count is the Levenshtein distance, in characters, between each text gap and
+//! the document gap facing it (exact for the alignment the seeds fix); its similarity is
+//! `1 - edits / longer side's characters`. Spans shorter than `min_chars` or less similar than
+//! `min_similarity` are dropped, and so is a span inside a longer one.
+
+use super::search::Hit;
+use super::Index;
+use crate::corpus::normalize::Mapped;
+use serde::{Deserialize, Serialize};
+
+/// How near-verbatim spans are found (`[spans]` `near_*` in the daemon's configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NearOptions {
+    /// Shortest exact match used as a seed, characters.
+    pub seed_chars: usize,
+    /// Longest gap between two chained seeds, bytes, on the text's side and on the document's.
+    pub max_gap: usize,
+    /// Shortest near span reported, characters of the text.
+    pub min_chars: usize,
+    /// Least similarity reported (0..1).
+    pub min_similarity: f64,
+    /// Seeds with more occurrences than this are left out.
+    pub max_seed_hits: usize,
+}
+
+impl Default for NearOptions {
+    fn default() -> Self {
+        NearOptions {
+            seed_chars: 16,
+            max_gap: 24,
+            min_chars: 50,
+            min_similarity: 0.8,
+            max_seed_hits: 32,
+        }
+    }
+}
+
+/// A passage of one corpus document, reproduced with edits.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NearSpan {
+    /// Character range `[start, end)` in the original text.
+    pub start: usize,
+    /// See `start`.
+    pub end: usize,
+    /// Characters of the (normalized) text in the span.
+    pub len_chars: usize,
+    /// Characters of the document's passage.
+    pub doc_chars: usize,
+    /// Character edits between the two.
+    pub edits: usize,
+    /// `1 - edits / max(len_chars, doc_chars)`.
+    pub similarity: f64,
+    /// Exact seeds chained.
+    pub seeds: usize,
+    /// The document and the passage's byte offset in it.
+    pub hit: Hit,
+    /// The document's passage (normalized).
+    pub passage: String,
+}
+
+/// One occurrence of a seed: its byte range in the text, and where it is in the corpus.
+#[derive(Debug, Clone, Copy)]
+struct Occurrence {
+    a: usize,
+    b: usize,
+    shard: usize,
+    local: u64,
+    offset: u64,
+}
+
+/// Levenshtein distance between two strings, in characters.
+pub fn edit_distance(x: &str, y: &str) -> usize {
+    let x: Vec<char> = x.chars().collect();
+    let y: Vec<char> = y.chars().collect();
+    let mut prev: Vec<usize> = (0..=y.len()).collect();
+    let mut cur = vec![0; y.len() + 1];
+    for i in 1..=x.len() {
+        cur[0] = i;
+        for j in 1..=y.len() {
+            let sub = prev[j - 1] + usize::from(x[i - 1] != y[j - 1]);
+            cur[j] = sub.min(prev[j] + 1).min(cur[j - 1] + 1);
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[y.len()]
+}
+
+/// How `j` follows `i` in one document: the bytes of `j` left after what overlaps `i` in the
+/// text, or `None` when it does not follow within the gaps.
+fn follows(i: &Occurrence, j: &Occurrence, max_gap: usize) -> Option<usize> {
+    let overlap = i.b.saturating_sub(j.a);
+    if j.a < i.a || overlap >= j.b - j.a {
+        return None;
+    }
+    let text_gap = j.a.saturating_sub(i.b);
+    let doc_end = i.offset + (i.b - i.a) as u64;
+    let doc_start = j.offset + overlap as u64;
+    if doc_start < doc_end {
+        return None;
+    }
+    let doc_gap = (doc_start - doc_end) as usize;
+    (text_gap <= max_gap && doc_gap <= max_gap).then_some(j.b - j.a - overlap)
+}
+
+/// The best chains of occurrences (one document's, sorted by text position): each is a list of
+/// indices, the heaviest first, none sharing an occurrence.
+fn chains(occ: &[Occurrence], max_gap: usize) -> Vec<Vec<usize>> {
+    let mut used = vec![false; occ.len()];
+    let mut out = Vec::new();
+    loop {
+        // best[j]: matched bytes of the heaviest chain ending at j; prev[j]: its predecessor.
+        let mut best = vec![0usize; occ.len()];
+        let mut prev = vec![None; occ.len()];
+        for j in 0..occ.len() {
+            if used[j] {
+                continue;
+            }
+            best[j] = occ[j].b - occ[j].a;
+            for i in 0..j {
+                if used[i] {
+                    continue;
+                }
+                if let Some(add) = follows(&occ[i], &occ[j], max_gap) {
+                    if best[i] + add > best[j] {
+                        best[j] = best[i] + add;
+                        prev[j] = Some(i);
+                    }
+                }
+            }
+        }
+        let Some(end) = (0..occ.len())
+            .filter(|&j| !used[j] && prev[j].is_some())
+            .max_by_key(|&j| best[j])
+        else {
+            return out;
+        };
+        let mut chain = vec![end];
+        while let Some(p) = prev[*chain.last().expect("not empty")] {
+            chain.push(p);
+        }
+        chain.reverse();
+        for &k in &chain {
+            used[k] = true;
+        }
+        out.push(chain);
+    }
+}
+
+impl Index {
+    /// The near-verbatim spans of normalized text `mapped` (see the module's description), in
+    /// text order.
+    pub fn near_spans(&self, mapped: &Mapped, opts: &NearOptions) -> Vec<NearSpan> {
+        let t = mapped.text.as_bytes();
+        let mut occ = Vec::new();
+        for (a, b) in self.maximal_spans(t, opts.seed_chars.max(1)) {
+            let pat = &t[a..b];
+            let mut found = Vec::new();
+            let mut total = 0u64;
+            for (si, shard) in self.shards.iter().enumerate() {
+                let (lo, hi) = shard.range(pat);
+                total += shard.live_count(lo, hi);
+                if total > opts.max_seed_hits as u64 {
+                    break;
+                }
+                for slot in shard.live_slots(lo, hi) {
+                    let pos = shard.sa().get(slot) as u64;
+                    if let Some(d) = shard.locate_doc(pos) {
+                        found.push(Occurrence {
+                            a,
+                            b,
+                            shard: si,
+                            local: d.local,
+                            offset: d.offset,
+                        });
+                    }
+                }
+            }
+            if total <= opts.max_seed_hits as u64 {
+                occ.extend(found);
+            }
+        }
+        occ.sort_by_key(|o| (o.shard, o.local, o.a, o.offset));
+        let mut spans = Vec::new();
+        for doc in occ.chunk_by(|x, y| (x.shard, x.local) == (y.shard, y.local)) {
+            let shard = &self.shards[doc[0].shard];
+            let text = shard.doc_text(doc[0].local);
+            'chain: for chain in chains(doc, opts.max_gap) {
+                let first = doc[chain[0]];
+                let last = doc[*chain.last().expect("two or more")];
+                let (qa, qb) = (first.a, last.b);
+                let (da, db) = (
+                    first.offset as usize,
+                    last.offset as usize + (last.b - last.a),
+                );
+                let (Some(query), Some(passage)) = (
+                    mapped.text.get(qa..qb),
+                    text.get(da..db).and_then(|p| std::str::from_utf8(p).ok()),
+                ) else {
+                    continue;
+                };
+                let mut edits = 0;
+                for w in chain.windows(2) {
+                    let (i, j) = (doc[w[0]], doc[w[1]]);
+                    let overlap = i.b.saturating_sub(j.a);
+                    let q_gap = mapped.text.get(i.b.min(j.a + overlap)..j.a + overlap);
+                    let d_gap = text
+                        .get(i.offset as usize + (i.b - i.a)..j.offset as usize + overlap)
+                        .and_then(|g| std::str::from_utf8(g).ok());
+                    let (Some(q), Some(d)) = (q_gap, d_gap) else {
+                        continue 'chain;
+                    };
+                    edits += edit_distance(q, d);
+                }
+                let (len_chars, doc_chars) = (query.chars().count(), passage.chars().count());
+                let similarity = 1.0 - edits as f64 / len_chars.max(doc_chars).max(1) as f64;
+                if len_chars < opts.min_chars || similarity < opts.min_similarity {
+                    continue;
+                }
+                let (start, end) = mapped.input_range(qa, qb);
+                spans.push(NearSpan {
+                    start,
+                    end,
+                    len_chars,
+                    doc_chars,
+                    edits,
+                    similarity,
+                    seeds: chain.len(),
+                    hit: Hit {
+                        doc: shard.entry.first_doc + first.local,
+                        shard: shard.entry.id,
+                        offset: first.offset,
+                        meta: shard.doc_meta(first.local),
+                    },
+                    passage: passage.to_string(),
+                });
+            }
+        }
+        // Longest first; a span inside a longer one adds nothing.
+        spans.sort_by(|x, y| {
+            (y.end - y.start)
+                .cmp(&(x.end - x.start))
+                .then(x.start.cmp(&y.start))
+        });
+        let mut kept: Vec<NearSpan> = Vec::new();
+        for s in spans {
+            if !kept.iter().any(|k| k.start <= s.start && s.end <= k.end) {
+                kept.push(s);
+            }
+        }
+        kept.sort_by_key(|s| (s.start, s.end));
+        kept
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::edit_distance;
+
+    #[test]
+    fn edit_distances() {
+        assert_eq!(edit_distance("", ""), 0);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("abc", ""), 3);
+        assert_eq!(edit_distance("día", "dia"), 1);
+        assert_eq!(edit_distance("same", "same"), 0);
+    }
+}

@@ -1,0 +1,155 @@
+//! Near-verbatim spans against brute force: passages of a small corpus copied with words changed
+//! are found, each reported edit count is the Levenshtein distance (computed here by the full
+//! dynamic programme) between the text and the document passage it names, and novel text gives
+//! nothing. Folding undoes zero-width, look-alike and punctuation disguises.
+
+mod common;
+
+use memaudit::corpus::fold::fold;
+use memaudit::corpus::normalize::{Normalization, Normalizer};
+use memaudit::index::build::SaAlgorithm;
+use memaudit::index::near::{edit_distance, NearOptions};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// A pseudo-word of 2 to 9 letters.
+fn word(rng: &mut StdRng) -> String {
+    let n = rng.random_range(2..10);
+    (0..n)
+        .map(|_| (b'a' + rng.random_range(0..26u8)) as char)
+        .collect()
+}
+
+fn words(rng: &mut StdRng, n: usize) -> Vec<String> {
+    (0..n).map(|_| word(rng)).collect()
+}
+
+/// The full edit distance, by the textbook dynamic programme over the whole strings.
+fn reference_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            d[i][j] = (d[i - 1][j - 1] + usize::from(a[i - 1] != b[j - 1]))
+                .min(d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1);
+        }
+    }
+    d[a.len()][b.len()]
+}
+
+#[test]
+fn edited_copies_are_found_with_their_true_edit_count_and_novel_text_is_not() {
+    let mut rng = StdRng::seed_from_u64(3);
+    let docs: Vec<String> = (0..40).map(|_| words(&mut rng, 300).join(" ")).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let index = common::index_of(dir.path(), &docs, 64 << 10, SaAlgorithm::Libsais);
+    let norm = Normalizer::new(Normalization::default());
+    let opts = NearOptions::default();
+    let (mut found, mut tried) = (0, 0);
+    for every in [10usize, 20, 50] {
+        for _ in 0..30 {
+            // About 300 characters of a document, one word in `every` replaced.
+            let d = rng.random_range(0..docs.len());
+            let w: Vec<&str> = docs[d].split(' ').collect();
+            let start = rng.random_range(0..w.len() - 80);
+            let mut passage = Vec::new();
+            let mut len = 0;
+            for x in &w[start..] {
+                if len >= 300 {
+                    break;
+                }
+                passage.push(x.to_string());
+                len += x.len() + 1;
+            }
+            let original = passage.join(" ");
+            let offset = rng.random_range(0..every);
+            for (k, p) in passage.iter_mut().enumerate() {
+                if k % every == offset {
+                    *p = word(&mut rng);
+                }
+            }
+            let edited = passage.join(" ");
+            let text = format!(
+                "{} {edited} {}",
+                words(&mut rng, 8).join(" "),
+                words(&mut rng, 8).join(" ")
+            );
+            let mapped = norm.normalize_mapped(&text);
+            let near = index.near_spans(&mapped, &opts);
+            tried += 1;
+            let at = text.find(&edited).unwrap();
+            let (lo, hi) = (at, at + edited.len()); // ASCII: bytes are characters
+            let covering = near
+                .iter()
+                .find(|s| s.start <= lo + 30 && s.end + 30 >= hi && s.hit.doc == d as u64);
+            // Found: a near span covers the passage, or (no word of it changed, or only one at
+            // an end) an exact span does.
+            let exact = index.maximal_spans(mapped.text.as_bytes(), 50);
+            if covering.is_some() || exact.iter().any(|&(a, b)| a <= lo + 30 && b + 30 >= hi) {
+                found += 1;
+            }
+            for s in &near {
+                // The passage is the document's text at the offset named.
+                let doc = docs[s.hit.doc as usize].as_bytes();
+                let off = s.hit.offset as usize;
+                assert_eq!(&doc[off..off + s.passage.len()], s.passage.as_bytes());
+                // The edit count is the true distance between what the text and the passage
+                // hold there (the seeds' alignment is optimal for separated word changes).
+                let q: String = text.chars().skip(s.start).take(s.end - s.start).collect();
+                let truth = reference_distance(&q, &s.passage);
+                assert_eq!(s.edits, truth, "{q:?} vs {:?}", s.passage);
+                assert_eq!(edit_distance(&q, &s.passage), truth);
+                let sim = 1.0 - truth as f64 / s.len_chars.max(s.doc_chars) as f64;
+                assert!((s.similarity - sim).abs() < 1e-12);
+                assert!(s.similarity >= opts.min_similarity && s.seeds >= 2);
+            }
+            let _ = original;
+        }
+    }
+    assert!(found * 100 >= tried * 95, "found {found} of {tried}");
+    // Novel text: nothing near-verbatim.
+    for _ in 0..300 {
+        let text = words(&mut rng, 60).join(" ");
+        let near = index.near_spans(&norm.normalize_mapped(&text), &opts);
+        assert!(near.is_empty(), "{text:?}: {near:?}");
+    }
+}
+
+#[test]
+fn folding_undoes_disguises_before_matching() {
+    let mut rng = StdRng::seed_from_u64(9);
+    let docs: Vec<String> = (0..10).map(|_| words(&mut rng, 200).join(" ")).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let index = common::index_of(dir.path(), &docs, 64 << 10, SaAlgorithm::Libsais);
+    let copy: String = docs[4].chars().skip(100).take(200).collect();
+    // Zero-width spaces after every word, Cyrillic look-alikes for a and o, fullwidth e.
+    let disguised: String = copy
+        .chars()
+        .map(|c| match c {
+            ' ' => " \u{200B}".to_string(),
+            'a' => "\u{0430}".to_string(),
+            'o' => "\u{043E}".to_string(),
+            'e' => "\u{FF45}".to_string(),
+            c => c.to_string(),
+        })
+        .collect();
+    let opts = memaudit::index::SpanOptions::default();
+    assert!(
+        index.spans(&disguised, &opts).spans.is_empty(),
+        "the disguise defeats plain matching"
+    );
+    let f = fold(&disguised);
+    let report = index.spans(&f.text, &opts);
+    assert_eq!(report.spans.len(), 1, "{report:?}");
+    let s = &report.spans[0];
+    let (a, b) = f.original_range(s.start, s.end);
+    assert!(a <= 2 && b + 2 >= disguised.chars().count(), "{a}..{b}");
+}
