@@ -12,7 +12,7 @@
 //! span. Time: the mean of one text's query, both ways, over the same texts.
 //!
 //! Options: `--index DIR`, `--corpus FILE.jsonl`, `--passages N` (300 per row), `--novel N`
-//! (10000).
+//! (10000), `--seed-chars N` (20, `spans.near_seed_chars`).
 
 mod common;
 
@@ -57,12 +57,16 @@ fn main() {
         Options::default(),
     )
     .unwrap();
+    let seed_chars: usize = arg("--seed-chars", "20").parse().expect("--seed-chars N");
     let near = Analyzer::new(
         open_or_build_index(&index, &corpus),
         None,
         None,
         Options {
-            near: Some(NearOptions::default()),
+            near: Some(NearOptions {
+                seed_chars,
+                ..NearOptions::default()
+            }),
             fold: true,
             ..Options::default()
         },
@@ -140,6 +144,15 @@ fn main() {
             ),
         ),
     ];
+    // Warm the page cache and both paths before anything is timed.
+    for d in prose.iter().take(200) {
+        let t: String = d.chars().take(600).collect();
+        let _ = (exact.spans(&t), near.spans(&t));
+    }
+    for _ in 0..2000 {
+        let t = words(&mut rng, 45);
+        let _ = (exact.spans(&t), near.spans(&t));
+    }
     println!(
         "{} prose documents; {n} passages of about 300 characters per row; found = spans cover ≥ 80% of the passage\n",
         prose.len()

@@ -142,12 +142,11 @@ impl Analyzer {
         let index = self.index();
         let folded = self.options.fold.then(|| fold(text));
         let matched = folded.as_ref().map_or(text, |f| f.text.as_str());
-        let mut report = self.with_span_options(|opts| index.spans(matched, opts));
+        let mut report = self.with_span_options(|opts| match &self.options.near {
+            Some(near) => index.spans_and_near(matched, opts, near),
+            None => index.spans(matched, opts),
+        });
         keep_min_tokens(&mut report, self.options.min_tokens);
-        if let Some(near) = &self.options.near {
-            let mapped = index.normalizer.normalize_mapped(matched);
-            report.near = index.near_spans(&mapped, near);
-        }
         if let Some(f) = folded {
             let back = |(a, b): (usize, usize)| {
                 if a < b {

@@ -84,6 +84,11 @@ fn edited_copies_are_found_with_their_true_edit_count_and_novel_text_is_not() {
             );
             let mapped = norm.normalize_mapped(&text);
             let near = index.near_spans(&mapped, &opts);
+            // One pass for both gives the exact spans of the exact query, and the same near ones.
+            let span_opts = memaudit::index::SpanOptions::default();
+            let both = index.spans_and_near(&text, &span_opts, &opts);
+            assert_eq!(both.spans, index.spans(&text, &span_opts).spans);
+            assert_eq!(both.near, near);
             tried += 1;
             let at = text.find(&edited).unwrap();
             let (lo, hi) = (at, at + edited.len()); // ASCII: bytes are characters

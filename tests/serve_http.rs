@@ -488,3 +488,62 @@ equals = ["GPL-3.0", "AGPL-3.0"]
     assert!(!out.status.success());
     assert!(err.contains("severity.sources[0].equals"), "{err}");
 }
+
+/// Near-verbatim spans and folding through the daemon (`spans.near`, `spans.fold`): a quote
+/// with one word in ten changed is a near span naming its source, with its edits and
+/// similarity, and raises the verdict by its length; a quote disguised with zero-width spaces
+/// and look-alike letters is found exactly once folded, and the verdict says it was folded.
+#[test]
+fn near_verbatim_and_folded_quotes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = start(dir.path(), "[spans]\nnear = true\nfold = true\n", &[]);
+    let g = gettysburg();
+    let words: Vec<&str> = g.split(' ').take(60).collect();
+    let edited: Vec<String> = words
+        .iter()
+        .enumerate()
+        .map(|(k, w)| {
+            if k % 10 == 5 {
+                "banana".to_string()
+            } else {
+                w.to_string()
+            }
+        })
+        .collect();
+    let v = check(&d, &format!("He said: {} and left.", edited.join(" ")));
+    let near = &v["verdict"]["near_spans"];
+    assert_eq!(near.as_array().map(Vec::len), Some(1), "{v}");
+    assert!(near[0]["chars"].as_u64().unwrap() >= 250, "{v}");
+    assert!(near[0]["edits"].as_u64().unwrap() >= 5);
+    assert!(near[0]["similarity"].as_f64().unwrap() > 0.8);
+    assert!(near[0]["provenance"]["source"]
+        .as_str()
+        .unwrap()
+        .contains("gettysburg"));
+    assert!(
+        v["verdict"]["reasons"]
+            .to_string()
+            .contains("near_verbatim"),
+        "{v}"
+    );
+    assert_ne!(v["verdict"]["severity"], "none");
+
+    let disguised: String = g[..300]
+        .chars()
+        .map(|c| match c {
+            ' ' => " \u{200B}".to_string(),
+            'o' => "\u{043E}".to_string(),
+            c => c.to_string(),
+        })
+        .collect();
+    let v = check(&d, &disguised);
+    assert_eq!(v["verdict"]["folded"], true, "{v}");
+    assert_eq!(v["verdict"]["longest_span_chars"], 300, "{v}");
+    let span = &v["verdict"]["spans"][0];
+    assert_eq!(span["start"], 0);
+    assert!(
+        span["end"].as_u64().unwrap() as usize + 3 >= disguised.chars().count(),
+        "{v}"
+    );
+    d.stop();
+}

@@ -37,7 +37,7 @@ pub struct NearOptions {
 impl Default for NearOptions {
     fn default() -> Self {
         NearOptions {
-            seed_chars: 16,
+            seed_chars: 20,
             max_gap: 24,
             min_chars: 50,
             min_similarity: 0.8,
@@ -161,9 +161,26 @@ impl Index {
     /// The near-verbatim spans of normalized text `mapped` (see the module's description), in
     /// text order.
     pub fn near_spans(&self, mapped: &Mapped, opts: &NearOptions) -> Vec<NearSpan> {
+        let seeds = self.maximal_spans(mapped.text.as_bytes(), opts.seed_chars.max(1));
+        self.near_spans_from(mapped, &seeds, opts)
+    }
+
+    /// [`Index::near_spans`] from the maximal exact matches `seeds` of `mapped` at least
+    /// `opts.seed_chars` long (what `maximal_spans` gives; longer ones are ignored: a caller
+    /// that also wants the exact spans computes the matches once, at the shorter length).
+    pub fn near_spans_from(
+        &self,
+        mapped: &Mapped,
+        seeds: &[(usize, usize)],
+        opts: &NearOptions,
+    ) -> Vec<NearSpan> {
         let t = mapped.text.as_bytes();
+        let chars = |a: usize, b: usize| t[a..b].iter().filter(|&&c| (c & 0xC0) != 0x80).count();
         let mut occ = Vec::new();
-        for (a, b) in self.maximal_spans(t, opts.seed_chars.max(1)) {
+        for &(a, b) in seeds {
+            if chars(a, b) < opts.seed_chars {
+                continue;
+            }
             let pat = &t[a..b];
             let mut found = Vec::new();
             let mut total = 0u64;

@@ -486,6 +486,31 @@ impl Index {
         self.report(mapped.input_chars, spans, opts)
     }
 
+    /// [`Index::spans`] and [`Index::near_spans`] of one text, finding the exact matches once:
+    /// the maximal matches at the seeds' length include every exact span (those at least
+    /// `opts.min_len` long; maximal matches never nest, so the longer ones are exactly these).
+    pub fn spans_and_near(
+        &self,
+        text: &str,
+        opts: &SpanOptions,
+        near: &crate::index::near::NearOptions,
+    ) -> SpanReport {
+        let mapped = self.normalizer.normalize_mapped(text);
+        let t = mapped.text.as_bytes();
+        let chars = |a: usize, b: usize| t[a..b].iter().filter(|&&c| (c & 0xC0) != 0x80).count();
+        let min_len = opts.min_len.max(1);
+        let matches = self.maximal_spans(t, near.seed_chars.max(1).min(min_len));
+        let exact: Vec<(usize, usize)> = matches
+            .iter()
+            .copied()
+            .filter(|&(a, b)| chars(a, b) >= min_len)
+            .collect();
+        let spans = self.spans_of(text, &mapped, &exact, 0, opts);
+        let mut report = self.report(mapped.input_chars, spans, opts);
+        report.near = self.near_spans_from(&mapped, &matches, near);
+        report
+    }
+
     /// The [`Span`]s of normalized byte ranges `ranges` of `mapped` (the normalization of
     /// `text`): provenance, counts and lengths. Character positions are shifted by `first_char`
     /// (the characters before `text` when it is the tail of a longer text).
