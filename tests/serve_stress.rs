@@ -388,7 +388,16 @@ fn offsets_the_broker_skips_are_seen_and_strict_mode_does_not_commit_past_them()
     for (strict, group) in [(false, "g-gap"), (true, "g-gap-strict")] {
         let s = setup(true);
         // Ten rounds, so each partition holds ten batches: a fetch inside one gets the next.
-        let (recs, _) = messages(300, 0, "gap", PARTITIONS);
+        let (mut recs, _) = messages(300, 0, "gap", PARTITIONS);
+        // Every 30th message is slow to match (a failpoint holds it 1.5 s), with one match
+        // worker taking one message at a time: the daemon stays at its in-flight limit for more
+        // than a second, so it pauses the partitions, and each resume fetches inside a batch.
+        // (The probe's own speed did this before; on a faster run it did not pause at all.)
+        for r in recs.iter_mut().skip(15).step_by(30) {
+            let mut v: serde_json::Value = serde_json::from_slice(&r.2).unwrap();
+            v["text"] = format!("{} SLOWGAP", v["text"].as_str().unwrap()).into();
+            r.2 = v.to_string().into_bytes();
+        }
         let mut acks = Acks::default();
         for round in recs.chunks(30) {
             acks.extend(s.broker.produce(INPUT, round));
@@ -398,17 +407,19 @@ fn offsets_the_broker_skips_are_seen_and_strict_mode_does_not_commit_past_them()
             .zip(&acks.0)
             .map(|(r, a)| (r.1.clone(), *a))
             .collect();
-        // The probe on every message keeps the daemon at its limit for more than a second,
-        // so it pauses the partitions, and each resume fetches inside a batch.
-        let extra = "[probe]\npolicy = \"always\"\nbatch_size = 4\n[limits]\nmax_in_flight = 4\n";
+        let extra = "[probe]\npolicy = \"off\"\n[limits]\nmax_in_flight = 4\nmatch_workers = 1\nmatch_batch = 1\n";
         let mut d = Daemon::start_env(
             s.dir.path(),
             &config(&s, group, extra),
             group,
-            &[(
-                "MEMAUDIT_KAFKA__STRICT_OFFSETS",
-                if strict { "true" } else { "false" },
-            )],
+            &[
+                (
+                    "MEMAUDIT_KAFKA__STRICT_OFFSETS",
+                    if strict { "true" } else { "false" },
+                ),
+                ("MEMAUDIT_FAILPOINT", "match:SLOWGAP"),
+                ("MEMAUDIT_FAILPOINT_SLEEP_MS", "1500"),
+            ],
         );
         d.wait_ready(Duration::from_secs(60));
         // Read until nothing new arrives for 5 s: what was skipped never comes.
