@@ -154,21 +154,13 @@ pub fn decode(payload: &[u8], origin: &Origin, cfg: &InputConfig) -> Result<Deco
         }),
         InputFormat::Chunks => decode_chunk(s, cfg),
         InputFormat::Json => {
-            let v: Value = serde_json::from_str(s).map_err(|e| {
-                dead(
-                    DeadLetterReason::InvalidJson,
-                    format!("payload is not JSON: {e}"),
-                )
-            })?;
-            let Value::Object(mut obj) = v else {
-                return Err(dead(
-                    DeadLetterReason::NotAnObject,
-                    format!(
-                        "payload is JSON but not an object with `{}`",
-                        cfg.text_field
-                    ),
-                ));
-            };
+            let mut obj = json_object(
+                s,
+                &format!(
+                    "payload is JSON but not an object with `{}`",
+                    cfg.text_field
+                ),
+            )?;
             let text = match obj.remove(&cfg.text_field) {
                 Some(Value::String(t)) => t,
                 Some(other) => {
@@ -184,68 +176,74 @@ pub fn decode(payload: &[u8], origin: &Origin, cfg: &InputConfig) -> Result<Deco
                     ))
                 }
             };
-            let id = match obj.remove(&cfg.id_field) {
-                Some(Value::String(i)) if !i.is_empty() => i,
-                Some(Value::Number(n)) => n.to_string(),
-                None | Some(Value::Null) => fallback_id(),
-                Some(other) => {
-                    return Err(dead(
-                        DeadLetterReason::BadId,
-                        format!(
-                            "`{}` is {}, not a non-empty string or a number",
-                            cfg.id_field,
-                            kind(&other)
-                        ),
-                    ))
-                }
-            };
-            let model = match obj.remove("model") {
-                Some(Value::String(m)) => Some(m),
-                _ => None,
-            };
+            let id = take_id(&mut obj, &cfg.id_field)
+                .map_err(|detail| dead(DeadLetterReason::BadId, detail))?
+                .unwrap_or_else(fallback_id);
             Ok(Decoded {
                 id,
                 text,
-                model,
+                model: take_model(&mut obj),
                 chunk: None,
             })
         }
     }
 }
 
-/// One chunk of a streamed output: `{id, seq, delta, final?, model?}`. Unlike a whole message,
-/// a chunk needs its id (it names the output) and its `seq`.
-fn decode_chunk(s: &str, cfg: &InputConfig) -> Result<Decoded, DeadLetter> {
+/// The payload as a JSON object; otherwise the dead letter (`not_an_object` says `what`).
+fn json_object(s: &str, what: &str) -> Result<serde_json::Map<String, Value>, DeadLetter> {
     let v: Value = serde_json::from_str(s).map_err(|e| {
         dead(
             DeadLetterReason::InvalidJson,
             format!("payload is not JSON: {e}"),
         )
     })?;
-    let Value::Object(mut obj) = v else {
-        return Err(dead(
-            DeadLetterReason::NotAnObject,
-            "payload is JSON but not a chunk object {id, seq, delta, final}",
-        ));
-    };
+    match v {
+        Value::Object(obj) => Ok(obj),
+        _ => Err(dead(DeadLetterReason::NotAnObject, what)),
+    }
+}
+
+/// The id field: a non-empty string or a number; `None` when absent or null; the problem in
+/// words otherwise.
+fn take_id(
+    obj: &mut serde_json::Map<String, Value>,
+    field: &str,
+) -> Result<Option<String>, String> {
+    match obj.remove(field) {
+        Some(Value::String(i)) if !i.is_empty() => Ok(Some(i)),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        None | Some(Value::Null) => Ok(None),
+        Some(other) => Err(format!(
+            "`{field}` is {}, not a non-empty string or a number",
+            kind(&other)
+        )),
+    }
+}
+
+/// The generating model, when the payload names it.
+fn take_model(obj: &mut serde_json::Map<String, Value>) -> Option<String> {
+    match obj.remove("model") {
+        Some(Value::String(m)) => Some(m),
+        _ => None,
+    }
+}
+
+/// One chunk of a streamed output: `{id, seq, delta, final?, model?}`. Unlike a whole message,
+/// a chunk needs its id (it names the output) and its `seq`.
+fn decode_chunk(s: &str, cfg: &InputConfig) -> Result<Decoded, DeadLetter> {
+    let mut obj = json_object(
+        s,
+        "payload is JSON but not a chunk object {id, seq, delta, final}",
+    )?;
     let bad = |detail: String| dead(DeadLetterReason::BadChunk, detail);
-    let id = match obj.remove(&cfg.id_field) {
-        Some(Value::String(i)) if !i.is_empty() => i,
-        Some(Value::Number(n)) => n.to_string(),
-        Some(other) => {
-            return Err(bad(format!(
-                "`{}` is {}, not a non-empty string or a number",
-                cfg.id_field,
-                kind(&other)
-            )))
-        }
-        None => {
-            return Err(bad(format!(
+    let id = take_id(&mut obj, &cfg.id_field)
+        .map_err(bad)?
+        .ok_or_else(|| {
+            bad(format!(
                 "no `{}`: a chunk must name its output",
                 cfg.id_field
-            )))
-        }
-    };
+            ))
+        })?;
     let seq = match obj.remove("seq") {
         Some(Value::Number(n)) if n.as_u64().is_some() => n.as_u64().expect("checked"),
         Some(other) => {
@@ -280,14 +278,10 @@ fn decode_chunk(s: &str, cfg: &InputConfig) -> Result<Decoded, DeadLetter> {
             )))
         }
     };
-    let model = match obj.remove("model") {
-        Some(Value::String(m)) => Some(m),
-        _ => None,
-    };
     Ok(Decoded {
         id,
         text,
-        model,
+        model: take_model(&mut obj),
         chunk: Some(ChunkMark { seq, last }),
     })
 }
