@@ -553,7 +553,8 @@ pub fn judge(
     let mut spans: Vec<VerdictSpan> = report
         .spans
         .iter()
-        .map(|s| VerdictSpan {
+        .zip(&allowed)
+        .map(|(s, allowed)| VerdictSpan {
             start: s.start,
             end: s.end,
             chars: s.len_chars,
@@ -561,9 +562,8 @@ pub fn judge(
             count: s.count,
             provenance: s.hits.iter().map(provenance).collect(),
             boundary_score: None,
-            allowed_by: rules.allowed_by(s).map(|r| r.name.clone()),
-            denied_by: rules
-                .allowed_by(s)
+            allowed_by: allowed.map(|r| r.name.clone()),
+            denied_by: allowed
                 .is_none()
                 .then(|| rules.denied_by(s).map(|r| r.name.clone()))
                 .flatten(),

@@ -491,45 +491,32 @@ impl Streams {
     /// Drops the open outputs whose chunks came from `parts` (revoked in a rebalance: the next
     /// owner re-reads them from the last commit). Returns the envelopes they held.
     pub fn forget_partitions(&self, parts: &[Partition]) -> Vec<Envelope> {
-        let mut open = lock(&self.open);
-        let gone: Vec<String> = open
-            .iter()
-            .filter(|(_, o)| {
-                lock(o)
-                    .partition
-                    .as_ref()
-                    .is_some_and(|p| parts.contains(p))
-            })
-            .map(|(id, _)| id.clone())
-            .collect();
-        let mut envs = Vec::new();
-        for id in gone {
-            if let Some(o) = open.remove(&id) {
-                let mut o = lock(&o);
-                envs.append(&mut o.held);
-                envs.extend(
-                    std::mem::take(&mut o.waiting)
-                        .into_values()
-                        .filter_map(|w| w.env),
-                );
-            }
-        }
-        envs
+        self.drop_where(|o| o.partition.as_ref().is_some_and(|p| parts.contains(p)))
     }
 
     /// Every open output, dropped (at shutdown): the envelopes they held.
     pub fn drop_all(&self) -> Vec<Envelope> {
+        self.drop_where(|_| true)
+    }
+
+    /// Drops the open outputs `which` selects, without a verdict; returns the envelopes they
+    /// held (applied and waiting chunks), which stay unfinished.
+    fn drop_where(&self, which: impl Fn(&Open) -> bool) -> Vec<Envelope> {
         let mut open = lock(&self.open);
         let mut envs = Vec::new();
-        for (_, o) in open.drain() {
-            let mut o = lock(&o);
+        open.retain(|_, o| {
+            let mut o = lock(o);
+            if !which(&o) {
+                return true;
+            }
             envs.append(&mut o.held);
             envs.extend(
                 std::mem::take(&mut o.waiting)
                     .into_values()
                     .filter_map(|w| w.env),
             );
-        }
+            false
+        });
         envs
     }
 }

@@ -191,6 +191,9 @@ impl OffsetTracker {
 
     /// Unfinished messages of one partition that are being worked on (not parked).
     pub fn pending_in(&self, p: &Partition) -> usize {
+        if self.parked.is_empty() {
+            return self.parts.get(p).map_or(0, |s| s.pending.len());
+        }
         self.parts.get(p).map_or(0, |s| {
             s.pending
                 .keys()
