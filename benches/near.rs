@@ -12,7 +12,8 @@
 //! span. Time: the mean of one text's query, both ways, over the same texts.
 //!
 //! Options: `--index DIR`, `--corpus FILE.jsonl`, `--passages N` (300 per row), `--novel N`
-//! (10000), `--seed-chars N` (20, `spans.near_seed_chars`).
+//! (10000), `--seed-chars N` (`spans.near_seed_chars`), `--max-gap N` (`spans.near_max_gap`),
+//! `--max-seed-hits N` (`spans.near_max_seed_hits`); all three default to the daemon's defaults.
 
 mod common;
 
@@ -57,7 +58,19 @@ fn main() {
         Options::default(),
     )
     .unwrap();
-    let seed_chars: usize = arg("--seed-chars", "20").parse().expect("--seed-chars N");
+    let seed_chars: usize = arg(
+        "--seed-chars",
+        &NearOptions::default().seed_chars.to_string(),
+    )
+    .parse()
+    .expect("--seed-chars N");
+    let defaults = NearOptions::default();
+    let max_gap: usize = arg("--max-gap", &defaults.max_gap.to_string())
+        .parse()
+        .expect("--max-gap N");
+    let max_seed_hits: usize = arg("--max-seed-hits", &defaults.max_seed_hits.to_string())
+        .parse()
+        .expect("--max-seed-hits N");
     let near = Analyzer::new(
         open_or_build_index(&index, &corpus),
         None,
@@ -65,7 +78,9 @@ fn main() {
         Options {
             near: Some(NearOptions {
                 seed_chars,
-                ..NearOptions::default()
+                max_gap,
+                max_seed_hits,
+                ..defaults
             }),
             fold: true,
             ..Options::default()

@@ -136,40 +136,48 @@ impl Analyzer {
     /// The verbatim spans of one text, without those shorter than `min_tokens`; the report's
     /// coverage and longest span count only the spans kept.
     ///
-    /// With `fold`, the text is folded first and every position mapped back to the original
-    /// text; with `near`, near-verbatim spans are added (`report.near`).
+    /// With `near`, near-verbatim spans are added (`report.near`). With `fold`, a text that
+    /// folding changes is matched twice, as written and folded (positions mapped back to the
+    /// original text), and the spans of both are kept, less any inside another: folding finds
+    /// the disguised copy and never loses the verbatim one (a corpus can hold curly quotes,
+    /// Cyrillic words or mathematical letters too).
     pub fn spans(&self, text: &str) -> SpanReport {
         let index = self.index();
-        let folded = self.options.fold.then(|| fold(text));
-        let matched = folded.as_ref().map_or(text, |f| f.text.as_str());
-        let mut report = self.with_span_options(|opts| match &self.options.near {
-            Some(near) => index.spans_and_near(matched, opts, near),
-            None => index.spans(matched, opts),
-        });
-        keep_min_tokens(&mut report, self.options.min_tokens);
-        if let Some(f) = folded {
-            let back = |(a, b): (usize, usize)| {
-                if a < b {
-                    f.original_range(a, b)
-                } else {
-                    (a, b)
-                }
-            };
-            for s in &mut report.spans {
-                (s.start, s.end) = back((s.start, s.end));
+        let query = |t: &str| {
+            self.with_span_options(|opts| match &self.options.near {
+                Some(near) => index.spans_and_near(t, opts, near),
+                None => index.spans(t, opts),
+            })
+        };
+        let mut report = query(text);
+        if self.options.fold {
+            let f = fold(text);
+            if f.text != text {
+                let folded = query(&f.text);
+                let back = |(a, b): (usize, usize)| {
+                    if a < b {
+                        f.original_range(a, b)
+                    } else {
+                        (a, b)
+                    }
+                };
+                let mut spans = std::mem::take(&mut report.spans);
+                spans.extend(folded.spans.into_iter().map(|mut s| {
+                    (s.start, s.end) = back((s.start, s.end));
+                    s
+                }));
+                let mut near = std::mem::take(&mut report.near);
+                near.extend(folded.near.into_iter().map(|mut s| {
+                    (s.start, s.end) = back((s.start, s.end));
+                    s
+                }));
+                let spans = outermost(spans, |s| (s.start, s.end));
+                report = self.with_span_options(|opts| index.report(f.original_chars, spans, opts));
+                report.near = outermost(near, |s| (s.start, s.end));
             }
-            for s in &mut report.near {
-                (s.start, s.end) = back((s.start, s.end));
-            }
-            report.text_chars = f.original_chars;
-            report.covered_chars = covered_chars(report.spans.iter().map(|s| (s.start, s.end)));
-            report.coverage = if report.text_chars == 0 {
-                0.0
-            } else {
-                report.covered_chars as f64 / report.text_chars as f64
-            };
             report.folded = true;
         }
+        keep_min_tokens(&mut report, self.options.min_tokens);
         report
     }
 
@@ -241,6 +249,27 @@ impl Analyzer {
             &self.options.rules,
         )
     }
+}
+
+/// `items` in text order (by range), less any whose range lies inside another's (of equal
+/// ranges, the first is kept).
+fn outermost<T>(mut items: Vec<T>, range: impl Fn(&T) -> (usize, usize)) -> Vec<T> {
+    // By start, the longest first: an item is inside another iff it ends no later than the
+    // furthest end seen before it.
+    items.sort_by_key(|x| {
+        let (a, b) = range(x);
+        (a, std::cmp::Reverse(b))
+    });
+    let mut furthest = None;
+    items.retain(|x| {
+        let (_, b) = range(x);
+        if furthest.is_some_and(|f| b <= f) {
+            return false;
+        }
+        furthest = Some(b);
+        true
+    });
+    items
 }
 
 /// Drops the spans shorter than `min_tokens` tokens (spans without a count are kept) and

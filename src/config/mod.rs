@@ -425,6 +425,9 @@ pub struct SpanConfig {
     pub near_min_chars: usize,
     /// The least similarity reported (0..1).
     pub near_min_similarity: f64,
+    /// Seeds found in more places than this are left out (too common to say where a passage
+    /// comes from); bounds a query's work on boilerplate.
+    pub near_max_seed_hits: usize,
     /// Fold zero-width, look-alike and typographic characters before matching
     /// (`crate::corpus::fold`); recorded in the verdict.
     pub fold: bool,
@@ -433,12 +436,12 @@ pub struct SpanConfig {
 impl SpanConfig {
     /// The near-verbatim options, when `near` is on.
     pub fn near_options(&self) -> Option<crate::index::near::NearOptions> {
-        self.near.then(|| crate::index::near::NearOptions {
+        self.near.then_some(crate::index::near::NearOptions {
             seed_chars: self.near_seed_chars,
             max_gap: self.near_max_gap,
             min_chars: self.near_min_chars,
             min_similarity: self.near_min_similarity,
-            ..Default::default()
+            max_seed_hits: self.near_max_seed_hits,
         })
     }
 }
@@ -456,6 +459,7 @@ impl Default for SpanConfig {
             near_max_gap: near.max_gap,
             near_min_chars: near.min_chars,
             near_min_similarity: near.min_similarity,
+            near_max_seed_hits: near.max_seed_hits,
             fold: false,
         }
     }

@@ -37,11 +37,11 @@ pub struct NearOptions {
 impl Default for NearOptions {
     fn default() -> Self {
         NearOptions {
-            seed_chars: 20,
-            max_gap: 24,
+            seed_chars: 32,
+            max_gap: 40,
             min_chars: 50,
             min_similarity: 0.8,
-            max_seed_hits: 32,
+            max_seed_hits: 1000,
         }
     }
 }
@@ -208,10 +208,23 @@ impl Index {
             }
         }
         occ.sort_by_key(|o| (o.shard, o.local, o.a, o.offset));
+        // Candidates first (ranges, edits, where); the report's metadata and passage text are
+        // built only for the spans kept: a boilerplate passage chains alike in hundreds of
+        // documents.
+        struct Candidate {
+            start: usize,
+            end: usize,
+            len_chars: usize,
+            doc_chars: usize,
+            edits: usize,
+            seeds: usize,
+            shard: usize,
+            local: u64,
+            range: (usize, usize),
+        }
         let mut spans = Vec::new();
         for doc in occ.chunk_by(|x, y| (x.shard, x.local) == (y.shard, y.local)) {
-            let shard = &self.shards[doc[0].shard];
-            let text = shard.doc_text(doc[0].local);
+            let text = self.shards[doc[0].shard].doc_text(doc[0].local);
             'chain: for chain in chains(doc, opts.max_gap) {
                 let first = doc[chain[0]];
                 let last = doc[*chain.last().expect("two or more")];
@@ -245,35 +258,52 @@ impl Index {
                     continue;
                 }
                 let (start, end) = mapped.input_range(qa, qb);
-                spans.push(NearSpan {
+                spans.push(Candidate {
                     start,
                     end,
                     len_chars,
                     doc_chars,
                     edits,
-                    similarity,
                     seeds: chain.len(),
-                    hit: Hit {
-                        doc: shard.entry.first_doc + first.local,
-                        shard: shard.entry.id,
-                        offset: first.offset,
-                        meta: shard.doc_meta(first.local),
-                    },
-                    passage: passage.to_string(),
+                    shard: first.shard,
+                    local: first.local,
+                    range: (da, db),
                 });
             }
         }
-        // Longest first; a span inside a longer one adds nothing.
+        // Longest first, then the fewest edits; a span inside a longer one adds nothing.
         spans.sort_by(|x, y| {
             (y.end - y.start)
                 .cmp(&(x.end - x.start))
+                .then(x.edits.cmp(&y.edits))
                 .then(x.start.cmp(&y.start))
         });
         let mut kept: Vec<NearSpan> = Vec::new();
-        for s in spans {
-            if !kept.iter().any(|k| k.start <= s.start && s.end <= k.end) {
-                kept.push(s);
+        for c in spans {
+            if kept.iter().any(|k| k.start <= c.start && c.end <= k.end) {
+                continue;
             }
+            let shard = &self.shards[c.shard];
+            let text = shard.doc_text(c.local);
+            let passage = std::str::from_utf8(&text[c.range.0..c.range.1])
+                .expect("checked when chained")
+                .to_string();
+            kept.push(NearSpan {
+                start: c.start,
+                end: c.end,
+                len_chars: c.len_chars,
+                doc_chars: c.doc_chars,
+                edits: c.edits,
+                similarity: 1.0 - c.edits as f64 / c.len_chars.max(c.doc_chars).max(1) as f64,
+                seeds: c.seeds,
+                hit: Hit {
+                    doc: shard.entry.first_doc + c.local,
+                    shard: shard.entry.id,
+                    offset: c.range.0 as u64,
+                    meta: shard.doc_meta(c.local),
+                },
+                passage,
+            });
         }
         kept.sort_by_key(|s| (s.start, s.end));
         kept
