@@ -4,51 +4,58 @@
 //! The daemon runs with `source.kind = "http"` and the probe off on the 350 MB benchmark index
 //! (`bench-data/index`, built from `bench-data/corpus.jsonl` if missing). Texts: the 1 KiB novel and
 //! copy texts of `cargo bench --bench index`. For each concurrency (1, 16, 64), the same number of
-//! threads judge in process (`Analyzer::spans` + `judge`, what the handler runs) and then send
-//! requests over HTTP, each one after another for `--seconds` (5), over one keep-alive connection
-//! per client; latencies and rates are compared at equal concurrency. The clients share the
-//! machine's cores with the daemon.
+//! threads judge in process (`Analyzer::spans` + `judge`, what the handler runs) and then as many
+//! clients send requests over HTTP, each one after another for `--seconds` (5), over one
+//! keep-alive connection per client; latencies and rates are compared at equal concurrency. The
+//! HTTP clients are driven by one thread's event loop, as `wrk` does; they share the machine's
+//! cores with the daemon. The CPU columns split the cost: the in-process judge's CPU per check,
+//! and over HTTP the daemon's and the clients' CPU per request (from `/proc/PID/stat`).
 //!
-//! Options: `--index DIR`, `--corpus FILE.jsonl`, `--queries N` (100 per set), `--seconds S`.
+//! Options: `--index DIR`, `--corpus FILE.jsonl`, `--queries N` (100 per set), `--seconds S`,
+//! `--clients N,N,...` (1,16,64).
 
 mod common;
 
 use common::{arg, load_docs, make_sets, open_or_build_index, summarize, QueryFigures};
 use memaudit::analyze::{Analyzer, Options};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// One keep-alive HTTP/1.1 connection: POST /v1/check, read the status and the body by its
-/// Content-Length.
-struct Client {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-}
-
-impl Client {
-    fn connect(addr: std::net::SocketAddr) -> Client {
-        let s = TcpStream::connect(addr).expect("connect");
-        s.set_nodelay(true).unwrap();
-        Client {
-            reader: BufReader::new(s.try_clone().unwrap()),
-            writer: s,
-        }
-    }
-
-    fn check(&mut self, body: &[u8]) -> u16 {
-        let head = format!(
+/// One keep-alive HTTP/1.1 client: POST /v1/check one request after another until `until`,
+/// reading each answer's status and its body by Content-Length. Returns the latencies (ms) of
+/// the 200 answers and the count of others.
+async fn http_client(
+    addr: std::net::SocketAddr,
+    bodies: Arc<Vec<Vec<u8>>>,
+    first: usize,
+    step: usize,
+    until: Instant,
+) -> (Vec<f64>, u64) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    let s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.set_nodelay(true).unwrap();
+    let (r, mut w) = s.into_split();
+    let mut r = tokio::io::BufReader::new(r);
+    let (mut lat, mut bad, mut i) = (Vec::new(), 0u64, first);
+    let mut line = String::new();
+    let mut body = Vec::new();
+    while Instant::now() < until {
+        let b = &bodies[i % bodies.len()];
+        i += step;
+        let started = Instant::now();
+        // One write, as an HTTP client sends a small request.
+        let mut request = format!(
             "POST /v1/check HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        );
-        self.writer.write_all(head.as_bytes()).unwrap();
-        self.writer.write_all(body).unwrap();
-        let mut line = String::new();
-        self.reader.read_line(&mut line).unwrap();
-        let code = line
+            b.len()
+        )
+        .into_bytes();
+        request.extend_from_slice(b);
+        w.write_all(&request).await.unwrap();
+        line.clear();
+        r.read_line(&mut line).await.unwrap();
+        let code: u16 = line
             .split_whitespace()
             .nth(1)
             .and_then(|c| c.parse().ok())
@@ -56,7 +63,7 @@ impl Client {
         let mut len = 0usize;
         loop {
             line.clear();
-            self.reader.read_line(&mut line).unwrap();
+            r.read_line(&mut line).await.unwrap();
             if line == "\r\n" || line.is_empty() {
                 break;
             }
@@ -64,10 +71,48 @@ impl Client {
                 len = v.trim().parse().unwrap();
             }
         }
-        let mut buf = vec![0u8; len];
-        self.reader.read_exact(&mut buf).unwrap();
-        code
+        body.resize(len, 0);
+        r.read_exact(&mut body).await.unwrap();
+        if code == 200 {
+            lat.push(started.elapsed().as_secs_f64() * 1e3);
+        } else {
+            bad += 1;
+        }
     }
+    (lat, bad)
+}
+
+/// Latencies (ms), rate and non-200 answers of `clients` keep-alive connections sending one
+/// request after another for `seconds`, all driven by one thread's event loop (as `wrk` does),
+/// so the load generator spends little of the cores the daemon shares with it.
+fn http_closed_loop(
+    clients: usize,
+    seconds: f64,
+    addr: std::net::SocketAddr,
+    bodies: &Arc<Vec<Vec<u8>>>,
+) -> (QueryFigures, f64, u64) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs_f64(seconds);
+    let results = rt.block_on(async {
+        let tasks: Vec<_> = (0..clients)
+            .map(|c| tokio::spawn(http_client(addr, bodies.clone(), c, clients, until)))
+            .collect();
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        out
+    });
+    let (mut lat, mut bad) = (Vec::new(), 0);
+    for (l, b) in results {
+        lat.extend(l);
+        bad += b;
+    }
+    let rate = lat.len() as f64 / seconds;
+    (summarize(lat), rate, bad)
 }
 
 /// Latencies (ms) and completions of `clients` threads running `work(i)` for `seconds`.
@@ -103,6 +148,22 @@ fn closed_loop<W: FnMut(usize) -> bool + Send + 'static>(
     }
     let rate = lat.len() as f64 / seconds;
     (summarize(lat), rate, bad)
+}
+
+/// CPU time (user + system, every thread, those ended included) of process `pid` (or "self"),
+/// seconds, from `/proc/PID/stat` (in USER_HZ = 100 ticks).
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which can hold spaces) in parentheses: utime and stime are
+    // the 12th and 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    f.iter().sum::<f64>() / 100.0
 }
 
 fn main() {
@@ -176,9 +237,14 @@ fn main() {
         "\n/v1/check against the in-process judge at the same concurrency, 1 KiB texts ({} texts), probe off\n",
         texts.len()
     );
-    println!("| clients | in-process p50 / p99 | HTTP p50 / p99 | p99 difference | in-process /s | HTTP /s | HTTP / in-process | non-200 |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for clients in [1usize, 16, 64] {
+    println!("| clients | in-process p50 / p99 | HTTP p50 / p99 | p99 difference | in-process /s | HTTP /s | HTTP / in-process | CPU per check in process | daemon CPU per request | client CPU per request | non-200 |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let concurrency: Vec<usize> = arg("--clients", "1,16,64")
+        .split(',')
+        .map(|c| c.trim().parse().expect("--clients N,N,..."))
+        .collect();
+    for clients in concurrency {
+        let own = cpu_seconds("self");
         let (inp, inp_rate, _) = closed_loop(clients, seconds, |_| {
             let (a, t) = (analyzer.clone(), texts.clone());
             move |i: usize| {
@@ -187,19 +253,21 @@ fn main() {
                 true
             }
         });
-        let (http, http_rate, bad) = closed_loop(clients, seconds, |_| {
-            let mut c = Client::connect(addr);
-            let b = bodies.clone();
-            move |i: usize| c.check(&b[i % b.len()]) == 200
-        });
+        let (own2, daemon) = (cpu_seconds("self"), cpu_seconds(&child.id().to_string()));
+        let (http, http_rate, bad) = http_closed_loop(clients, seconds, addr, &bodies);
+        let (own3, daemon2) = (cpu_seconds("self"), cpu_seconds(&child.id().to_string()));
+        let per = |cpu: f64, rate: f64| cpu * 1e6 / (rate * seconds);
         println!(
-            "| {clients} | {:.3} / {:.3} ms | {:.3} / {:.3} ms | {:+.3} ms | {inp_rate:.0} | {http_rate:.0} | {:.2} | {bad} |",
+            "| {clients} | {:.3} / {:.3} ms | {:.3} / {:.3} ms | {:+.3} ms | {inp_rate:.0} | {http_rate:.0} | **{:.2}** | {:.0} µs | {:.0} µs | {:.0} µs | {bad} |",
             inp.p50_ms,
             inp.p99_ms,
             http.p50_ms,
             http.p99_ms,
             http.p99_ms - inp.p99_ms,
-            http_rate / inp_rate
+            http_rate / inp_rate,
+            per(own2 - own, inp_rate),
+            per(daemon2 - daemon, http_rate),
+            per(own3 - own2, http_rate),
         );
     }
     let _ = child.kill();
