@@ -181,6 +181,31 @@ impl Analyzer {
         report
     }
 
+    /// Marks the spans of `report` whose whole text the message's `prompt` also holds
+    /// (normalized like the corpus): the model repeating its input, which the verdict counts
+    /// toward nothing and redaction leaves alone.
+    pub fn mark_prompt(&self, report: &mut SpanReport, prompt: Option<&str>) {
+        let Some(prompt) = prompt.filter(|p| !p.is_empty()) else {
+            return;
+        };
+        if report.spans.is_empty() {
+            return;
+        }
+        let index = self.index();
+        let as_written = index.normalizer.normalize(prompt);
+        // Spans of a folded text are folded text: compare them with the folded prompt too.
+        let folded = self
+            .options
+            .fold
+            .then(|| index.normalizer.normalize(&fold(prompt).text));
+        for s in &mut report.spans {
+            // Less the whitespace a span can take in at its edges. Nothing more: a span that
+            // runs on past what the prompt holds is the model continuing from memory.
+            let t = s.text.trim();
+            s.in_prompt = as_written.contains(t) || folded.as_ref().is_some_and(|f| f.contains(t));
+        }
+    }
+
     /// Appends `delta` to a streamed text and updates its spans (see
     /// [`crate::index::incremental`]); the cost is the delta plus the span in progress.
     pub fn push(&self, text: &mut Incremental, delta: &str) {
@@ -229,7 +254,7 @@ impl Analyzer {
         let mut ranges: Vec<(usize, usize)> = report
             .spans
             .iter()
-            .filter(|s| self.options.rules.allowed_by(s).is_none())
+            .filter(|s| !s.in_prompt && self.options.rules.allowed_by(s).is_none())
             .map(|s| (s.start, s.end))
             .chain(report.near.iter().map(|s| (s.start, s.end)))
             .collect();
@@ -309,6 +334,7 @@ mod tests {
             count: 1,
             hits: vec![],
             text: String::new(),
+            in_prompt: false,
         };
         let report = SpanReport {
             index_id: "idx".into(),

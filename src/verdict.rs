@@ -333,6 +333,9 @@ pub struct VerdictSpan {
     /// The deny rule it fired.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub denied_by: Option<String>,
+    /// The message's prompt holds it too (it counts toward nothing).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub in_prompt: bool,
 }
 
 /// The probe's findings on one message.
@@ -437,14 +440,21 @@ pub fn judge(
     // longest span.
     let allowed: Vec<Option<&SourceRule>> =
         report.spans.iter().map(|s| rules.allowed_by(s)).collect();
-    let (coverage, longest, counted) = if allowed.iter().all(Option::is_none) {
+    // So are spans the message's prompt holds (the model repeating its input).
+    let excused: Vec<bool> = report
+        .spans
+        .iter()
+        .zip(&allowed)
+        .map(|(s, a)| a.is_some() || s.in_prompt)
+        .collect();
+    let (coverage, longest, counted) = if !excused.contains(&true) {
         (report.coverage, report.longest, report.spans.len())
     } else {
         let kept: Vec<_> = report
             .spans
             .iter()
-            .zip(&allowed)
-            .filter(|(_, a)| a.is_none())
+            .zip(&excused)
+            .filter(|(_, &e)| !e)
             .map(|(s, _)| s)
             .collect();
         let covered = crate::index::search::covered_chars(kept.iter().map(|s| (s.start, s.end)));
@@ -507,8 +517,8 @@ pub fn judge(
         }
     }
     let mut fired: Vec<&str> = Vec::new();
-    for (s, a) in report.spans.iter().zip(&allowed) {
-        if a.is_some() {
+    for (s, &e) in report.spans.iter().zip(&excused) {
+        if e {
             continue;
         }
         if let Some(r) = rules
@@ -563,8 +573,8 @@ pub fn judge(
             provenance: s.hits.iter().map(provenance).collect(),
             boundary_score: None,
             allowed_by: allowed.map(|r| r.name.clone()),
-            denied_by: allowed
-                .is_none()
+            in_prompt: s.in_prompt,
+            denied_by: (allowed.is_none() && !s.in_prompt)
                 .then(|| rules.denied_by(s).map(|r| r.name.clone()))
                 .flatten(),
         })
@@ -693,6 +703,7 @@ mod tests {
                 count: 1,
                 hits: vec![],
                 text: String::new(),
+                in_prompt: false,
             })
             .collect();
         let covered = covered_chars(spans.iter().map(|s| (s.start, s.end)));
@@ -830,6 +841,28 @@ mod tests {
         assert_eq!(judge("m", &r, None, &rules).severity, Severity::Critical);
         let r = sourced(1000, &[(0, 60, &[("public/x.txt", "")])]);
         assert_eq!(judge("m", &r, None, &rules).severity, Severity::Low);
+    }
+
+    #[test]
+    fn spans_the_prompt_holds_count_toward_nothing_and_fire_no_rule() {
+        let mut gpl = rule("no-gpl", SourceAction::Deny, "license", &["GPL-3.0"]);
+        gpl.severity = Severity::High;
+        let rules = rules_with(vec![gpl]);
+        let mut r = sourced(
+            1000,
+            &[(0, 500, &[("b", "GPL-3.0")]), (600, 660, &[("web", "")])],
+        );
+        r.spans[0].in_prompt = true;
+        let v = judge("m", &r, None, &rules);
+        // Only the 60-char span counts: low by length and coverage, no deny rule.
+        assert_eq!((v.severity, v.longest_span_chars), (Severity::Low, 60));
+        assert!((v.coverage - 0.06).abs() < 1e-9);
+        assert!(v.spans[0].in_prompt && v.spans[0].denied_by.is_none());
+        assert!(!v.spans[1].in_prompt);
+        assert!(v.reasons.iter().all(|x| x.code != "source_rule"));
+        // Every span in the prompt: nothing raised.
+        r.spans[1].in_prompt = true;
+        assert_eq!(judge("m", &r, None, &rules).severity, Severity::None);
     }
 
     #[test]

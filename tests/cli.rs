@@ -127,6 +127,30 @@ fn build_stats_verify_check() {
         .ends_with("novel.txt"));
     assert!(r["coverage"].as_f64().unwrap() > 0.5);
 
+    // With the passage in the prompt (`--prompt`), the span is the model repeating its input;
+    // a prompt holding only part of it does not excuse the rest.
+    for (prompt, held) in [
+        (format!("Please quote this: {PASSAGE}"), true),
+        (PASSAGE[..80].to_string(), false),
+    ] {
+        let p = d.path().join("prompt.txt");
+        std::fs::write(&p, prompt).unwrap();
+        let o = run(
+            &[
+                "check",
+                "--index",
+                idx.to_str().unwrap(),
+                "--json",
+                "--prompt",
+                p.to_str().unwrap(),
+            ],
+            Some(&output),
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(r["spans"][0].get("in_prompt").is_some(), held, "{r}");
+    }
+
     // Piped output defaults to JSON; --pretty marks the span for a person.
     let o = run(
         &["check", "--index", idx.to_str().unwrap(), "--pretty"],

@@ -137,6 +137,63 @@ fn file_source_writes_verdicts_alerts_and_lossless_dead_letters() {
     );
 }
 
+/// A message whose `prompt` holds the passage it quotes is the model repeating its input: no
+/// alert, the span marked `in_prompt`. The same quote without the prompt, or running on past
+/// what the prompt holds, is the usual critical verdict and alert.
+#[test]
+fn quotes_of_the_prompt_raise_nothing() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let index = build_index(dir.path());
+    let g = broker::workload::gettysburg();
+    let (quote, longer) = (&g[..300], &g[..600]);
+    let input = [
+        serde_json::json!({"id": "echo", "text": format!("As you wrote: {quote}"), "prompt": format!("Summarize: {quote}")}),
+        serde_json::json!({"id": "bare", "text": format!("As you wrote: {quote}")}),
+        serde_json::json!({"id": "on", "text": format!("It goes on: {longer}"), "prompt": format!("Continue: {quote}")}),
+    ]
+    .map(|v| v.to_string())
+    .join("\n");
+    let path = dir.path().join("in.jsonl");
+    std::fs::write(&path, input).unwrap();
+    let out = |name: &str| dir.path().join(name).display().to_string();
+    let o = memaudit(
+        &[
+            "serve",
+            "--index",
+            index.to_str().unwrap(),
+            "--input",
+            path.to_str().unwrap(),
+            "--http",
+            "",
+            "--set",
+            "probe.policy=\"off\"",
+            "--set",
+            &format!("file.verdicts={:?}", out("v.jsonl")),
+            "--set",
+            &format!("file.alerts={:?}", out("a.jsonl")),
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let verdicts = lines(&dir.path().join("v.jsonl"));
+    let by_id = |id: &str| verdicts.iter().find(|v| v["id"] == id).unwrap();
+    let echo = by_id("echo");
+    assert_eq!(echo["severity"], "none", "{echo}");
+    assert_eq!(echo["spans"][0]["in_prompt"], true, "{echo}");
+    assert_eq!(by_id("bare")["severity"], "critical");
+    let on = by_id("on");
+    assert_eq!(on["severity"], "critical", "{on}");
+    assert!(on["spans"][0].get("in_prompt").is_none(), "{on}");
+    let alerted: Vec<String> = lines(&dir.path().join("a.jsonl"))
+        .iter()
+        .map(|a| a["id"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let mut alerted = alerted;
+    alerted.sort();
+    assert_eq!(alerted, ["bare", "on"]);
+}
+
 #[test]
 fn stdin_to_stdout() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());

@@ -116,6 +116,34 @@ fn verdicts_actions_and_redaction() {
     assert_eq!(again["verdict"]["spans_total"], 0, "{again}");
     assert_eq!(again["action"], "allow");
 
+    // Quotes the prompt holds are the model repeating its input: they count toward nothing
+    // and are not redacted; the others still are.
+    let with_prompt = |text: &str, prompt: &str| {
+        let (code, v) = post(
+            &d,
+            &[],
+            &serde_json::json!({"id": "p", "text": text, "prompt": prompt}).to_string(),
+        );
+        assert_eq!(code, 200, "{v}");
+        v
+    };
+    let v = with_prompt(
+        &format!("Sure: {}", &g[..400]),
+        &format!("Repeat this back: {}", &g[..400]),
+    );
+    assert_eq!(v["verdict"]["severity"], "none", "{v}");
+    assert_eq!(v["action"], "allow");
+    assert_eq!(v["verdict"]["spans"][0]["in_prompt"], true, "{v}");
+    let v = with_prompt(&text, &format!("What does this mean? {q1}"));
+    assert_eq!(v["action"], "redact", "{v}");
+    let spans = v["verdict"]["spans"].as_array().unwrap();
+    assert_eq!(spans.len(), 2, "{v}");
+    assert_eq!(spans[0]["in_prompt"], true, "{v}");
+    assert!(spans[1].get("in_prompt").is_none(), "{v}");
+    let red = v["text"].as_str().unwrap();
+    assert_eq!(red.matches("[redacted: training data]").count(), 1, "{red}");
+    assert!(red.contains(q1.trim()) && !red.contains(q2.trim()), "{red}");
+
     // A short quote (80 characters) in long novel text: low, allowed (redact_at = high).
     let v = check(
         &d,
@@ -149,7 +177,7 @@ fn verdicts_actions_and_redaction() {
             &m,
             "memaudit_http_requests_total{endpoint=\"/v1/check\",status=\"200\"}"
         ),
-        5.0,
+        7.0,
         "{m}"
     );
     assert_eq!(

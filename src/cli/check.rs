@@ -2,7 +2,7 @@
 //! for a person (the text with each span marked, reverse video on a colour terminal, `[[...]]`
 //! otherwise, then a table of spans with counts and the first provenance hit).
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 use memaudit::analyze::{self, Analyzer};
 use memaudit::index::near::NearOptions;
@@ -44,6 +44,10 @@ pub struct CheckArgs {
     /// Fold zero-width, look-alike and typographic characters before matching.
     #[arg(long)]
     fold: bool,
+    /// The prompt the text answers (a file): spans it holds too are marked `in_prompt`, the
+    /// model repeating its input rather than its training data.
+    #[arg(long)]
+    prompt: Option<PathBuf>,
 }
 
 pub fn run(a: CheckArgs) -> Result<()> {
@@ -62,7 +66,17 @@ pub fn run(a: CheckArgs) -> Result<()> {
         fold: a.fold,
         ..Default::default()
     };
-    let report = Analyzer::new(index, None, tokenizer, options)?.spans(&text);
+    let prompt = a
+        .prompt
+        .as_deref()
+        .map(|p| {
+            std::fs::read_to_string(p)
+                .with_context(|| format!("--prompt {}: cannot read as UTF-8 text", p.display()))
+        })
+        .transpose()?;
+    let analyzer = Analyzer::new(index, None, tokenizer, options)?;
+    let mut report = analyzer.spans(&text);
+    analyzer.mark_prompt(&mut report, prompt.as_deref());
     let mut stdout = std::io::stdout().lock();
     let terminal = stdout.is_terminal();
     if a.json || (!terminal && !a.pretty) {
@@ -155,9 +169,10 @@ fn render(text: &str, report: &SpanReport, color: bool) -> String {
                 format!("doc {} {source}{line} +{}", h.doc, h.offset)
             })
             .unwrap_or_default();
+        let echo = if s.in_prompt { "  (in the prompt)" } else { "" };
         let _ = writeln!(
             out,
-            "{:>3}  {:>13}  {:>6}  {:>6}  {:>8}  {first}",
+            "{:>3}  {:>13}  {:>6}  {:>6}  {:>8}  {first}{echo}",
             i + 1,
             format!("{}..{}", s.start, s.end),
             s.len_chars,

@@ -240,6 +240,10 @@ pub struct Span {
     pub hits: Vec<Hit>,
     /// The matched normalized text.
     pub text: String,
+    /// The message's prompt holds this text too: the model repeated its input, which is not a
+    /// leak of training data ([`crate::analyze::Analyzer::mark_prompt`]).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub in_prompt: bool,
 }
 
 /// Everything `spans` found in one text.
@@ -548,6 +552,7 @@ impl Index {
                     count,
                     hits,
                     text: matched.to_string(),
+                    in_prompt: false,
                 }
             })
             .collect()

@@ -303,7 +303,9 @@ impl CheckService {
         let this = self.clone();
         self.run(permit, move || {
             super::failpoint::check("match", &msg.text);
-            let report = this.analyzer.spans(&msg.text);
+            let mut report = this.analyzer.spans(&msg.text);
+            this.analyzer
+                .mark_prompt(&mut report, msg.prompt.as_deref());
             Ok(this.judge(msg, report))
         })
         .await
@@ -350,6 +352,7 @@ impl CheckService {
                     text: e.text,
                     model: e.model,
                     chunk: None,
+                    prompt: None,
                 };
                 let r = this.judge(msg, e.report);
                 answer.state = "final";

@@ -36,6 +36,10 @@ pub struct Decoded {
     pub model: Option<String>,
     /// Set when the message is one chunk of a streamed output (`text` is its delta).
     pub chunk: Option<ChunkMark>,
+    /// The prompt the text answers, when a whole message carries one (`prompt`, a string):
+    /// spans it holds too are the model repeating its input
+    /// ([`crate::analyze::Analyzer::mark_prompt`]).
+    pub prompt: Option<String>,
 }
 
 /// Where a chunk goes in its output.
@@ -151,6 +155,7 @@ pub fn decode(payload: &[u8], origin: &Origin, cfg: &InputConfig) -> Result<Deco
             text: s.to_string(),
             model: None,
             chunk: None,
+            prompt: None,
         }),
         InputFormat::Chunks => decode_chunk(s, cfg),
         InputFormat::Json => {
@@ -184,6 +189,7 @@ pub fn decode(payload: &[u8], origin: &Origin, cfg: &InputConfig) -> Result<Deco
                 text,
                 model: take_model(&mut obj),
                 chunk: None,
+                prompt: take_prompt(&mut obj),
             })
         }
     }
@@ -217,6 +223,14 @@ fn take_id(
             "`{field}` is {}, not a non-empty string or a number",
             kind(&other)
         )),
+    }
+}
+
+/// The prompt, when the payload carries one as a string.
+fn take_prompt(obj: &mut serde_json::Map<String, Value>) -> Option<String> {
+    match obj.remove("prompt") {
+        Some(Value::String(p)) => Some(p),
+        _ => None,
     }
 }
 
@@ -283,6 +297,7 @@ fn decode_chunk(s: &str, cfg: &InputConfig) -> Result<Decoded, DeadLetter> {
         text,
         model: take_model(&mut obj),
         chunk: Some(ChunkMark { seq, last }),
+        prompt: None,
     })
 }
 
@@ -327,6 +342,22 @@ mod tests {
         .unwrap();
         assert_eq!((d.id.as_str(), d.text.as_str()), ("m1", "hello"));
         assert_eq!(d.model.as_deref(), Some("x"));
+        assert!(d.prompt.is_none());
+        let d = decode(
+            br#"{"id":"m2","text":"hello","prompt":"say hello"}"#,
+            &origin(),
+            &InputConfig::default(),
+        )
+        .unwrap();
+        assert_eq!(d.prompt.as_deref(), Some("say hello"));
+        // A prompt that is not a string is ignored, as an unknown field is.
+        let d = decode(
+            br#"{"id":"m3","text":"hello","prompt":{"role":"user"}}"#,
+            &origin(),
+            &InputConfig::default(),
+        )
+        .unwrap();
+        assert!(d.prompt.is_none());
         let d = decode(br#"{"id":12,"text":""}"#, &origin(), &cfg()).unwrap();
         assert_eq!(d.id, "12");
         let d = decode(br#"{"text":"t"}"#, &origin(), &cfg()).unwrap();

@@ -293,7 +293,9 @@ impl Pipeline {
         }
         let matched = catch_unwind(AssertUnwindSafe(|| {
             super::failpoint::check("match", &msg.text);
-            let report = self.analyzer.spans(&msg.text);
+            let mut report = self.analyzer.spans(&msg.text);
+            self.analyzer
+                .mark_prompt(&mut report, msg.prompt.as_deref());
             let wants = self.wants_probe(&msg.id, &report);
             (report, wants)
         }));
@@ -371,6 +373,7 @@ impl Pipeline {
                 text: e.text,
                 model: e.model,
                 chunk: None,
+                prompt: None,
             },
             report: e.report,
             stream: Some(e.info),
