@@ -139,7 +139,9 @@ fn main() {
                     inc_t[slot].push(ti);
                     // Both ways find the same spans.
                     assert_eq!(
-                        analyzer.report_parts(std::slice::from_ref(&inc)).spans,
+                        analyzer
+                            .report_parts(std::slice::from_ref(&inc), false)
+                            .spans,
                         r.spans
                     );
                 }

@@ -215,8 +215,14 @@ impl Analyzer {
 
     /// The report on a streamed text made of `parts` (consecutive pieces with gaps between
     /// them, each matched on its own), as [`Analyzer::spans`] reports a whole text.
-    pub fn report_parts(&self, parts: &[Incremental]) -> SpanReport {
+    ///
+    /// `ended`: the output is over. With `near` on, its near-verbatim spans are then added, found
+    /// in one pass over each part: the chunks before cost only their own length, the end costs
+    /// the output's (chaining seeds across chunks as they arrive is not done).
+    pub fn report_parts(&self, parts: &[Incremental], ended: bool) -> SpanReport {
+        let index = self.index();
         let mut spans = Vec::new();
+        let mut near = Vec::new();
         let mut shift = 0;
         for p in parts {
             spans.extend(p.spans().map(|s| Span {
@@ -224,9 +230,18 @@ impl Analyzer {
                 end: s.end + shift,
                 ..s.clone()
             }));
+            if let Some(opts) = self.options.near.as_ref().filter(|_| ended) {
+                let mapped = index.normalizer.normalize_mapped(p.text());
+                near.extend(index.near_spans(&mapped, opts).into_iter().map(|mut s| {
+                    s.start += shift;
+                    s.end += shift;
+                    s
+                }));
+            }
             shift += p.chars();
         }
-        let mut report = self.with_span_options(|opts| self.index().report(shift, spans, opts));
+        let mut report = self.with_span_options(|opts| index.report(shift, spans, opts));
+        report.near = near;
         keep_min_tokens(&mut report, self.options.min_tokens);
         report
     }

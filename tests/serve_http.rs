@@ -556,6 +556,36 @@ fn near_verbatim_and_folded_quotes() {
     );
     assert_ne!(v["verdict"]["severity"], "none");
 
+    // The same text streamed in chunks: its final verdict holds the same near span.
+    let whole = format!("He said: {} and left.", edited.join(" "));
+    let cut: Vec<String> = whole
+        .chars()
+        .collect::<Vec<_>>()
+        .chunks(40)
+        .map(|c| c.iter().collect())
+        .collect();
+    for (k, delta) in cut.iter().enumerate() {
+        let last = k + 1 == cut.len();
+        let (code, a) = chunk(&d, "streamed-near", k as u64, delta, last);
+        assert_eq!(code, 200, "{a}");
+        if last {
+            assert_eq!(a["state"], "final", "{a}");
+            let streamed = &a["verdict"]["near_spans"];
+            assert_eq!(streamed.as_array().map(Vec::len), Some(1), "{a}");
+            assert_eq!(
+                (
+                    &streamed[0]["start"],
+                    &streamed[0]["end"],
+                    &streamed[0]["edits"]
+                ),
+                (&near[0]["start"], &near[0]["end"], &near[0]["edits"]),
+                "{a}"
+            );
+        } else {
+            assert!(a["verdict"]["near_spans"].is_null(), "{a}");
+        }
+    }
+
     let disguised: String = g[..300]
         .chars()
         .map(|c| match c {

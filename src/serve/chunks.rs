@@ -321,7 +321,7 @@ impl Streams {
             return out;
         }
         if o.chunks > applied {
-            let report = analyzer.report_parts(&o.parts);
+            let report = analyzer.report_parts(&o.parts, false);
             let verdict = analyzer.judge(&msg.id, &report, None);
             if verdict.severity >= self.alert_at
                 && verdict.severity > Severity::None
@@ -398,7 +398,7 @@ impl Streams {
             let next = o.next;
             o.missing.push([next, l + 1]);
         }
-        let report = analyzer.report_parts(&o.parts);
+        let report = analyzer.report_parts(&o.parts, true);
         let text: String = o.parts.iter().map(|p| p.text()).collect();
         let info = o.info(true, ended_by);
         Some(Ended {
