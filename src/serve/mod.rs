@@ -104,6 +104,7 @@ pub fn preflight(cfg: &Config) -> Result<()> {
 fn analyzer(cfg: &Config) -> Result<Analyzer> {
     // The index's errors name its files; the context names the key.
     let index = crate::index::Index::open(&cfg.index.dir).context("index.dir")?;
+    index.prepare();
     let model = cfg.model.resolved_path();
     let mut probe = None;
     let mut tokenizer = None;

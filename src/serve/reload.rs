@@ -76,9 +76,13 @@ pub(crate) fn spawn(
             let current = analyzer.index();
             let started = Instant::now();
             let d = dir.clone();
-            let opened =
-                tokio::task::spawn_blocking(move || crate::index::verify::open_next(&d, &current))
-                    .await;
+            let opened = tokio::task::spawn_blocking(move || {
+                let next = crate::index::verify::open_next(&d, &current)?;
+                // Before the swap, so no query waits for it.
+                next.prepare();
+                Ok(next)
+            })
+            .await;
             let opened = match opened {
                 Ok(r) => r,
                 Err(e) => Err(anyhow::anyhow!("the reload task failed: {e}")),
