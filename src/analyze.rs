@@ -143,42 +143,66 @@ impl Analyzer {
     /// Cyrillic words or mathematical letters too).
     pub fn spans(&self, text: &str) -> SpanReport {
         let index = self.index();
-        let query = |t: &str| {
-            self.with_span_options(|opts| match &self.options.near {
-                Some(near) => index.spans_and_near(t, opts, near),
-                None => index.spans(t, opts),
-            })
-        };
-        let mut report = query(text);
+        let mut report = self.query(&index, text);
         if self.options.fold {
-            let f = fold(text);
-            if f.text != text {
-                let folded = query(&f.text);
-                let back = |(a, b): (usize, usize)| {
-                    if a < b {
-                        f.original_range(a, b)
-                    } else {
-                        (a, b)
-                    }
-                };
-                let mut spans = std::mem::take(&mut report.spans);
-                spans.extend(folded.spans.into_iter().map(|mut s| {
-                    (s.start, s.end) = back((s.start, s.end));
-                    s
-                }));
-                let mut near = std::mem::take(&mut report.near);
-                near.extend(folded.near.into_iter().map(|mut s| {
-                    (s.start, s.end) = back((s.start, s.end));
-                    s
-                }));
-                let spans = outermost(spans, |s| (s.start, s.end));
-                report = self.with_span_options(|opts| index.report(f.original_chars, spans, opts));
-                report.near = outermost(near, |s| (s.start, s.end));
+            let (mut spans, mut near) = (
+                std::mem::take(&mut report.spans),
+                std::mem::take(&mut report.near),
+            );
+            if self.add_folded(&index, text, &mut spans, &mut near) {
+                report =
+                    self.with_span_options(|opts| index.report(report.text_chars, spans, opts));
+            } else {
+                report.spans = spans;
             }
+            report.near = near;
             report.folded = true;
         }
         keep_min_tokens(&mut report, self.options.min_tokens);
         report
+    }
+
+    /// The exact spans of `text`, and its near spans with `near` on.
+    fn query(&self, index: &Index, text: &str) -> SpanReport {
+        self.with_span_options(|opts| match &self.options.near {
+            Some(near) => index.spans_and_near(text, opts, near),
+            None => index.spans(text, opts),
+        })
+    }
+
+    /// With `fold`: when folding changes `text`, matches the folded text too and keeps the
+    /// outermost of both sets (`spans` and `near` of `text` as written, on entry); positions are
+    /// `text`'s. Returns whether the folded text was matched.
+    fn add_folded(
+        &self,
+        index: &Index,
+        text: &str,
+        spans: &mut Vec<Span>,
+        near: &mut Vec<crate::index::near::NearSpan>,
+    ) -> bool {
+        let f = fold(text);
+        if f.text == text {
+            return false;
+        }
+        let folded = self.query(index, &f.text);
+        let back = |(a, b): (usize, usize)| {
+            if a < b {
+                f.original_range(a, b)
+            } else {
+                (a, b)
+            }
+        };
+        spans.extend(folded.spans.into_iter().map(|mut s| {
+            (s.start, s.end) = back((s.start, s.end));
+            s
+        }));
+        near.extend(folded.near.into_iter().map(|mut s| {
+            (s.start, s.end) = back((s.start, s.end));
+            s
+        }));
+        *spans = outermost(std::mem::take(spans), |s| (s.start, s.end));
+        *near = outermost(std::mem::take(near), |s| (s.start, s.end));
+        true
     }
 
     /// Marks the spans of `report` whose whole text the message's `prompt` also holds
@@ -216,32 +240,43 @@ impl Analyzer {
     /// The report on a streamed text made of `parts` (consecutive pieces with gaps between
     /// them, each matched on its own), as [`Analyzer::spans`] reports a whole text.
     ///
-    /// `ended`: the output is over. With `near` on, its near-verbatim spans are then added, found
-    /// in one pass over each part: the chunks before cost only their own length, the end costs
-    /// the output's (chaining seeds across chunks as they arrive is not done).
+    /// `ended`: the output is over. Then, with `near` on, its near-verbatim spans are added,
+    /// found in one pass over each part, and with `fold` on, each part that folding changes is
+    /// matched folded too, as [`Analyzer::spans`] does: the chunks before cost only their own
+    /// length, the end costs the output's (chaining seeds across chunks as they arrive is not
+    /// done). Before the end, the report has the exact spans of the text as written.
     pub fn report_parts(&self, parts: &[Incremental], ended: bool) -> SpanReport {
         let index = self.index();
         let mut spans = Vec::new();
         let mut near = Vec::new();
         let mut shift = 0;
         for p in parts {
-            spans.extend(p.spans().map(|s| Span {
-                start: s.start + shift,
-                end: s.end + shift,
-                ..s.clone()
-            }));
-            if let Some(opts) = self.options.near.as_ref().filter(|_| ended) {
-                let mapped = index.normalizer.normalize_mapped(p.text());
-                near.extend(index.near_spans(&mapped, opts).into_iter().map(|mut s| {
-                    s.start += shift;
-                    s.end += shift;
-                    s
-                }));
+            let mut part: Vec<Span> = p.spans().cloned().collect();
+            let mut part_near = Vec::new();
+            if ended {
+                if let Some(opts) = self.options.near.as_ref() {
+                    let mapped = index.normalizer.normalize_mapped(p.text());
+                    part_near = index.near_spans(&mapped, opts);
+                }
+                if self.options.fold {
+                    self.add_folded(&index, p.text(), &mut part, &mut part_near);
+                }
             }
+            spans.extend(part.into_iter().map(|mut s| {
+                s.start += shift;
+                s.end += shift;
+                s
+            }));
+            near.extend(part_near.into_iter().map(|mut s| {
+                s.start += shift;
+                s.end += shift;
+                s
+            }));
             shift += p.chars();
         }
         let mut report = self.with_span_options(|opts| index.report(shift, spans, opts));
         report.near = near;
+        report.folded = ended && self.options.fold;
         keep_min_tokens(&mut report, self.options.min_tokens);
         report
     }

@@ -603,5 +603,37 @@ fn near_verbatim_and_folded_quotes() {
         span["end"].as_u64().unwrap() as usize + 3 >= disguised.chars().count(),
         "{v}"
     );
+
+    // The disguised text streamed in chunks: the open answers match it as written (nothing), the
+    // final verdict folded, with the whole-text check's span.
+    let cut: Vec<String> = disguised
+        .chars()
+        .collect::<Vec<_>>()
+        .chunks(40)
+        .map(|c| c.iter().collect())
+        .collect();
+    for (k, delta) in cut.iter().enumerate() {
+        let last = k + 1 == cut.len();
+        let (code, a) = chunk(&d, "streamed-folded", k as u64, delta, last);
+        assert_eq!(code, 200, "{a}");
+        if last {
+            assert_eq!(a["state"], "final", "{a}");
+            assert_eq!(a["verdict"]["folded"], true, "{a}");
+            let streamed = &a["verdict"]["spans"];
+            assert_eq!(streamed.as_array().map(Vec::len), Some(1), "{a}");
+            assert_eq!(
+                (&streamed[0]["start"], &streamed[0]["end"]),
+                (&span["start"], &span["end"]),
+                "{a}"
+            );
+            assert_eq!(a["verdict"]["longest_span_chars"], 300, "{a}");
+        } else {
+            assert_eq!(
+                a["verdict"]["spans"].as_array().map(Vec::len),
+                Some(0),
+                "{a}"
+            );
+        }
+    }
     d.stop();
 }
