@@ -248,6 +248,13 @@ fn main() {
         mb(index.manifest.totals.text_bytes),
         index.shards.len()
     );
+    let t = Instant::now();
+    index.prepare();
+    println!(
+        "search sample read in {:.0} ms, {:.1} MiB (Index::prepare, as the daemon does)",
+        t.elapsed().as_secs_f64() * 1000.0,
+        index.sample_bytes() as f64 / (1 << 20) as f64,
+    );
     let docs = load_docs(&a.corpus, 4000);
     let sets = make_sets(&docs, a.queries);
     let opts = SpanOptions::default();

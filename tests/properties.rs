@@ -138,6 +138,11 @@ proptest! {
             check_against_reference(&index, &docs, d, min_len);
         }
         check_against_reference(&index, &docs, &docs.concat(), min_len);
+        // Without the search sample (a one-shot check's index): the same answers.
+        let plain = Index::open(dir.path().join("index")).unwrap();
+        for q in queries.iter().chain(&docs) {
+            check_against_reference(&plain, &docs, q, min_len);
+        }
     }
 
     /// A text pushed in pieces has the spans of the whole text, after every piece.

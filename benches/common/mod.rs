@@ -66,7 +66,10 @@ pub fn open_or_build_index(index: &Path, corpus: &Path) -> memaudit::index::Inde
             .success();
         assert!(ok, "index build");
     }
-    memaudit::index::Index::open(index).expect("open the benchmark index")
+    let opened = memaudit::index::Index::open(index).expect("open the benchmark index");
+    // As the daemon does: searches start on the in-memory sample.
+    opened.prepare();
+    opened
 }
 
 /// Query texts of the index benchmarks: seeded "novel" texts (corpus words in a new random order)

@@ -2,8 +2,8 @@
 //!
 //! Opening costs O(shards): each file's size and 32-byte header are checked against the manifest
 //! (wrong version, swapped, truncated or extended files are refused with the file named), but no
-//! content is read, so start-up time does not grow with the corpus. (The first search of a shard
-//! reads its in-memory sample, 1.6% of its text: [`super::search::Sample`].) Content
+//! content is read, so start-up time and resident memory do not grow with the corpus
+//! ([`Index::prepare`] reads the search sample, 1.6% of the text, for long-running users). Content
 //! corruption that keeps sizes intact is found by `index verify`; until then every access below is
 //! bounds-checked, so a corrupted file can give a wrong answer for the corrupted region but can never
 //! make a query panic or read outside its mapping.
@@ -116,7 +116,7 @@ pub struct Shard {
     /// Per 4 KiB page of text: [`PAGE_LIVE`], [`PAGE_REMOVED`] or [`PAGE_MIXED`], so most
     /// positions are classified by one lookup and only those in mixed pages search `removed`.
     removed_pages: Vec<u8>,
-    /// The first bytes of every few suffixes, read on the first search ([`Shard::sample`]).
+    /// The first bytes of every few suffixes, once [`Index::prepare`] has read them.
     pub(super) sample: std::sync::OnceLock<super::search::Sample>,
 }
 

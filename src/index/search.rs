@@ -5,7 +5,8 @@
 //!
 //! **Primitive.** [`Shard::bound`] is a binary search over the suffix array that skips the prefix
 //! already known to match both interval ends (Manber & Myers' `mlr` trick). It first narrows the
-//! interval on an in-memory [`Sample`] of every few suffixes' first 8 bytes, so a search costs a
+//! interval on an in-memory [`Sample`] of every few suffixes' first 8 bytes (once
+//! [`Index::prepare`] has read it), so a search costs a
 //! binary search in cache and then log2([`SAMPLE_STEP`]) probes of one suffix-array entry and a
 //! few text bytes each in the mapped files, instead of log2(suffixes). It also yields the
 //! longest prefix of the pattern that occurs anywhere in the shard (the suffixes sharing the most with
@@ -40,10 +41,11 @@ use serde::Serialize;
 /// of the text).
 pub const SAMPLE_STEP: usize = 512;
 
-/// The first 8 bytes of every `step`-th suffix in suffix-array order, kept in memory: a search
-/// first narrows to `step` slots here (in cache) before it reads the mapped suffix array and
-/// text (a cache and TLB miss each per step). Queries of 1 KiB texts on the 350 MB benchmark
-/// index took about half the time with it (`cargo bench --bench check_api`, in-process column).
+/// The first 8 bytes of every `step`-th suffix in suffix-array order, kept in memory once
+/// [`Index::prepare`] has read them: a search first narrows to `step` slots here (in cache)
+/// before it reads the mapped suffix array and text (a cache and TLB miss each per step). One
+/// thread's query rate on the 350 MB benchmark index rose 1.15–1.48× with it (`cargo bench
+/// --bench index`, means of runs; README, Performance).
 pub struct Sample {
     step: usize,
     keys: Vec<u64>,
@@ -88,10 +90,8 @@ fn common_prefix(a: &[u8], b: &[u8]) -> usize {
 }
 
 impl Shard {
-    /// This shard's [`Sample`], read on the first call (one random read per sampled slot: about
-    /// 0.2 s for the 350 MB benchmark index in the page cache). [`Index::prepare`] reads them
-    /// ahead.
-    pub fn sample(&self) -> &Sample {
+    /// Reads this shard's [`Sample`] (one random read per sampled slot), once.
+    fn prepare(&self) {
         self.sample.get_or_init(|| {
             let step = Sample::step(self.sa().len());
             Sample {
@@ -101,7 +101,7 @@ impl Shard {
                     .map(|i| key(self.suffix(i)))
                     .collect(),
             }
-        })
+        });
     }
 
     /// Binary search for `pat`. Returns the first suffix-array slot whose suffix is not less than
@@ -165,13 +165,16 @@ impl Shard {
     }
 
     /// The suffix-array slots `[lo, hi)` that hold [`Shard::search`]'s answer for `pat`, from the
-    /// sample alone: a sampled suffix whose first 8 bytes sort below `pat`'s (padded with 0x00)
+    /// sample alone (all of them when the shard has none): a sampled suffix whose first 8 bytes sort below `pat`'s (padded with 0x00)
     /// is below `pat` and does not start with it, so the answer is after it; one whose first 8
     /// bytes sort above `pat`'s (padded with 0xFF) differs from `pat` at a byte of `pat` and is
     /// above it, so the answer is at or before it. Equal keys decide nothing.
     fn sampled_bounds(&self, pat: &[u8]) -> (usize, usize) {
-        let Sample { step, keys } = self.sample();
-        let (step, n) = (*step, self.sa().len());
+        let n = self.sa().len();
+        let Some(Sample { step, keys }) = self.sample.get() else {
+            return (0, n);
+        };
+        let step = *step;
         let m = pat.len().min(8);
         let (mut low, mut high) = ([0u8; 8], [0xFFu8; 8]);
         low[..m].copy_from_slice(&pat[..m]);
@@ -428,13 +431,24 @@ pub fn covered_chars(ranges: impl IntoIterator<Item = (usize, usize)>) -> usize 
 }
 
 impl Index {
-    /// Reads every shard's [`Sample`] now (in parallel), so that the first queries do not pay
-    /// for it: the daemon calls this before it is ready and before it moves to a new generation.
+    /// Reads every shard's [`Sample`] (in parallel), with which searches start in memory. For
+    /// long-running users: it costs 70–180 ms on the 350 MB benchmark index in the page cache,
+    /// 1.4 s cold (the daemon logs it as "search sample read"), which a one-shot `memaudit check` of one
+    /// text would not win back. The daemon calls it before it is ready and before it moves to a
+    /// new generation; the benchmarks call it. Without it, searches run the whole binary search
+    /// on the mapped files, with the same answers.
     pub fn prepare(&self) {
         use rayon::prelude::*;
-        self.shards.par_iter().for_each(|s| {
-            s.sample();
-        });
+        self.shards.par_iter().for_each(Shard::prepare);
+    }
+
+    /// Bytes of memory the shards' [`Sample`]s hold (0 before [`Index::prepare`]).
+    pub fn sample_bytes(&self) -> usize {
+        self.shards
+            .iter()
+            .filter_map(|s| s.sample.get())
+            .map(|x| x.keys.len() * 8)
+            .sum()
     }
 
     /// Longest prefix of `pat` occurring in any shard, in bytes.

@@ -35,14 +35,17 @@ pub fn options(out: PathBuf, inputs: Vec<PathBuf>, shard_bytes: u64) -> BuildOpt
     }
 }
 
-/// Builds an index of `docs` in `dir/index` with shards of `shard_bytes`, and opens it.
+/// Builds an index of `docs` in `dir/index` with shards of `shard_bytes`, and opens it with its
+/// search sample read, as the daemon does (`Index::open` alone gives one without).
 pub fn index_of(dir: &Path, docs: &[String], shard_bytes: u64, algorithm: SaAlgorithm) -> Index {
     let input = write_jsonl(dir, docs);
     let out = dir.join("index");
     let mut opts = options(out.clone(), vec![input], shard_bytes);
     opts.algorithm = algorithm;
     build(&opts).unwrap();
-    Index::open(&out).unwrap()
+    let index = Index::open(&out).unwrap();
+    index.prepare();
+    index
 }
 
 /// Path to the compiled `memaudit` binary.
