@@ -6,9 +6,9 @@
 //! **Primitive.** [`Shard::bound`] is a binary search over the suffix array that skips the prefix
 //! already known to match both interval ends (Manber & Myers' `mlr` trick). It first narrows the
 //! interval on an in-memory [`Sample`] of every few suffixes' first 8 bytes (once
-//! [`Index::prepare`] has read it), so a search costs a
-//! binary search in cache and then log2([`SAMPLE_STEP`]) probes of one suffix-array entry and a
-//! few text bytes each in the mapped files, instead of log2(suffixes). It also yields the
+//! [`Index::prepare`] has read it), so a search costs a binary search in cache and then
+//! log2([`SAMPLE_STEP`]) probes of one suffix-array entry and a few text bytes each in the mapped
+//! files, instead of log2(suffixes). It also yields the
 //! longest prefix of the pattern that occurs anywhere in the shard (the suffixes sharing the most with
 //! a pattern sit next to its insertion point).
 //!
@@ -165,10 +165,11 @@ impl Shard {
     }
 
     /// The suffix-array slots `[lo, hi)` that hold [`Shard::search`]'s answer for `pat`, from the
-    /// sample alone (all of them when the shard has none): a sampled suffix whose first 8 bytes sort below `pat`'s (padded with 0x00)
-    /// is below `pat` and does not start with it, so the answer is after it; one whose first 8
-    /// bytes sort above `pat`'s (padded with 0xFF) differs from `pat` at a byte of `pat` and is
-    /// above it, so the answer is at or before it. Equal keys decide nothing.
+    /// sample alone (all of them when the shard has none): a sampled suffix whose first 8 bytes
+    /// sort below `pat`'s (padded with 0x00) is below `pat` and does not start with it, so the
+    /// answer is after it; one whose first 8 bytes sort above `pat`'s (padded with 0xFF) differs
+    /// from `pat` at a byte of `pat` and is above it, so the answer is at or before it. Equal keys
+    /// decide nothing.
     fn sampled_bounds(&self, pat: &[u8]) -> (usize, usize) {
         let n = self.sa().len();
         let Some(Sample { step, keys }) = self.sample.get() else {
