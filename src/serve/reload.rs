@@ -78,8 +78,11 @@ pub(crate) fn spawn(
             let d = dir.clone();
             let opened = tokio::task::spawn_blocking(move || {
                 let next = crate::index::verify::open_next(&d, &current)?;
-                // Before the swap, so no query waits for it.
-                next.prepare();
+                // Before the swap, so no query waits for it; not again for the index in use
+                // (the first poll and a SIGHUP reread an unchanged manifest).
+                if next.id() != current.id() {
+                    next.prepare();
+                }
                 Ok(next)
             })
             .await;
