@@ -321,6 +321,19 @@ fn chunk(d: &Daemon, id: &str, seq: u64, delta: &str, last: bool) -> (u16, serde
     post_to(d, "/v1/chunks", &[], &body.to_string())
 }
 
+/// `text` streamed as output `id` in chunks of 40 characters, in order: the answers, each a 200.
+fn stream(d: &Daemon, id: &str, text: &str) -> Vec<serde_json::Value> {
+    let chars: Vec<char> = text.chars().collect();
+    let cut: Vec<String> = chars.chunks(40).map(|c| c.iter().collect()).collect();
+    (0..cut.len())
+        .map(|k| {
+            let (code, a) = chunk(d, id, k as u64, &cut[k], k + 1 == cut.len());
+            assert_eq!(code, 200, "{a}");
+            a
+        })
+        .collect()
+}
+
 /// A streamed output over HTTP: each chunk is answered with the verdict and action so far, so a
 /// gateway can stop a leak mid-stream; the final chunk gets the output's verdict, equal to
 /// `/v1/check` on the whole text; out-of-order chunks wait, repeats change nothing; bounds and
@@ -558,32 +571,22 @@ fn near_verbatim_and_folded_quotes() {
 
     // The same text streamed in chunks: its final verdict holds the same near span.
     let whole = format!("He said: {} and left.", edited.join(" "));
-    let cut: Vec<String> = whole
-        .chars()
-        .collect::<Vec<_>>()
-        .chunks(40)
-        .map(|c| c.iter().collect())
-        .collect();
-    for (k, delta) in cut.iter().enumerate() {
-        let last = k + 1 == cut.len();
-        let (code, a) = chunk(&d, "streamed-near", k as u64, delta, last);
-        assert_eq!(code, 200, "{a}");
-        if last {
-            assert_eq!(a["state"], "final", "{a}");
-            let streamed = &a["verdict"]["near_spans"];
-            assert_eq!(streamed.as_array().map(Vec::len), Some(1), "{a}");
-            assert_eq!(
-                (
-                    &streamed[0]["start"],
-                    &streamed[0]["end"],
-                    &streamed[0]["edits"]
-                ),
-                (&near[0]["start"], &near[0]["end"], &near[0]["edits"]),
-                "{a}"
-            );
-        } else {
-            assert!(a["verdict"]["near_spans"].is_null(), "{a}");
-        }
+    let answers = stream(&d, "streamed-near", &whole);
+    let (a, open) = answers.split_last().unwrap();
+    assert_eq!(a["state"], "final", "{a}");
+    let streamed = &a["verdict"]["near_spans"];
+    assert_eq!(streamed.as_array().map(Vec::len), Some(1), "{a}");
+    assert_eq!(
+        (
+            &streamed[0]["start"],
+            &streamed[0]["end"],
+            &streamed[0]["edits"]
+        ),
+        (&near[0]["start"], &near[0]["end"], &near[0]["edits"]),
+        "{a}"
+    );
+    for a in open {
+        assert!(a["verdict"]["near_spans"].is_null(), "{a}");
     }
 
     let disguised: String = g[..300]
@@ -606,34 +609,24 @@ fn near_verbatim_and_folded_quotes() {
 
     // The disguised text streamed in chunks: the open answers match it as written (nothing), the
     // final verdict folded, with the whole-text check's span.
-    let cut: Vec<String> = disguised
-        .chars()
-        .collect::<Vec<_>>()
-        .chunks(40)
-        .map(|c| c.iter().collect())
-        .collect();
-    for (k, delta) in cut.iter().enumerate() {
-        let last = k + 1 == cut.len();
-        let (code, a) = chunk(&d, "streamed-folded", k as u64, delta, last);
-        assert_eq!(code, 200, "{a}");
-        if last {
-            assert_eq!(a["state"], "final", "{a}");
-            assert_eq!(a["verdict"]["folded"], true, "{a}");
-            let streamed = &a["verdict"]["spans"];
-            assert_eq!(streamed.as_array().map(Vec::len), Some(1), "{a}");
-            assert_eq!(
-                (&streamed[0]["start"], &streamed[0]["end"]),
-                (&span["start"], &span["end"]),
-                "{a}"
-            );
-            assert_eq!(a["verdict"]["longest_span_chars"], 300, "{a}");
-        } else {
-            assert_eq!(
-                a["verdict"]["spans"].as_array().map(Vec::len),
-                Some(0),
-                "{a}"
-            );
-        }
+    let answers = stream(&d, "streamed-folded", &disguised);
+    let (a, open) = answers.split_last().unwrap();
+    assert_eq!(a["state"], "final", "{a}");
+    assert_eq!(a["verdict"]["folded"], true, "{a}");
+    let streamed = &a["verdict"]["spans"];
+    assert_eq!(streamed.as_array().map(Vec::len), Some(1), "{a}");
+    assert_eq!(
+        (&streamed[0]["start"], &streamed[0]["end"]),
+        (&span["start"], &span["end"]),
+        "{a}"
+    );
+    assert_eq!(a["verdict"]["longest_span_chars"], 300, "{a}");
+    for a in open {
+        assert_eq!(
+            a["verdict"]["spans"].as_array().map(Vec::len),
+            Some(0),
+            "{a}"
+        );
     }
     d.stop();
 }
