@@ -4,19 +4,21 @@
 //! The daemon runs with `source.kind = "http"` and the probe off on the 350 MB benchmark index
 //! (`bench-data/index`, built from `bench-data/corpus.jsonl` if missing). Texts: the 1 KiB novel and
 //! copy texts of `cargo bench --bench index`. For each concurrency (1, 16, 64), the same number of
-//! threads judge in process (`Analyzer::spans` + `judge`, what the handler runs) and then as many
-//! clients send requests over HTTP, each one after another for `--seconds` (5), over one
+//! threads judge in process (`Analyzer::spans` + `judge`, what the handler runs) and as many
+//! clients send requests over HTTP, each one after another for `--seconds` (5) in all, over one
 //! keep-alive connection per client; latencies and rates are compared at equal concurrency. The
+//! two sides take turns in `--rounds` (5) slices, so a neighbour's load on this shared machine
+//! weighs on both; the ratio column gives the lowest and highest of the slices' ratios. The
 //! HTTP clients are driven by one thread's event loop, as `wrk` does; they share the machine's
 //! cores with the daemon. The CPU columns split the cost: the in-process judge's CPU per check,
 //! and over HTTP the daemon's and the clients' CPU per request (from `/proc/PID/stat`).
 //!
 //! Options: `--index DIR`, `--corpus FILE.jsonl`, `--queries N` (100 per set), `--seconds S`,
-//! `--clients N,N,...` (1,16,64).
+//! `--rounds N`, `--clients N,N,...` (1,16,64).
 
 mod common;
 
-use common::{arg, load_docs, make_sets, open_or_build_index, summarize, QueryFigures};
+use common::{arg, load_docs, make_sets, open_or_build_index, summarize};
 use memaudit::analyze::{Analyzer, Options};
 use std::path::PathBuf;
 use std::process::Command;
@@ -82,15 +84,16 @@ async fn http_client(
     (lat, bad)
 }
 
-/// Latencies (ms), rate and non-200 answers of `clients` keep-alive connections sending one
-/// request after another for `seconds`, all driven by one thread's event loop (as `wrk` does),
-/// so the load generator spends little of the cores the daemon shares with it.
+/// Latencies (ms) of the 200 answers and the count of others, of `clients` keep-alive
+/// connections sending one request after another for `seconds`, all driven by one thread's event
+/// loop (as `wrk` does), so the load generator spends little of the cores the daemon shares with
+/// it.
 fn http_closed_loop(
     clients: usize,
     seconds: f64,
     addr: std::net::SocketAddr,
     bodies: &Arc<Vec<Vec<u8>>>,
-) -> (QueryFigures, f64, u64) {
+) -> (Vec<f64>, u64) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -111,16 +114,16 @@ fn http_closed_loop(
         lat.extend(l);
         bad += b;
     }
-    let rate = lat.len() as f64 / seconds;
-    (summarize(lat), rate, bad)
+    (lat, bad)
 }
 
-/// Latencies (ms) and completions of `clients` threads running `work(i)` for `seconds`.
+/// Latencies (ms) of the completed runs and the count of failed ones, of `clients` threads
+/// running `work(i)` for `seconds`.
 fn closed_loop<W: FnMut(usize) -> bool + Send + 'static>(
     clients: usize,
     seconds: f64,
     make: impl Fn(usize) -> W,
-) -> (QueryFigures, f64, u64) {
+) -> (Vec<f64>, u64) {
     let until = Instant::now() + Duration::from_secs_f64(seconds);
     let handles: Vec<_> = (0..clients)
         .map(|c| {
@@ -146,8 +149,7 @@ fn closed_loop<W: FnMut(usize) -> bool + Send + 'static>(
         lat.extend(l);
         bad += b;
     }
-    let rate = lat.len() as f64 / seconds;
-    (summarize(lat), rate, bad)
+    (lat, bad)
 }
 
 /// CPU time (user + system, every thread, those ended included) of process `pid` (or "self"),
@@ -174,6 +176,8 @@ fn main() {
     let corpus = PathBuf::from(arg("--corpus", "bench-data/corpus.jsonl"));
     let n: usize = arg("--queries", "100").parse().expect("--queries N");
     let seconds: f64 = arg("--seconds", "5").parse().expect("--seconds S");
+    let rounds: usize = arg("--rounds", "5").parse().expect("--rounds N");
+    assert!(rounds > 0, "--rounds must be at least 1");
     let opened = open_or_build_index(&index, &corpus);
     let docs = load_docs(&corpus, 4000);
     let texts: Vec<String> = make_sets(&docs, n)
@@ -237,37 +241,61 @@ fn main() {
         "\n/v1/check against the in-process judge at the same concurrency, 1 KiB texts ({} texts), probe off\n",
         texts.len()
     );
-    println!("| clients | in-process p50 / p99 | HTTP p50 / p99 | p99 difference | in-process /s | HTTP /s | HTTP / in-process | CPU per check in process | daemon CPU per request | client CPU per request | non-200 |");
+    println!("| clients | in-process p50 / p99 | HTTP p50 / p99 | p99 difference | in-process /s | HTTP /s | HTTP / in-process (slices) | CPU per check in process | daemon CPU per request | client CPU per request | non-200 |");
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let concurrency: Vec<usize> = arg("--clients", "1,16,64")
         .split(',')
         .map(|c| c.trim().parse().expect("--clients N,N,..."))
         .collect();
     for clients in concurrency {
-        let own = cpu_seconds("self");
-        let (inp, inp_rate, _) = closed_loop(clients, seconds, |_| {
-            let (a, t) = (analyzer.clone(), texts.clone());
-            move |i: usize| {
-                let r = a.spans(&t[i % t.len()]);
-                let _ = a.judge("x", &r, None);
-                true
-            }
-        });
-        let (own2, daemon) = (cpu_seconds("self"), cpu_seconds(&child.id().to_string()));
-        let (http, http_rate, bad) = http_closed_loop(clients, seconds, addr, &bodies);
-        let (own3, daemon2) = (cpu_seconds("self"), cpu_seconds(&child.id().to_string()));
+        // The two sides alternate in `rounds` slices of equal length, so a change in what else
+        // runs on the machine (it is shared) weighs on both alike; the spread of the slices'
+        // ratios shows how much it moved.
+        let slice = seconds / rounds as f64;
+        let (mut inp_lat, mut http_lat, mut bad) = (Vec::new(), Vec::new(), 0u64);
+        let (mut own_inp, mut own_http, mut daemon_cpu) = (0.0, 0.0, 0.0);
+        let mut ratios = Vec::new();
+        for _ in 0..rounds {
+            let own = cpu_seconds("self");
+            let (l, _) = closed_loop(clients, slice, |_| {
+                let (a, t) = (analyzer.clone(), texts.clone());
+                move |i: usize| {
+                    let r = a.spans(&t[i % t.len()]);
+                    let _ = a.judge("x", &r, None);
+                    true
+                }
+            });
+            let (own2, daemon) = (cpu_seconds("self"), cpu_seconds(&child.id().to_string()));
+            let (h, b) = http_closed_loop(clients, slice, addr, &bodies);
+            let (own3, daemon2) = (cpu_seconds("self"), cpu_seconds(&child.id().to_string()));
+            ratios.push(h.len() as f64 / l.len().max(1) as f64);
+            own_inp += own2 - own;
+            own_http += own3 - own2;
+            daemon_cpu += daemon2 - daemon;
+            bad += b;
+            inp_lat.extend(l);
+            http_lat.extend(h);
+        }
+        let (inp_rate, http_rate) = (
+            inp_lat.len() as f64 / seconds,
+            http_lat.len() as f64 / seconds,
+        );
+        let (inp, http) = (summarize(inp_lat), summarize(http_lat));
         let per = |cpu: f64, rate: f64| cpu * 1e6 / (rate * seconds);
+        ratios.sort_by(|a, b| a.total_cmp(b));
         println!(
-            "| {clients} | {:.3} / {:.3} ms | {:.3} / {:.3} ms | {:+.3} ms | {inp_rate:.0} | {http_rate:.0} | **{:.2}** | {:.0} µs | {:.0} µs | {:.0} µs | {bad} |",
+            "| {clients} | {:.3} / {:.3} ms | {:.3} / {:.3} ms | {:+.3} ms | {inp_rate:.0} | {http_rate:.0} | **{:.2}** ({:.2}–{:.2}) | {:.0} µs | {:.0} µs | {:.0} µs | {bad} |",
             inp.p50_ms,
             inp.p99_ms,
             http.p50_ms,
             http.p99_ms,
             http.p99_ms - inp.p99_ms,
             http_rate / inp_rate,
-            per(own2 - own, inp_rate),
-            per(daemon2 - daemon, http_rate),
-            per(own3 - own2, http_rate),
+            ratios[0],
+            ratios[ratios.len() - 1],
+            per(own_inp, inp_rate),
+            per(daemon_cpu, http_rate),
+            per(own_http, http_rate),
         );
     }
     // What a check costs on a thread that slept before it, as a daemon's threads do between
