@@ -15,7 +15,7 @@
 
 mod common;
 
-use common::{model_path, peer_python};
+use common::{model_path, run_peer};
 use memaudit::audit::rows::Windows;
 use memaudit::audit::score::Matches;
 use memaudit::index::Index;
@@ -68,25 +68,12 @@ fn index() -> PathBuf {
 
 /// llama-cpp-python's rows/s and its generated continuations.
 fn llama_cpp(model: &Path, rows: &[Vec<u32>], eos: Option<u32>) -> (f64, Vec<Vec<u32>>) {
-    let py = peer_python();
-    let q = PathBuf::from("bench-data/audit-rows.json");
-    std::fs::write(
-        &q,
-        serde_json::json!({"context": C, "continuation": K, "eos": eos, "rows": rows}).to_string(),
-    )
-    .unwrap();
-    let o = Command::new(&py)
-        .arg("scripts/peer-llama-greedy.py")
-        .arg(model)
-        .arg(&q)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "peer failed: {}",
-        String::from_utf8_lossy(&o.stderr)
+    let v = run_peer(
+        "scripts/peer-llama-greedy.py",
+        model,
+        Path::new("bench-data/audit-rows.json"),
+        &serde_json::json!({"context": C, "continuation": K, "eos": eos, "rows": rows}).to_string(),
     );
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     (
         v["rows_per_s"].as_f64().unwrap(),
         serde_json::from_value(v["generated"].clone()).unwrap(),

@@ -13,12 +13,12 @@
 
 mod common;
 
-use common::{model_path, peer_python};
+use common::{model_path, run_peer};
 use memaudit::memory::{peak_rss_bytes, rss_bytes};
 use memaudit::probe::device;
 use memaudit::probe::model::Model;
 use memaudit::probe::tokenizer::Tokenizer;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
@@ -71,22 +71,12 @@ fn windows(all: &[u32], len: usize, batch: usize) -> Vec<Vec<u32>> {
 }
 
 fn llama_cpp_rate(path: &Path, windows: &[Vec<u32>]) -> f64 {
-    let py = peer_python();
-    let q = PathBuf::from("bench-data/probe-windows.json");
-    std::fs::create_dir_all("bench-data").unwrap();
-    std::fs::write(&q, serde_json::to_string(windows).unwrap()).unwrap();
-    let o = Command::new(&py)
-        .arg("scripts/peer-llama-cpp.py")
-        .arg(path)
-        .arg(&q)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "peer failed: {}",
-        String::from_utf8_lossy(&o.stderr)
+    let v = run_peer(
+        "scripts/peer-llama-cpp.py",
+        path,
+        Path::new("bench-data/probe-windows.json"),
+        &serde_json::to_string(windows).unwrap(),
     );
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     v["tokens_per_s"].as_f64().unwrap()
 }
 

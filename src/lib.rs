@@ -19,6 +19,7 @@
 //! - [`units`]: parsing sizes such as `1GiB` on the command line.
 //! - [`loopback`]: a minimal HTTP GET for the demo and the tests.
 //! - [`memory`]: resident-set and physical-memory figures from `/proc`.
+//! - [`progress`]: the progress bars of the long jobs (index build, audit).
 
 pub mod action;
 pub mod analyze;
@@ -37,6 +38,7 @@ pub mod loopback;
 pub mod memory;
 pub mod metrics;
 pub mod probe;
+pub mod progress;
 pub mod serve;
 pub mod units;
 // Documentation debt (Cargo.toml [lints] missing_docs): its public fields mirror formats

@@ -47,6 +47,26 @@ pub fn peer_python() -> PathBuf {
     py
 }
 
+/// Runs the llama-cpp-python peer `script` on `model` with `query` written to `file` (its
+/// second argument), and returns the JSON it prints; panics with its standard error when it fails.
+pub fn run_peer(script: &str, model: &Path, file: &Path, query: &str) -> serde_json::Value {
+    let py = peer_python();
+    std::fs::create_dir_all(file.parent().unwrap_or(Path::new("."))).unwrap();
+    std::fs::write(file, query).unwrap();
+    let o = Command::new(&py)
+        .arg(script)
+        .arg(model)
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "peer {script} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
 /// The benchmark index in `index`, built from `corpus` first when it is missing (a clear
 /// message when the corpus is missing too).
 pub fn open_or_build_index(index: &Path, corpus: &Path) -> memaudit::index::Index {

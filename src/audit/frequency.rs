@@ -73,18 +73,11 @@ impl TokenCounts {
             .flat_map(|(s, sh)| (0..sh.entry.documents).map(move |d| (s, d)))
             .collect();
         let bytes: u64 = index.shards.iter().map(|s| s.text().len() as u64).sum();
-        let pb = if progress {
-            let pb = indicatif::ProgressBar::new(bytes);
-            pb.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "counting tokens [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ETA {eta}",
-                )
-                .expect("valid template"),
-            );
-            pb
-        } else {
-            indicatif::ProgressBar::hidden()
-        };
+        let pb = crate::progress::bar(
+            bytes,
+            progress,
+            "counting tokens [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ETA {eta}",
+        );
         let mut counts = TokenCounts::new(vocab);
         for chunk in docs.chunks(256) {
             let ids: Vec<Vec<u32>> = chunk

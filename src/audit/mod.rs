@@ -432,7 +432,11 @@ pub fn run(o: &AuditOptions) -> Result<report::Report> {
     });
     let mut store = Store::open(&o.out, &params, o.force)?;
     let total: usize = plan.sets.iter().map(|s| s.rows).sum::<usize>() * o.models.len();
-    let pb = progress_bar(total as u64, o.progress);
+    let pb = crate::progress::bar(
+        total as u64,
+        o.progress,
+        "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} rows {per_sec} ETA {eta} {msg}",
+    );
     pb.inc(store.done.len() as u64);
     let mut models = Vec::new();
     for (m, path) in o.models.iter().enumerate() {
@@ -571,18 +575,4 @@ pub fn run(o: &AuditOptions) -> Result<report::Report> {
     let report = report::build(o, &scored, &inputs, warnings, params, started)?;
     report::write(&o.out, &report)?;
     Ok(report)
-}
-
-fn progress_bar(total: u64, enabled: bool) -> indicatif::ProgressBar {
-    if !enabled {
-        return indicatif::ProgressBar::hidden();
-    }
-    let pb = indicatif::ProgressBar::new(total);
-    pb.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} rows {per_sec} ETA {eta} {msg}",
-        )
-        .expect("valid template"),
-    );
-    pb
 }

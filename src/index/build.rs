@@ -277,20 +277,6 @@ fn remove_dead_builds(parent: &Path, name: &str) {
     }
 }
 
-fn progress_bar(total: u64, enabled: bool) -> indicatif::ProgressBar {
-    if !enabled {
-        return indicatif::ProgressBar::hidden();
-    }
-    let pb = indicatif::ProgressBar::new(total);
-    pb.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}",
-        )
-        .expect("valid template"),
-    );
-    pb
-}
-
 /// Reads, packs and builds every shard into `dir`; returns the manifest (without build time).
 fn build_into(
     opts: &BuildOptions,
@@ -301,7 +287,11 @@ fn build_into(
     sort_threads: usize,
 ) -> Result<(Manifest, u64)> {
     let total_input: u64 = found.files.iter().map(|f| f.bytes).sum();
-    let pb = progress_bar(total_input, opts.progress);
+    let pb = crate::progress::bar(
+        total_input,
+        opts.progress,
+        "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}",
+    );
     let normalizer = Normalizer::new(opts.normalization);
     let (tx, rx) = mpsc::sync_channel::<PendingShard>(0);
     let rx = Arc::new(std::sync::Mutex::new(rx));
