@@ -172,9 +172,9 @@ pub struct Frequency {
     pub corpus_tokens: Vec<u64>,
     /// Mean unigram count of the token at each position p = 0..C+K−1.
     pub unigram: Vec<Curve>,
-    /// Mean count of the bigram ending at p (t[p−1], t[p]), p = 1..C+K−1.
+    /// Mean count of the bigram ending at p, `(t[p−1], t[p])`, p = 1..C+K−1.
     pub bigram_ending: Vec<Curve>,
-    /// Mean count of the bigram starting at p (t[p], t[p+1]), p = 0..C+K−2.
+    /// Mean count of the bigram starting at p, `(t[p], t[p+1])`, p = 0..C+K−2.
     pub bigram_starting: Vec<Curve>,
     /// Boundary tables (A5) of each.
     pub unigram_boundaries: Vec<Boundary>,

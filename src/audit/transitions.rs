@@ -27,7 +27,7 @@ pub struct Transition {
 }
 
 impl Transition {
-    /// Largest |Σ_i N_from[i]·P[i][j] − N_to[j]| over columns j: zero up to rounding when the
+    /// Largest `|Σ_i N_from[i]·P[i][j] − N_to[j]|` over columns j: zero up to rounding when the
     /// matrix is consistent with both models' bucket sizes.
     pub fn invariant_error(&self) -> f64 {
         (0..5)

@@ -8,7 +8,7 @@
 //!    with a clear message, and a killed writer's lock goes with its process);
 //! 2. write any new shard files under names no earlier generation used
 //!    ([`super::format::generation_file_name`]), never touching a file a manifest names;
-//! 3. [`publish`]: write the new manifest to a temporary file, sync it, and rename it over
+//! 3. [`WriterLock::publish`]: write the new manifest to a temporary file, sync it, and rename it over
 //!    `manifest.json` (atomic on POSIX), then sync the directory;
 //! 4. unlink the shard files the new manifest no longer names, and the leftovers of killed writers.
 //!    A reader that mapped them keeps its mapping; a reader opening the old manifest at that moment

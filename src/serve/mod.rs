@@ -6,7 +6,7 @@
 //! - [`offsets`]: per-partition contiguous commit tracking, gaps, what is in flight.
 //! - [`output`]: the typed records written (verdict, alert, dead letter), encoded by each sink.
 //! - [`kafka`]: consumer group (pause/resume, rebalance drain, commits, lag) and producer.
-//! - [`file`]: the embedded source and sink (no broker).
+//! - [`mod@file`]: the embedded source and sink (no broker).
 //! - [`http`]: `/metrics`, `/healthz`, `/readyz`.
 //! - [`check`]: `POST /v1/check`, one text judged inline, with an action and redaction.
 //! - [`reload`]: following the index's generations (SIGHUP, manifest poll), swapping between
