@@ -124,25 +124,31 @@ pub fn fold(text: &str) -> Folded {
         out.original_chars = i + 1;
         if c.is_ascii() {
             push(&mut out, c, i);
-        } else if invisible(c) {
-            continue;
-        } else if let Some(l) = latin_look_alike(c) {
-            push(&mut out, l, i);
-        } else if let Some(p) = plain_punctuation(c) {
-            for q in p.chars() {
-                push(&mut out, q, i);
-            }
         } else if is_compatibility_form(c) {
-            decompose_compatible(c, |d| {
-                if !invisible(d) {
-                    push(&mut out, d, i)
-                }
-            });
+            // A compatibility form can decompose to a look-alike (mathematical bold capital
+            // epsilon to Greek Ε), so its parts are folded as characters of their own.
+            decompose_compatible(c, |d| fold_char(d, &mut |f| push(&mut out, f, i)));
         } else {
-            push(&mut out, c, i);
+            fold_char(c, &mut |f| push(&mut out, f, i));
         }
     }
     out
+}
+
+/// The folded form of one character that is not a compatibility form, given to `emit`: nothing
+/// for an invisible one, the Latin letter for a look-alike, ASCII for typographic punctuation,
+/// else the character itself.
+fn fold_char(c: char, emit: &mut impl FnMut(char)) {
+    if invisible(c) {
+        return;
+    }
+    if let Some(l) = latin_look_alike(c) {
+        emit(l);
+    } else if let Some(p) = plain_punctuation(c) {
+        p.chars().for_each(emit);
+    } else {
+        emit(c);
+    }
 }
 
 /// Fullwidth and halfwidth forms, ligatures, and mathematical alphanumerics: characters whose
@@ -173,6 +179,29 @@ mod tests {
         // The ellipsis maps its three dots to one original character.
         let n = f.text.chars().count();
         assert_eq!(f.original_range(n - 3, n), (23, 24));
+        // A mathematical capital epsilon decomposes to the Greek letter, a look-alike of E.
+        assert_eq!(fold("\u{1D6AC}AT").text, "EAT");
+    }
+
+    proptest::proptest! {
+        /// On any text: one origin per folded character, in order, each an original character;
+        /// every folded range maps back inside the text; folding twice changes nothing more.
+        #[test]
+        fn any_text_folds_consistently(
+            t in "\\PC{0,40}|[a-zA-Z \u{200B}\u{00AD}\u{FE0F}\u{043E}\u{0391}\u{201C}\u{2026}\u{FF21}\u{FB01}\u{1D400}-\u{1D7FF}\u{2070}-\u{209F}\u{2460}-\u{24FF}]{0,40}"
+        ) {
+            let f = fold(&t);
+            let n = t.chars().count();
+            proptest::prop_assert_eq!(f.original_chars, n);
+            proptest::prop_assert_eq!(f.origin.len(), f.text.chars().count());
+            proptest::prop_assert!(f.origin.windows(2).all(|w| w[0] <= w[1]));
+            proptest::prop_assert!(f.origin.iter().all(|&o| o < n));
+            for start in 0..f.origin.len() {
+                let (a, b) = f.original_range(start, f.origin.len());
+                proptest::prop_assert!(a < b && b <= n);
+            }
+            proptest::prop_assert_eq!(fold(&f.text).text, f.text.clone());
+        }
     }
 
     #[test]
