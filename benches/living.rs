@@ -434,7 +434,12 @@ fn daemon_swaps(idx: &Path, work: &Path, ids: &[u64], texts: &[(String, bool)]) 
             next_swap = Some(now + Duration::from_millis(500));
         }
         samples.push((now, done, metric(&page, "memaudit_index_generation")));
-        if next_swap.is_some_and(|t| now >= t) && (k + 1) * 100 <= ids.len() {
+        // One writer at a time, as an operator's takedowns run (a second is refused while the
+        // first holds the lock; under this load one can take longer than the interval).
+        let writing = writers
+            .last_mut()
+            .is_some_and(|w: &mut std::process::Child| w.try_wait().unwrap().is_none());
+        if !writing && next_swap.is_some_and(|t| now >= t) && (k + 1) * 100 <= ids.len() {
             let batch: Vec<String> = ids[k * 100..(k + 1) * 100]
                 .iter()
                 .map(u64::to_string)
@@ -485,8 +490,9 @@ fn daemon_swaps(idx: &Path, work: &Path, ids: &[u64], texts: &[(String, bool)]) 
 
 /// Two threads judge texts through one `Analyzer` while a takedown is published and swapped in.
 fn swap_under_load(idx: &Path, ids_path: &Path, ids: &[u64], texts: &[(String, bool)]) {
-    let analyzer =
-        Arc::new(Analyzer::new(Index::open(idx).unwrap(), None, None, Options::default()).unwrap());
+    let first = Index::open(idx).unwrap();
+    first.prepare();
+    let analyzer = Arc::new(Analyzer::new(first, None, None, Options::default()).unwrap());
     let stop = Arc::new(AtomicBool::new(false));
     let done: Arc<Mutex<Vec<Instant>>> = Arc::new(Mutex::new(Vec::new()));
     let t0 = Instant::now();
@@ -513,6 +519,10 @@ fn swap_under_load(idx: &Path, ids_path: &Path, ids: &[u64], texts: &[(String, b
     let current = analyzer.index();
     let next = memaudit::index::verify::open_next(idx, &current).unwrap();
     let checked = swap_start.elapsed();
+    let t = Instant::now();
+    let shared = next.prepare_from(&current);
+    let prepared = t.elapsed();
+    let sample_bytes = next.sample_bytes();
     drop(current);
     let replaced = Instant::now();
     let _old = analyzer.replace_index(next);
@@ -558,9 +568,21 @@ fn swap_under_load(idx: &Path, ids_path: &Path, ids: &[u64], texts: &[(String, b
         ids.len()
     );
     println!(
-        "new generation opened and checked in {:.2} ms; pointer swap {:.1} µs",
+        "new generation opened and checked in {:.2} ms; search sample prepared from the old one in {:.2} ms ({:.1} MiB read, {:.1} MiB shared); pointer swap {:.1} µs",
         checked.as_secs_f64() * 1e3,
+        prepared.as_secs_f64() * 1e3,
+        (sample_bytes - shared) as f64 / 1048576.0,
+        shared as f64 / 1048576.0,
         swap_pointer.as_secs_f64() * 1e6
+    );
+    // The same generation's sample read whole, as it was before samples were shared (page
+    // cache warm, no load).
+    let again = Index::open(idx).unwrap();
+    let t = Instant::now();
+    again.prepare();
+    println!(
+        "(the same sample read whole, no load: {:.2} ms)",
+        t.elapsed().as_secs_f64() * 1e3
     );
     println!("texts/s before {before:.0}, after {after:.0}");
     println!(

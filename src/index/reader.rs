@@ -117,7 +117,8 @@ pub struct Shard {
     /// positions are classified by one lookup and only those in mixed pages search `removed`.
     removed_pages: Vec<u8>,
     /// The first bytes of every few suffixes, once [`Index::prepare`] has read them.
-    pub(super) sample: std::sync::OnceLock<super::search::Sample>,
+    /// Shared with the next generation when it holds the same files ([`Index::prepare_from`]).
+    pub(super) sample: std::sync::OnceLock<std::sync::Arc<super::search::Sample>>,
 }
 
 const PAGE_SHIFT: u32 = 12;

@@ -36,6 +36,7 @@ use super::format::SEPARATOR;
 use super::reader::{Index, Shard};
 use crate::corpus::normalize::Mapped;
 use serde::Serialize;
+use std::sync::Arc;
 
 /// At most one suffix in this many is sampled for [`Sample`] (8 bytes per 512 text bytes: 1.6%
 /// of the text).
@@ -57,6 +58,11 @@ impl Sample {
     /// exercised on the small corpora of the tests too.
     fn step(n: usize) -> usize {
         (n / 4096).clamp(8, SAMPLE_STEP)
+    }
+
+    /// Whether this is the shape of a sample of `n` suffixes (a check before sharing one).
+    fn fits(&self, n: usize) -> bool {
+        self.step == Sample::step(n) && self.keys.len() == n.div_ceil(self.step)
     }
 }
 
@@ -94,13 +100,13 @@ impl Shard {
     fn prepare(&self) {
         self.sample.get_or_init(|| {
             let step = Sample::step(self.sa().len());
-            Sample {
+            Arc::new(Sample {
                 step,
                 keys: (0..self.sa().len())
                     .step_by(step)
                     .map(|i| key(self.suffix(i)))
                     .collect(),
-            }
+            })
         });
     }
 
@@ -172,7 +178,7 @@ impl Shard {
     /// decide nothing.
     fn sampled_bounds(&self, pat: &[u8]) -> (usize, usize) {
         let n = self.sa().len();
-        let Some(Sample { step, keys }) = self.sample.get() else {
+        let Some(Sample { step, keys }) = self.sample.get().map(|s| &**s) else {
             return (0, n);
         };
         let step = *step;
@@ -193,8 +199,9 @@ impl Shard {
         } else {
             not_above * step
         };
-        // Keys out of order (a corrupted file) can cross the bounds: search everything.
-        if lo > hi {
+        // Keys out of order (a corrupted file) can cross the bounds, and a sample that is not
+        // this shard's can reach past it: search everything.
+        if lo > hi || hi > n {
             return (0, n);
         }
         (lo, hi)
@@ -436,11 +443,39 @@ impl Index {
     /// long-running users: it costs 70–180 ms on the 350 MB benchmark index in the page cache,
     /// 1.4 s cold (the daemon logs it as "search sample read"), which a one-shot `memaudit check` of one
     /// text would not win back. The daemon calls it before it is ready and before it moves to a
-    /// new generation; the benchmarks call it. Without it, searches run the whole binary search
-    /// on the mapped files, with the same answers.
+    /// new generation ([`Index::prepare_from`]); the benchmarks call it. Without it, searches run
+    /// the whole binary search on the mapped files, with the same answers.
     pub fn prepare(&self) {
         use rayon::prelude::*;
         self.shards.par_iter().for_each(Shard::prepare);
+    }
+
+    /// [`Index::prepare`] for a new generation of `earlier`: a shard whose text and suffix-array
+    /// files `earlier` holds too (same names, same checksums, so the same bytes) shares its
+    /// sample instead of reading it again; the rest are read. A takedown publishes no new file,
+    /// so its generation reads nothing and holds no second copy; an addition reads its new
+    /// shards. Returns the bytes of sample shared.
+    pub fn prepare_from(&self, earlier: &Index) -> usize {
+        // What a sample is read from: the text and suffix-array files, by name and checksum.
+        fn files(s: &Shard) -> [&str; 4] {
+            let e = &s.entry;
+            [&e.text.name, &e.text.blake3, &e.sa.name, &e.sa.blake3]
+        }
+        let held: std::collections::HashMap<[&str; 4], &Arc<Sample>> = earlier
+            .shards
+            .iter()
+            .filter_map(|s| Some((files(s), s.sample.get()?)))
+            .collect();
+        let mut shared = 0;
+        for s in &self.shards {
+            if let Some(&sample) = held.get(&files(s)).filter(|x| x.fits(s.sa().len())) {
+                if s.sample.set(sample.clone()).is_ok() {
+                    shared += sample.keys.len() * 8;
+                }
+            }
+        }
+        self.prepare();
+        shared
     }
 
     /// Bytes of memory the shards' [`Sample`]s hold (0 before [`Index::prepare`]).

@@ -5,6 +5,11 @@
 //!   generation does not already hold (same name, same checksum) is hashed against the manifest.
 //!   A takedown publishes no new file, so it costs nothing to check; an addition costs reading its
 //!   new shards once.
+//! - **Search sample.** Read before the swap, so no query waits for it: a shard whose files the
+//!   running generation holds shares that generation's sample
+//!   ([`crate::index::Index::prepare_from`]), so a takedown reads none and the two generations
+//!   hold one copy; new shards are read. Logged as "search sample read" (ms, bytes read, bytes
+//!   shared).
 //! - **Swap.** [`crate::analyze::Analyzer::replace_index`] replaces a pointer: a message that
 //!   started its search on the old generation finishes on it, every later one uses the new; the
 //!   old files are unmapped when the last message using them ends. The pipeline never waits on
@@ -81,7 +86,14 @@ pub(crate) fn spawn(
                 // Before the swap, so no query waits for it; not again for the index in use
                 // (the first poll and a SIGHUP reread an unchanged manifest).
                 if next.id() != current.id() {
-                    next.prepare();
+                    let started = Instant::now();
+                    let shared = next.prepare_from(&current);
+                    tracing::info!(
+                        ms = started.elapsed().as_millis() as u64,
+                        bytes = next.sample_bytes() - shared,
+                        shared_bytes = shared,
+                        "search sample read"
+                    );
                 }
                 Ok(next)
             })
