@@ -3,6 +3,8 @@
 //! The action follows the verdict's severity through two configured thresholds
 //! (`[actions] redact_at`, `block_at`). Redaction replaces each span's characters (overlapping
 //! spans merged) with a marker, so the text that leaves contains no character of any span.
+//! In audit mode (`[actions] mode = "audit"`) every text is allowed and left as it is, and the
+//! answer names the action enforcing would take, so a policy can be watched before it acts.
 
 use crate::verdict::{Severity, Verdict};
 use serde::{Deserialize, Serialize};
@@ -19,7 +21,40 @@ pub enum Action {
     Block,
 }
 
-/// The thresholds and the marker.
+impl Action {
+    /// The lowercase name, as in the JSON answers and the metrics' labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Allow => "allow",
+            Action::Redact => "redact",
+            Action::Block => "block",
+        }
+    }
+}
+
+/// Whether the policy's action is carried out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ActionMode {
+    /// The answer's action is the policy's.
+    #[default]
+    Enforce,
+    /// The answer's action is always `allow`, the text is left as it is, and `would` names the
+    /// policy's action: a rollout in shadow, watched on `memaudit_http_actions_total`.
+    Audit,
+}
+
+impl ActionMode {
+    /// The lowercase name, as in the configuration and the metrics' labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            ActionMode::Enforce => "enforce",
+            ActionMode::Audit => "audit",
+        }
+    }
+}
+
+/// The thresholds, the marker and the mode.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ActionPolicy {
@@ -29,6 +64,8 @@ pub struct ActionPolicy {
     pub block_at: Severity,
     /// What replaces each redacted span.
     pub marker: String,
+    /// `enforce` (the default) or `audit`.
+    pub mode: ActionMode,
 }
 
 impl Default for ActionPolicy {
@@ -37,6 +74,7 @@ impl Default for ActionPolicy {
             redact_at: Severity::High,
             block_at: Severity::Critical,
             marker: "[redacted: training data]".into(),
+            mode: ActionMode::Enforce,
         }
     }
 }
@@ -53,6 +91,15 @@ impl ActionPolicy {
             Action::Redact
         } else {
             Action::Allow
+        }
+    }
+
+    /// The action to carry out for the policy's `decided` one, and in audit mode the one
+    /// enforcing would carry out (`None` when enforcing).
+    pub fn carry_out(&self, decided: Action) -> (Action, Option<Action>) {
+        match self.mode {
+            ActionMode::Enforce => (decided, None),
+            ActionMode::Audit => (Action::Allow, Some(decided)),
         }
     }
 }

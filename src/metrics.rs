@@ -77,6 +77,9 @@ pub struct Metrics {
     pub model_info: IntGaugeVec,
     /// HTTP API requests answered, by endpoint and status code.
     pub http_requests: IntCounterVec,
+    /// The action policy's decisions on judged texts, by endpoint, action and mode (in `audit`
+    /// mode every text was allowed: these are the actions enforcing would have taken).
+    pub http_actions: IntCounterVec,
     /// HTTP API request durations, by endpoint.
     pub http_seconds: HistogramVec,
     /// Chunks of streamed outputs that needed no verdict of their own, by kind (`duplicate`:
@@ -258,6 +261,11 @@ impl Metrics {
                 "memaudit_http_requests_total",
                 "HTTP API requests answered, by endpoint and status code.",
                 &["endpoint", "status"],
+            ),
+            http_actions: counter_vec(
+                "memaudit_http_actions_total",
+                "Actions decided by the policy on judged texts, by endpoint, action and mode (audit: not carried out).",
+                &["endpoint", "action", "mode"],
             ),
             http_seconds: {
                 let h = HistogramVec::new(

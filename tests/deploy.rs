@@ -41,6 +41,15 @@ fn metrics_text() -> String {
     m.commits.with_label_values(&["ok"]).inc();
     m.rebalances.with_label_values(&["assign"]).inc();
     m.index_info.with_label_values(&["abc", "1"]).set(1);
+    m.http_requests
+        .with_label_values(&["/v1/check", "200"])
+        .inc();
+    m.http_seconds
+        .with_label_values(&["/v1/check"])
+        .observe(0.0002);
+    m.http_actions
+        .with_label_values(&["/v1/check", "block", "audit"])
+        .inc();
     m.model_info
         .with_label_values(&["none", "cpu", "off"])
         .set(1);

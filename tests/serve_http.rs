@@ -87,6 +87,10 @@ fn verdicts_actions_and_redaction() {
     let v = check(&d, &format!("Sure: {}", &g[..400]));
     assert_eq!(v["verdict"]["severity"], "critical", "{v}");
     assert_eq!(v["action"], "block");
+    assert!(
+        v.get("would").is_none(),
+        "only audit mode says what it would do: {v}"
+    );
     assert!(v["verdict"]["spans"][0]["provenance"][0]["source"]
         .as_str()
         .unwrap()
@@ -193,6 +197,98 @@ fn verdicts_actions_and_redaction() {
             "memaudit_http_requests_total{endpoint=\"/v1/check\",status=\"413\"}"
         ),
         1.0
+    );
+    // Each judged text's action, counted: allowed 4, redacted 2, blocked 1, all enforced.
+    for (action, n) in [("allow", 4.0), ("redact", 2.0), ("block", 1.0)] {
+        assert_eq!(
+            metric(&m, &actions_series("/v1/check", action, "enforce")),
+            n,
+            "{m}"
+        );
+    }
+    d.stop();
+}
+
+/// The `memaudit_http_actions_total` series of one endpoint, action and mode.
+fn actions_series(endpoint: &str, action: &str, mode: &str) -> String {
+    format!(
+        "memaudit_http_actions_total{{action=\"{action}\",endpoint=\"{endpoint}\",mode=\"{mode}\"}}"
+    )
+}
+
+/// Audit mode, for watching a policy before it acts: every text is allowed and left as it is,
+/// whole or streamed; the answer's `would` and the metrics say what enforcing would have done.
+#[test]
+fn audit_mode_allows_everything_and_says_what_enforcing_would_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = start(dir.path(), "[actions]\nmode = \"audit\"\n", &[]);
+    let g = gettysburg();
+
+    let v = check(&d, &format!("Sure: {}", &g[..400]));
+    assert_eq!(v["verdict"]["severity"], "critical", "{v}");
+    assert_eq!(
+        (&v["action"], &v["would"]),
+        (&"allow".into(), &"block".into()),
+        "{v}"
+    );
+    let text = format!(
+        "{} {} {} {} {}",
+        novel(700),
+        &g[0..200],
+        novel(300),
+        &g[600..800],
+        novel(400)
+    );
+    let v = check(&d, &text);
+    assert_eq!(v["verdict"]["severity"], "high", "{v}");
+    assert_eq!(
+        (&v["action"], &v["would"]),
+        (&"allow".into(), &"redact".into()),
+        "{v}"
+    );
+    assert!(
+        v.get("text").is_none(),
+        "nothing redacted in audit mode: {v}"
+    );
+    let v = check(&d, &novel(600));
+    assert_eq!(
+        (&v["action"], &v["would"]),
+        (&"allow".into(), &"allow".into()),
+        "{v}"
+    );
+
+    // Streamed: every open answer allows; the final one says the output would be blocked.
+    let answers = stream(&d, "out-1", &format!("Sure: {}", &g[..400]));
+    assert!(
+        answers.iter().all(|a| a["action"] == "allow"),
+        "{answers:?}"
+    );
+    let last = answers.last().unwrap();
+    assert_eq!(
+        (&last["state"], &last["would"]),
+        (&"final".into(), &"block".into()),
+        "{last}"
+    );
+
+    let (_, m) = d.get("/metrics").unwrap();
+    for (action, n) in [("allow", 1.0), ("redact", 1.0), ("block", 1.0)] {
+        assert_eq!(
+            metric(&m, &actions_series("/v1/check", action, "audit")),
+            n,
+            "{m}"
+        );
+    }
+    assert_eq!(
+        metric(&m, &actions_series("/v1/chunks", "block", "audit")),
+        1.0 + answers[..answers.len() - 1]
+            .iter()
+            .filter(|a| a["would"] == "block")
+            .count() as f64,
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, &actions_series("/v1/check", "block", "enforce")),
+        0.0
     );
     d.stop();
 }

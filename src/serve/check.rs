@@ -67,6 +67,9 @@ struct ChunkResponse {
     /// For `open` and `final`: the action on the text so far.
     #[serde(skip_serializing_if = "Option::is_none")]
     action: Option<Action>,
+    /// In audit mode: the action enforcing would take.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    would: Option<Action>,
     /// The text so far with every span replaced by the marker, for `redact`.
     #[serde(skip_serializing_if = "Option::is_none")]
     text: Option<String>,
@@ -82,6 +85,10 @@ struct ChunkResponse {
 #[derive(Serialize)]
 struct CheckResponse {
     action: Action,
+    /// In audit mode (`actions.mode = "audit"`, where `action` is always `allow`): the action
+    /// enforcing would take.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    would: Option<Action>,
     /// The text with every span replaced by the marker, for `redact`.
     #[serde(skip_serializing_if = "Option::is_none")]
     text: Option<String>,
@@ -133,6 +140,15 @@ impl CheckService {
                 tokens
             }
         };
+        for endpoint in [CHECK_PATH, CHUNKS_PATH] {
+            for action in [Action::Allow, Action::Redact, Action::Block] {
+                metrics.http_actions.with_label_values(&[
+                    endpoint,
+                    action.name(),
+                    cfg.actions.mode.name(),
+                ]);
+            }
+        }
         for code in ["200", "400", "401", "413", "429", "500", "503"] {
             metrics.http_requests.with_label_values(&[CHECK_PATH, code]);
             metrics
@@ -306,7 +322,7 @@ impl CheckService {
             let mut report = this.analyzer.spans(&msg.text);
             this.analyzer
                 .mark_prompt(&mut report, msg.prompt.as_deref());
-            Ok(this.judge(msg, report))
+            Ok(this.judge(CHECK_PATH, msg, report))
         })
         .await
     }
@@ -338,6 +354,7 @@ impl CheckService {
                 seq: mark.seq,
                 state: "duplicate",
                 action: None,
+                would: None,
                 text: None,
                 verdict: None,
                 stream: None,
@@ -354,18 +371,20 @@ impl CheckService {
                     chunk: None,
                     prompt: None,
                 };
-                let r = this.judge(msg, e.report);
+                let r = this.judge(CHUNKS_PATH, msg, e.report);
                 answer.state = "final";
                 answer.action = Some(r.action);
+                answer.would = r.would;
                 answer.text = r.text;
                 answer.verdict = Some(r.verdict);
                 answer.stream = Some(e.info);
             } else if let Some((report, _)) = p.so_far {
                 let mut verdict = this.analyzer.judge(&id, &report, None);
                 verdict.keep_longest_spans(this.max_spans);
-                let action = this.actions.decide(&verdict);
+                let (action, would) = this.act(CHUNKS_PATH, &verdict);
                 answer.state = "open";
                 answer.action = Some(action);
+                answer.would = would;
                 answer.text = (action == Action::Redact).then(|| {
                     let ranges = this.analyzer.redactable(&report);
                     redact(
@@ -384,8 +403,19 @@ impl CheckService {
         .await
     }
 
+    /// The action policy on `verdict`, counted for `endpoint`: the action to carry out and, in
+    /// audit mode, the one enforcing would.
+    fn act(&self, endpoint: &str, verdict: &Verdict) -> (Action, Option<Action>) {
+        let decided = self.actions.decide(verdict);
+        self.metrics
+            .http_actions
+            .with_label_values(&[endpoint, decided.name(), self.actions.mode.name()])
+            .inc();
+        self.actions.carry_out(decided)
+    }
+
     /// The stream's judging steps on one text whose spans are `report`, then the action.
-    fn judge(&self, msg: Decoded, report: SpanReport) -> CheckResponse {
+    fn judge(&self, endpoint: &str, msg: Decoded, report: SpanReport) -> CheckResponse {
         let ranges = self.analyzer.redactable(&report);
         let probed = if self.analyzer.probe.is_some()
             && self.policy.scores(&msg.id, &report, self.sample_rate)
@@ -402,13 +432,14 @@ impl CheckService {
         };
         let mut verdict = self.analyzer.judge(&msg.id, &report, probed.as_ref());
         verdict.keep_longest_spans(self.max_spans);
-        let action = self.actions.decide(&verdict);
+        let (action, would) = self.act(endpoint, &verdict);
         // Redaction covers every span, listed in the verdict or not, but those an allow rule
         // excuses.
         let text =
             (action == Action::Redact).then(|| redact(&msg.text, &ranges, &self.actions.marker));
         CheckResponse {
             action,
+            would,
             text,
             model: msg.model,
             verdict,
