@@ -199,9 +199,9 @@ impl Shard {
         } else {
             not_above * step
         };
-        // Keys out of order (a corrupted file) can cross the bounds, and a sample that is not
-        // this shard's can reach past it: search everything.
-        if lo > hi || hi > n {
+        // Keys out of order (a corrupted file) can cross the bounds: search everything. (`hi`
+        // stays within the shard: every sample has its shard's shape, `Sample::fits`.)
+        if lo > hi {
             return (0, n);
         }
         (lo, hi)

@@ -416,7 +416,6 @@ impl CheckService {
 
     /// The stream's judging steps on one text whose spans are `report`, then the action.
     fn judge(&self, endpoint: &str, msg: Decoded, report: SpanReport) -> CheckResponse {
-        let ranges = self.analyzer.redactable(&report);
         let probed = if self.analyzer.probe.is_some()
             && self.policy.scores(&msg.id, &report, self.sample_rate)
         {
@@ -435,8 +434,10 @@ impl CheckService {
         let (action, would) = self.act(endpoint, &verdict);
         // Redaction covers every span, listed in the verdict or not, but those an allow rule
         // excuses.
-        let text =
-            (action == Action::Redact).then(|| redact(&msg.text, &ranges, &self.actions.marker));
+        let text = (action == Action::Redact).then(|| {
+            let ranges = self.analyzer.redactable(&report);
+            redact(&msg.text, &ranges, &self.actions.marker)
+        });
         CheckResponse {
             action,
             would,

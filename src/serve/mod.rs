@@ -104,13 +104,7 @@ pub fn preflight(cfg: &Config) -> Result<()> {
 fn analyzer(cfg: &Config) -> Result<Analyzer> {
     // The index's errors name its files; the context names the key.
     let index = crate::index::Index::open(&cfg.index.dir).context("index.dir")?;
-    let started = std::time::Instant::now();
-    index.prepare();
-    tracing::info!(
-        ms = started.elapsed().as_millis() as u64,
-        bytes = index.sample_bytes(),
-        "search sample read"
-    );
+    reload::prepare(&index, None);
     let model = cfg.model.resolved_path();
     let mut probe = None;
     let mut tokenizer = None;

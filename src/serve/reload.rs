@@ -46,6 +46,25 @@ pub(crate) fn publish_index_metrics(metrics: &Metrics, index: &Index) {
     metrics.index_generation.set(index.generation() as i64);
 }
 
+/// Reads `index`'s search sample before it serves, sharing what `earlier` (the generation in use)
+/// already holds ([`Index::prepare_from`]), and logs the time and bytes read and shared.
+pub(crate) fn prepare(index: &Index, earlier: Option<&Index>) {
+    let started = Instant::now();
+    let shared = match earlier {
+        Some(e) => index.prepare_from(e),
+        None => {
+            index.prepare();
+            0
+        }
+    };
+    tracing::info!(
+        ms = started.elapsed().as_millis() as u64,
+        bytes = index.sample_bytes() - shared,
+        shared_bytes = shared,
+        "search sample read"
+    );
+}
+
 /// Starts following the index in `dir` until shutdown.
 pub(crate) fn spawn(
     dir: PathBuf,
@@ -83,18 +102,9 @@ pub(crate) fn spawn(
             let d = dir.clone();
             let opened = tokio::task::spawn_blocking(move || {
                 let next = crate::index::verify::open_next(&d, &current)?;
-                // Before the swap, so no query waits for it; not again for the index in use
-                // (the first poll and a SIGHUP reread an unchanged manifest).
-                if next.id() != current.id() {
-                    let started = Instant::now();
-                    let shared = next.prepare_from(&current);
-                    tracing::info!(
-                        ms = started.elapsed().as_millis() as u64,
-                        bytes = next.sample_bytes() - shared,
-                        shared_bytes = shared,
-                        "search sample read"
-                    );
-                }
+                // Before the swap, so no query waits for it. An unchanged index (the first poll
+                // and a SIGHUP reread the manifest) shares every sample and reads nothing.
+                prepare(&next, Some(&current));
                 Ok(next)
             })
             .await;
