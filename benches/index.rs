@@ -109,18 +109,7 @@ fn mb(b: u64) -> f64 {
 
 /// Runs `scripts/peer-infini-gram.py` and parses the JSON it prints.
 fn peer(py: &Path, args: &[&Path]) -> serde_json::Value {
-    let o = Command::new(py)
-        .arg("scripts/peer-infini-gram.py")
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "peer {:?} failed: {}",
-        args.first(),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    serde_json::from_slice(&o.stdout).unwrap()
+    common::python_json(py, "scripts/peer-infini-gram.py", args)
 }
 
 /// One line of build figures.

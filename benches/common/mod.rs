@@ -50,18 +50,19 @@ pub fn peer_python() -> PathBuf {
 /// Runs the llama-cpp-python peer `script` on `model` with `query` written to `file` (its
 /// second argument), and returns the JSON it prints; panics with its standard error when it fails.
 pub fn run_peer(script: &str, model: &Path, file: &Path, query: &str) -> serde_json::Value {
-    let py = peer_python();
     std::fs::create_dir_all(file.parent().unwrap_or(Path::new("."))).unwrap();
     std::fs::write(file, query).unwrap();
-    let o = Command::new(&py)
-        .arg(script)
-        .arg(model)
-        .arg(file)
-        .output()
-        .unwrap();
+    python_json(&peer_python(), script, &[model, file])
+}
+
+/// Runs the Python `script` with `args` under `py` and returns the JSON it prints; panics with
+/// its standard error when it fails.
+pub fn python_json(py: &Path, script: &str, args: &[&Path]) -> serde_json::Value {
+    let o = Command::new(py).arg(script).args(args).output().unwrap();
     assert!(
         o.status.success(),
-        "peer {script} failed: {}",
+        "{script} {:?} failed: {}",
+        args.first(),
         String::from_utf8_lossy(&o.stderr)
     );
     serde_json::from_slice(&o.stdout).unwrap()
