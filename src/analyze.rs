@@ -11,6 +11,7 @@
 //! Where and when each step runs (batches, the blocking pool, the probe policy) is the caller's
 //! business: `serve::pipeline` for the daemon.
 
+use crate::budget::{Budget, Incomplete};
 use crate::corpus::fold::fold;
 use crate::index::incremental::Incremental;
 use crate::index::near::NearOptions;
@@ -120,8 +121,9 @@ impl Analyzer {
         std::mem::replace(&mut *current, Arc::new(index))
     }
 
-    /// Runs `f` with the span options of these [`Options`] (and the tokenizer's counter).
-    fn with_span_options<R>(&self, f: impl FnOnce(&SpanOptions) -> R) -> R {
+    /// Runs `f` with the span options of these [`Options`] (and the tokenizer's counter),
+    /// within `budget`.
+    fn with_span_options<R>(&self, budget: &Budget, f: impl FnOnce(&SpanOptions) -> R) -> R {
         let count = |s: &str| self.tokenizer.as_ref().map_or(0, |t| t.count(s));
         f(&SpanOptions {
             min_len: self.options.min_chars.max(1),
@@ -130,6 +132,7 @@ impl Analyzer {
                 .tokenizer
                 .is_some()
                 .then_some(&count as &(dyn Fn(&str) -> usize + Sync)),
+            budget: Some(budget),
         })
     }
 
@@ -141,17 +144,31 @@ impl Analyzer {
     /// original text), and the spans of both are kept, less any inside another: folding finds
     /// the disguised copy and never loses the verbatim one (a corpus can hold curly quotes,
     /// Cyrillic words or mathematical letters too).
+    ///
+    /// No work budget: see [`Analyzer::spans_within`].
     pub fn spans(&self, text: &str) -> SpanReport {
+        self.spans_within(text, &Budget::unlimited())
+    }
+
+    /// [`Analyzer::spans`] within `budget`: the work stops when the budget does, and the report
+    /// then says how far the text was checked (`incomplete`).
+    pub fn spans_within(&self, text: &str, budget: &Budget) -> SpanReport {
         let index = self.index();
-        let mut report = self.query(&index, text);
+        let mut report = self.query(&index, text, budget);
         if self.options.fold {
             let (mut spans, mut near) = (
                 std::mem::take(&mut report.spans),
                 std::mem::take(&mut report.near),
             );
-            if self.add_folded(&index, text, &mut spans, &mut near) {
-                report =
-                    self.with_span_options(|opts| index.report(report.text_chars, spans, opts));
+            let incomplete = report.incomplete;
+            if let Some(folded) = self.add_folded(&index, text, &mut spans, &mut near, budget) {
+                report = self
+                    .with_span_options(budget, |opts| index.report(report.text_chars, spans, opts));
+                // Checked as far as the less advanced of the two matches got.
+                report.incomplete = [incomplete, folded]
+                    .into_iter()
+                    .flatten()
+                    .min_by_key(|i| i.checked_chars);
             } else {
                 report.spans = spans;
             }
@@ -163,8 +180,8 @@ impl Analyzer {
     }
 
     /// The exact spans of `text`, and its near spans with `near` on.
-    fn query(&self, index: &Index, text: &str) -> SpanReport {
-        self.with_span_options(|opts| match &self.options.near {
+    fn query(&self, index: &Index, text: &str, budget: &Budget) -> SpanReport {
+        self.with_span_options(budget, |opts| match &self.options.near {
             Some(near) => index.spans_and_near(text, opts, near),
             None => index.spans(text, opts),
         })
@@ -172,19 +189,30 @@ impl Analyzer {
 
     /// With `fold`: when folding changes `text`, matches the folded text too and keeps the
     /// outermost of both sets (`spans` and `near` of `text` as written, on entry); positions are
-    /// `text`'s. Returns whether the folded text was matched.
+    /// `text`'s. Returns `None` when folding changes nothing, else how far the folded match got
+    /// (`Some(None)`: all the way).
     fn add_folded(
         &self,
         index: &Index,
         text: &str,
         spans: &mut Vec<Span>,
         near: &mut Vec<crate::index::near::NearSpan>,
-    ) -> bool {
+        budget: &Budget,
+    ) -> Option<Option<Incomplete>> {
         let f = fold(text);
         if f.text == text {
-            return false;
+            return None;
         }
-        let folded = self.query(index, &f.text);
+        let folded = self.query(index, &f.text, budget);
+        // The folded text's first unchecked character, in `text`'s characters.
+        let incomplete = folded.incomplete.map(|mut i| {
+            i.checked_chars = f
+                .origin
+                .get(i.checked_chars)
+                .copied()
+                .unwrap_or(i.checked_chars);
+            i
+        });
         let back = |(a, b): (usize, usize)| {
             if a < b {
                 f.original_range(a, b)
@@ -202,7 +230,7 @@ impl Analyzer {
         }));
         *spans = outermost(std::mem::take(spans), |s| (s.start, s.end));
         *near = outermost(std::mem::take(near), |s| (s.start, s.end));
-        true
+        Some(incomplete)
     }
 
     /// Marks the spans of `report` whose whole text the message's `prompt` also holds
@@ -234,7 +262,7 @@ impl Analyzer {
     /// [`crate::index::incremental`]); the cost is the delta plus the span in progress.
     pub fn push(&self, text: &mut Incremental, delta: &str) {
         let index = self.index();
-        self.with_span_options(|opts| text.push(&index, delta, opts));
+        self.with_span_options(&Budget::unlimited(), |opts| text.push(&index, delta, opts));
     }
 
     /// The report on a streamed text made of `parts` (consecutive pieces with gaps between
@@ -246,20 +274,21 @@ impl Analyzer {
     /// length, the end costs the output's (chaining seeds across chunks as they arrive is not
     /// done). Before the end, the report has the exact spans of the text as written.
     pub fn report_parts(&self, parts: &[Incremental], ended: bool) -> SpanReport {
+        let budget = Budget::unlimited();
         let index = self.index();
         let mut spans = Vec::new();
         let mut near = Vec::new();
         let mut shift = 0;
         for p in parts {
-            let mut part: Vec<Span> = p.spans().cloned().collect();
+            let mut part: Vec<Span> = p.grouped_spans();
             let mut part_near = Vec::new();
             if ended {
                 if let Some(opts) = self.options.near.as_ref() {
                     let mapped = index.normalizer.normalize_mapped(p.text());
-                    part_near = index.near_spans(&mapped, opts);
+                    part_near = index.near_spans(&mapped, opts, &budget);
                 }
                 if self.options.fold {
-                    self.add_folded(&index, p.text(), &mut part, &mut part_near);
+                    self.add_folded(&index, p.text(), &mut part, &mut part_near, &budget);
                 }
             }
             spans.extend(part.into_iter().map(|mut s| {
@@ -274,7 +303,7 @@ impl Analyzer {
             }));
             shift += p.chars();
         }
-        let mut report = self.with_span_options(|opts| index.report(shift, spans, opts));
+        let mut report = self.with_span_options(&budget, |opts| index.report(shift, spans, opts));
         report.near = near;
         report.folded = ended && self.options.fold;
         keep_min_tokens(&mut report, self.options.min_tokens);
@@ -384,6 +413,8 @@ mod tests {
             count: 1,
             hits: vec![],
             text: String::new(),
+            repeats: 1,
+            period: 0,
             in_prompt: false,
         };
         let report = SpanReport {
@@ -397,6 +428,7 @@ mod tests {
             spans: vec![span(0, 60, Some(8)), span(100, 160, Some(20))],
             near: vec![],
             folded: false,
+            incomplete: None,
         };
         let mut r = report.clone();
         keep_min_tokens(&mut r, 12);

@@ -9,6 +9,8 @@
 //!   one API the daemon, `memaudit check` and `memaudit probe` call.
 //! - [`audit`]: `memaudit audit`, the memorization analyses of Chen, Han & Miyao (2024) and
 //!   their report.
+//! - [`budget`]: the work budget of one text (deadline, span cap, cancel), checked inside the
+//!   search, near and probe loops.
 //! - [`verdict`]: the severity policy: spans and probe signals ⇒ severity and reasons.
 //! - [`config`]: `memaudit serve`'s configuration (TOML, environment, flags), validated.
 //! - [`metrics`]: every Prometheus metric, defined once.
@@ -28,6 +30,7 @@
 pub mod action;
 pub mod analyze;
 pub mod audit;
+pub mod budget;
 // Documentation debt (Cargo.toml [lints] missing_docs): its public fields mirror formats
 // documented elsewhere (the manifest, config/memaudit.toml, the verdict JSON in the README).
 #[allow(missing_docs)]

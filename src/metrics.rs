@@ -77,6 +77,11 @@ pub struct Metrics {
     pub model_info: IntGaugeVec,
     /// HTTP API requests answered, by endpoint and status code.
     pub http_requests: IntCounterVec,
+    /// HTTP connections open now (at most `http.max_connections`).
+    pub http_connections: IntGauge,
+    /// Texts whose search the work budget stopped before their end, by reason (`deadline`,
+    /// `spans`, `cancelled`): their verdicts say `incomplete`.
+    pub incomplete: IntCounterVec,
     /// The action policy's decisions on judged texts, by endpoint, action and mode (in `audit`
     /// mode every text was allowed: these are the actions enforcing would have taken).
     pub http_actions: IntCounterVec,
@@ -261,6 +266,15 @@ impl Metrics {
                 "memaudit_http_requests_total",
                 "HTTP API requests answered, by endpoint and status code.",
                 &["endpoint", "status"],
+            ),
+            http_connections: gauge(
+                "memaudit_http_connections",
+                "HTTP connections open now (at most http.max_connections).",
+            ),
+            incomplete: counter_vec(
+                "memaudit_incomplete_total",
+                "Texts whose search the work budget stopped before their end, by reason.",
+                &["reason"],
             ),
             http_actions: counter_vec(
                 "memaudit_http_actions_total",

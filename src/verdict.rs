@@ -17,6 +17,9 @@
 //!   with `allowed_by`); a span found in a document a `deny` rule matches raises the rule's
 //!   severity at once. Each rule that fired is a `source_rule` reason naming it.
 //!
+//! - A text the work budget stopped before its end ([`crate::budget`]) gives `incomplete`, at
+//!   `incomplete` (default `low`): its verdict counts what was found up to there.
+//!
 //! Spans shorter than `spans.min_tokens` model tokens were dropped before (`crate::analyze`).
 //!
 //! (About 400 lines of rules; the rest of the file is their tests.)
@@ -86,6 +89,9 @@ pub struct SeverityRules {
     pub probe_raise_score: f32,
     /// Severity of a low-entropy run the index does not explain; `none` disables.
     pub unexplained_run: Severity,
+    /// Least severity of a text the work budget stopped before its end (`[limits]`): the part
+    /// past `checked_chars` was not searched; `none` lets what was found decide alone.
+    pub incomplete: Severity,
     /// Rules on where a span's text comes from (`[[severity.sources]]`), in order.
     pub sources: Vec<SourceRule>,
 }
@@ -158,6 +164,7 @@ impl Default for SeverityRules {
             },
             probe_raise_score: 0.8,
             unexplained_run: Severity::Low,
+            incomplete: Severity::Low,
             sources: Vec::new(),
         }
     }
@@ -292,8 +299,8 @@ impl SeverityRules {
 /// Why a verdict has its severity.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Reason {
-    /// `longest_span`, `coverage`, `near_verbatim`, `source_rule`, `boundary` or
-    /// `unexplained_run`.
+    /// `longest_span`, `coverage`, `near_verbatim`, `source_rule`, `boundary`,
+    /// `unexplained_run` or `incomplete`.
     pub code: &'static str,
     /// The severity this reason alone gives.
     pub severity: Severity,
@@ -381,6 +388,9 @@ pub struct Verdict {
     /// The text was folded before matching (`spans.fold`).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub folded: bool,
+    /// The work budget stopped the search before the text's end: how far it got, and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incomplete: Option<crate::budget::Incomplete>,
 }
 
 /// A near-verbatim span as the verdict reports it.
@@ -558,6 +568,18 @@ pub fn judge(
             ),
         });
     }
+    if let Some(i) = report.incomplete {
+        reasons.push(Reason {
+            code: "incomplete",
+            severity: rules.incomplete,
+            detail: format!(
+                "checked {} of {} chars: stopped by the work budget ({})",
+                i.checked_chars,
+                report.text_chars,
+                i.reason.name()
+            ),
+        });
+    }
     let mut severity = reasons.iter().map(|r| r.severity).max().unwrap_or_default();
 
     let mut spans: Vec<VerdictSpan> = report
@@ -653,6 +675,7 @@ pub fn judge(
             })
             .collect(),
         folded: report.folded,
+        incomplete: report.incomplete,
     }
 }
 
@@ -703,6 +726,8 @@ mod tests {
                 count: 1,
                 hits: vec![],
                 text: String::new(),
+                repeats: 1,
+                period: 0,
                 in_prompt: false,
             })
             .collect();
@@ -718,6 +743,7 @@ mod tests {
             spans,
             near: vec![],
             folded: false,
+            incomplete: None,
         }
     }
 

@@ -524,3 +524,37 @@ fn parts_of_a_build_hold_the_single_builds_documents_in_order() {
         stderr(&o)
     );
 }
+
+/// `serve --check-config` prints the configuration with librdkafka's secrets as `***`.
+#[test]
+fn check_config_prints_no_secret() {
+    let d = tempfile::tempdir().unwrap();
+    let c = corpus(d.path());
+    let idx = d.path().join("idx");
+    assert!(build_index(&idx, c.to_str().unwrap(), &[]).status.success());
+    let o = run(
+        &[
+            "serve",
+            "--check-config",
+            "--index",
+            idx.to_str().unwrap(),
+            "--set",
+            "kafka.options.sasl.password=hunter2-pass",
+            "--set",
+            "kafka.options.ssl.key.password=hunter3-key",
+            "--set",
+            "kafka.options.sasl.username=alice",
+            "--set",
+            "probe.policy=\"off\"",
+        ],
+        None,
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        !out.contains("hunter2") && !out.contains("hunter3"),
+        "{out}"
+    );
+    assert!(out.contains("\"sasl.password\" = \"***\""), "{out}");
+    assert!(out.contains("alice"), "{out}");
+}

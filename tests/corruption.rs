@@ -187,12 +187,12 @@ proptest! {
         std::fs::write(&path, &bytes).unwrap();
         let index = Index::open(&idx).unwrap();
         for min_len in [1, 4, 30] {
-            let r = index.spans(&query, &SpanOptions { min_len, max_hits: 5, tokens: None });
+            let r = index.spans(&query, &SpanOptions { min_len, max_hits: 5, tokens: None, budget: None });
             prop_assert!(r.coverage <= 1.0);
             let _ = index.count(&query);
         }
         let whole = docs().concat();
-        let _ = index.spans(&whole, &SpanOptions { min_len: 10, max_hits: 5, tokens: None });
+        let _ = index.spans(&whole, &SpanOptions { min_len: 10, max_hits: 5, tokens: None, budget: None });
         let report = full_verify(&idx);
         prop_assert!(!report.problems.is_empty());
     }

@@ -52,6 +52,7 @@ fn answer(index: &Index, text: &str) -> Answer {
         min_len: 12,
         max_hits: 100_000,
         tokens: None,
+        budget: None,
     };
     index
         .spans(text, &opts)

@@ -5,6 +5,7 @@
 
 mod common;
 
+use memaudit::budget::Budget;
 use memaudit::corpus::fold::fold;
 use memaudit::corpus::normalize::{Normalization, Normalizer};
 use memaudit::index::build::SaAlgorithm;
@@ -83,7 +84,7 @@ fn edited_copies_are_found_with_their_true_edit_count_and_novel_text_is_not() {
                 words(&mut rng, 8).join(" ")
             );
             let mapped = norm.normalize_mapped(&text);
-            let near = index.near_spans(&mapped, &opts);
+            let near = index.near_spans(&mapped, &opts, &Budget::unlimited());
             // One pass for both gives the exact spans of the exact query, and the same near ones.
             let span_opts = memaudit::index::SpanOptions::default();
             let both = index.spans_and_near(&text, &span_opts, &opts);
@@ -130,7 +131,7 @@ fn edited_copies_are_found_with_their_true_edit_count_and_novel_text_is_not() {
     // Novel text: nothing near-verbatim.
     for _ in 0..300 {
         let text = words(&mut rng, 60).join(" ");
-        let near = index.near_spans(&norm.normalize_mapped(&text), &opts);
+        let near = index.near_spans(&norm.normalize_mapped(&text), &opts, &Budget::unlimited());
         assert!(near.is_empty(), "{text:?}: {near:?}");
     }
 }
@@ -238,7 +239,11 @@ fn an_edited_copy_of_boilerplate_found_in_many_documents_is_one_near_span() {
     }
     let edited = w.join(" ");
     let norm = Normalizer::new(Normalization::default());
-    let near = index.near_spans(&norm.normalize_mapped(&edited), &NearOptions::default());
+    let near = index.near_spans(
+        &norm.normalize_mapped(&edited),
+        &NearOptions::default(),
+        &Budget::unlimited(),
+    );
     assert_eq!(near.len(), 1, "{near:?}");
     assert!(near[0].len_chars * 10 >= edited.len() * 8, "{near:?}");
     assert!(near[0].hit.doc < 200);
@@ -248,6 +253,10 @@ fn an_edited_copy_of_boilerplate_found_in_many_documents_is_one_near_span() {
         ..NearOptions::default()
     };
     assert!(index
-        .near_spans(&norm.normalize_mapped(&edited), &bounded)
+        .near_spans(
+            &norm.normalize_mapped(&edited),
+            &bounded,
+            &Budget::unlimited()
+        )
         .is_empty());
 }

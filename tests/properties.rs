@@ -7,10 +7,12 @@
 
 mod common;
 
+use memaudit::budget::Budget;
 use memaudit::corpus::normalize::Normalization;
 use memaudit::corpus::normalize::Normalizer;
 use memaudit::index::build::SaAlgorithm;
 use memaudit::index::incremental::Incremental;
+use memaudit::index::search::Runs;
 use memaudit::index::{Index, SpanOptions};
 use proptest::prelude::*;
 
@@ -73,6 +75,14 @@ fn check_against_reference(index: &Index, raw_docs: &[String], text: &str, min_l
     let want = reference(&docs, t.as_bytes(), min_len);
     let got = index.maximal_spans(t.as_bytes(), min_len);
     assert_eq!(got, want, "text {text:?} min_len {min_len} docs {docs:?}");
+    // The search's runs are the brute-force spans grouped by the definition's rule.
+    let mut grouped = Runs::default();
+    for &(a, b) in &want {
+        grouped.push(t.as_bytes(), a, b);
+    }
+    let found = index.maximal_runs(t.as_bytes(), min_len, &Budget::unlimited());
+    assert_eq!(found.runs, grouped, "text {text:?} min_len {min_len}");
+    assert_eq!(found.checked, t.len());
 
     let report = index.spans(
         text,
@@ -80,12 +90,15 @@ fn check_against_reference(index: &Index, raw_docs: &[String], text: &str, min_l
             min_len,
             max_hits: 100,
             tokens: None,
+            budget: None,
         },
     );
-    assert_eq!(report.spans.len(), want.len());
-    for (s, &(a, b)) in report.spans.iter().zip(&want) {
-        let matched = &t[a..b];
+    assert_eq!(report.spans.len(), grouped.runs.len());
+    assert!(report.incomplete.is_none());
+    for (s, r) in report.spans.iter().zip(&grouped.runs) {
+        let matched = &t[r.start..r.end];
         assert_eq!(s.text, matched);
+        assert_eq!(s.repeats, r.repeats);
         assert_eq!(s.count, count_naive(&docs, matched), "count of {matched:?}");
         assert_eq!(s.hits.len() as u64, s.count.min(100));
         for h in &s.hits {
@@ -179,6 +192,7 @@ fn check_incremental(index: &Index, text: &str, cuts: &[usize], min_len: usize) 
         min_len,
         max_hits: 100,
         tokens: None,
+        budget: None,
     };
     let mut bounds: Vec<usize> = cuts
         .iter()
@@ -235,6 +249,102 @@ fn adversarial_cases() {
             check_against_reference(&index, &docs, &text, min_len);
         }
     }
+}
+
+/// Periodic texts against corpora holding shorter runs of them (a model repeating one token or
+/// line; a corpus with `*****` and `=-=-=-` rulers): the search skips the periodic stretches,
+/// and its spans, expanded from runs, still equal the brute force, whatever the number of phases
+/// per period (`ab` and `ba` runs of different lengths make two spans per period).
+#[test]
+fn periodic_texts_equal_brute_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let docs: Vec<String> = vec![
+        "*".repeat(72),
+        "ab".repeat(36),
+        "ba".repeat(30) + "b",
+        "the cat sat on the mat".into(),
+        "=-".repeat(20) + "=",
+        "日本".repeat(25),
+        "xyz ".repeat(15),
+        "aabaabaa".into(),
+        "abaabaaba".into(),
+    ];
+    let index = common::index_of(dir.path(), &docs, 200, SaAlgorithm::Libsais);
+    for text in [
+        "*".repeat(700),
+        "ab".repeat(300),
+        "ba".repeat(300) + "!",
+        "the cat sat on the mat ".repeat(30),
+        "=-".repeat(300),
+        "日本".repeat(200),
+        "xyz ".repeat(150),
+        "aab".repeat(200),
+        format!("{}novel words here{}", "*".repeat(300), "ab".repeat(200)),
+    ] {
+        for min_len in [1, 2, 5, 20, 50] {
+            check_against_reference(&index, &docs, &text, min_len);
+        }
+    }
+    // A long periodic text costs a few entries, not one per position.
+    let t = "*".repeat(100_000);
+    let found = index.maximal_runs(t.as_bytes(), 50, &Budget::unlimited());
+    assert_eq!(found.runs.runs.len(), 1, "{:?}", found.runs.runs);
+    assert_eq!(found.runs.runs[0].repeats, 100_000 - 72 + 1);
+}
+
+/// A budget stops the search with what was found before it, and says how far it got.
+#[test]
+fn a_budget_stops_the_search_and_reports_how_far_it_got() {
+    let dir = tempfile::tempdir().unwrap();
+    let docs: Vec<String> = (0..200)
+        .map(|i| format!("document {i} reads {}", "word ".repeat(i % 13 + 10)))
+        .collect();
+    let index = common::index_of(dir.path(), &docs, 1 << 20, SaAlgorithm::Libsais);
+    let text: String = docs
+        .iter()
+        .map(|d| format!("{d} | novel {} |", d.len()))
+        .collect();
+    let full = index.spans(
+        &text,
+        &SpanOptions {
+            min_len: 20,
+            ..SpanOptions::default()
+        },
+    );
+    assert!(full.incomplete.is_none() && full.spans.len() > 100);
+    // A cap of 10 spans: the first 10 (and one more) found, and the text checked up to there.
+    let budget = Budget::new(None, 10);
+    let capped = index.spans(
+        &text,
+        &SpanOptions {
+            min_len: 20,
+            budget: Some(&budget),
+            ..SpanOptions::default()
+        },
+    );
+    let inc = capped.incomplete.expect("stopped by the cap");
+    assert_eq!(inc.reason, memaudit::budget::Stop::Spans);
+    assert_eq!(capped.spans.len(), 11);
+    assert_eq!(capped.spans[..], full.spans[..11]);
+    assert!(
+        inc.checked_chars > capped.spans[10].start && inc.checked_chars <= full.spans[11].start
+    );
+    // Cancelled before it starts: nothing found, nothing checked.
+    let budget = Budget::unlimited();
+    budget.cancel();
+    let none = index.spans(
+        &text,
+        &SpanOptions {
+            min_len: 20,
+            budget: Some(&budget),
+            ..SpanOptions::default()
+        },
+    );
+    assert!(none.spans.is_empty());
+    assert_eq!(
+        none.incomplete.map(|i| (i.checked_chars, i.reason)),
+        Some((0, memaudit::budget::Stop::Cancelled))
+    );
 }
 
 #[test]

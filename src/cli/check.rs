@@ -5,6 +5,7 @@
 use anyhow::{Context, Result};
 use clap::Args;
 use memaudit::analyze::{self, Analyzer};
+use memaudit::budget::Budget;
 use memaudit::index::near::NearOptions;
 use memaudit::index::{Index, SpanReport, DEFAULT_MIN_LEN};
 use memaudit::probe::tokenizer::Tokenizer;
@@ -48,6 +49,14 @@ pub struct CheckArgs {
     /// model repeating its input rather than its training data.
     #[arg(long)]
     prompt: Option<PathBuf>,
+    /// Stop the search after this many seconds (the daemon's `limits.text_seconds`); the
+    /// report then says how far the text was checked (`incomplete`). Default: no limit.
+    #[arg(long)]
+    max_seconds: Option<f64>,
+    /// Stop the search after this many spans (runs of repeats count once; the daemon's
+    /// `limits.max_spans`).
+    #[arg(long, default_value_t = 20_000)]
+    max_spans: usize,
 }
 
 pub fn run(a: CheckArgs) -> Result<()> {
@@ -75,7 +84,11 @@ pub fn run(a: CheckArgs) -> Result<()> {
         })
         .transpose()?;
     let analyzer = Analyzer::new(index, None, tokenizer, options)?;
-    let mut report = analyzer.spans(&text);
+    let budget = Budget::new(
+        a.max_seconds.map(std::time::Duration::from_secs_f64),
+        a.max_spans,
+    );
+    let mut report = analyzer.spans_within(&text, &budget);
     analyzer.mark_prompt(&mut report, prompt.as_deref());
     let mut stdout = std::io::stdout().lock();
     let terminal = stdout.is_terminal();
@@ -100,6 +113,15 @@ fn render(text: &str, report: &SpanReport, color: bool) -> String {
         report.coverage * 100.0,
         report.longest
     );
+    if let Some(i) = report.incomplete {
+        let _ = writeln!(
+            out,
+            "incomplete: checked the first {} of {} chars, then stopped ({}; see --max-seconds, --max-spans)",
+            i.checked_chars,
+            report.text_chars,
+            i.reason.name()
+        );
+    }
     out.push('\n');
     // Mark the union of spans, walking characters once.
     let (open, close) = if color {

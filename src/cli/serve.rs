@@ -59,9 +59,12 @@ pub fn run(a: ServeArgs) -> Result<()> {
     let cfg = Config::load(a.config.as_deref(), std::env::vars(), &sets)?;
     if a.check_config {
         memaudit::serve::preflight(&cfg)?;
+        // Secrets (librdkafka passwords and keys) shown as `***`.
+        let mut shown = cfg.clone();
+        shown.kafka = cfg.kafka.redacted();
         print!(
             "{}",
-            toml::to_string_pretty(&cfg).context("printing the configuration")?
+            toml::to_string_pretty(&shown).context("printing the configuration")?
         );
         eprintln!("configuration OK");
         return Ok(());

@@ -147,6 +147,32 @@ pub struct KafkaConfig {
     pub strict_offsets: bool,
 }
 
+/// Whether librdkafka property `key` holds a secret (a password, a private key, a client
+/// secret, or a configuration string that may embed one): printed as `***` wherever the
+/// configuration is shown (`serve --check-config`, logs).
+pub fn is_secret(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    k.contains("password")
+        || k.contains("secret")
+        || k == "ssl.key.pem"
+        || k == "ssl_key"
+        || k.starts_with("sasl.oauthbearer.config")
+        || k.ends_with(".jaas.config")
+}
+
+impl KafkaConfig {
+    /// A copy to show: every secret property's value replaced by `***`.
+    pub fn redacted(&self) -> KafkaConfig {
+        let mut c = self.clone();
+        for (k, v) in &mut c.options {
+            if is_secret(k) {
+                *v = "***".into();
+            }
+        }
+        c
+    }
+}
+
 impl Default for KafkaConfig {
     fn default() -> Self {
         KafkaConfig {

@@ -505,8 +505,15 @@ pub struct HttpConfig {
     pub bind: String,
     /// Checks answered at once by POST /v1/check; more are answered 429.
     pub max_concurrent_checks: usize,
-    /// Longest a check may take; slower ones are answered 503.
+    /// Longest a check may take; slower ones are answered 503 and their work stopped.
     pub check_timeout_ms: u64,
+    /// Longest a request's body may take to arrive once its headers are in (408 after it).
+    pub body_timeout_ms: u64,
+    /// Longest a connection may take to send a request's headers, and stay idle between
+    /// keep-alive requests; it is closed after it.
+    pub header_timeout_ms: u64,
+    /// Connections open at once; more wait in the kernel's accept queue until one closes.
+    pub max_connections: usize,
     /// A file of bearer tokens, one per line, that POST /v1/check requires (`Authorization:
     /// Bearer TOKEN`); empty: no authentication. /metrics and the health endpoints stay open.
     pub tokens_file: Option<std::path::PathBuf>,
@@ -518,6 +525,9 @@ impl Default for HttpConfig {
             bind: "127.0.0.1:9898".into(),
             max_concurrent_checks: 64,
             check_timeout_ms: 2000,
+            body_timeout_ms: 10_000,
+            header_timeout_ms: 10_000,
+            max_connections: 1024,
             tokens_file: None,
         }
     }
@@ -534,8 +544,15 @@ impl HttpConfig {
         if self.max_concurrent_checks == 0 {
             return Err(err("http.max_concurrent_checks", "must be > 0"));
         }
-        if self.check_timeout_ms == 0 {
-            return Err(err("http.check_timeout_ms", "must be > 0"));
+        for (k, v) in [
+            ("http.check_timeout_ms", self.check_timeout_ms),
+            ("http.body_timeout_ms", self.body_timeout_ms),
+            ("http.header_timeout_ms", self.header_timeout_ms),
+            ("http.max_connections", self.max_connections as u64),
+        ] {
+            if v == 0 {
+                return Err(err(k, "must be > 0"));
+            }
         }
         Ok(())
     }
@@ -561,6 +578,13 @@ pub struct Limits {
     /// A message unfinished this long means its partition is stuck: the systemd watchdog
     /// pings stop and `memaudit_oldest_unfinished_seconds` shows it.
     pub stuck_after_secs: f64,
+    /// The most time the search of one text may take (spans, provenance, near chaining); a text
+    /// that needs more gets a verdict marked `incomplete` with how far it was checked
+    /// (`crate::budget`). HTTP checks stop at `http.check_timeout_ms` instead.
+    pub text_seconds: f64,
+    /// The most spans (runs of repeats count once) one text may yield before its search stops
+    /// as `incomplete`: bounds a text's memory whatever it and the corpus hold.
+    pub max_spans: usize,
 }
 
 impl Default for Limits {
@@ -573,11 +597,21 @@ impl Default for Limits {
             max_in_flight_bytes: 256 << 20,
             max_record_bytes: 900_000,
             stuck_after_secs: 600.0,
+            text_seconds: 5.0,
+            max_spans: 20_000,
         }
     }
 }
 
 impl Limits {
+    /// A new budget for one text: `text_seconds` from now, `max_spans` spans.
+    pub fn budget(&self) -> crate::budget::Budget {
+        crate::budget::Budget::new(
+            Some(std::time::Duration::from_secs_f64(self.text_seconds)),
+            self.max_spans,
+        )
+    }
+
     /// `producer_max`: the producer's `message.max.bytes`, which every record must fit below.
     fn validate(&self, producer_max: usize) -> Result<(), ConfigError> {
         for (k, v) in [
@@ -586,6 +620,7 @@ impl Limits {
             ("limits.match_workers", self.match_workers),
             ("limits.max_pending_produce", self.max_pending_produce),
             ("limits.max_in_flight_bytes", self.max_in_flight_bytes),
+            ("limits.max_spans", self.max_spans),
         ] {
             if v == 0 {
                 return Err(err(k, "must be > 0"));
@@ -598,6 +633,12 @@ impl Limits {
                     "must be at least 4096 and 1024 below the producer's message.max.bytes \
                      ({producer_max}), which also counts the key, headers and framing"
                 ),
+            ));
+        }
+        if !(self.text_seconds.is_finite() && self.text_seconds > 0.0) {
+            return Err(err(
+                "limits.text_seconds",
+                "must be a number of seconds > 0",
             ));
         }
         if !(self.stuck_after_secs.is_finite() && self.stuck_after_secs > 0.0) {

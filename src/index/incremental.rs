@@ -22,7 +22,7 @@
 //! part of the stable prefix that still matches the corpus (the span in progress). `p` and
 //! `cut` only move forward.
 
-use super::search::{Span, SpanOptions, SpanReport};
+use super::search::{Run, Runs, Span, SpanOptions, SpanReport};
 use super::Index;
 
 /// The matching state of one growing text.
@@ -38,8 +38,11 @@ pub struct Incremental {
     p_norm: usize,
     /// Normalized bytes that can no longer change (absolute).
     cut: usize,
-    /// Spans found so far with their normalized end (absolute), in text order.
-    spans: Vec<(usize, Span)>,
+    /// Spans found so far (one per member: runs are grouped by [`Incremental::report`]) with
+    /// their normalized range (absolute), in text order.
+    spans: Vec<(usize, usize, Span)>,
+    /// The normalized text so far (the window's part replaced at each push).
+    norm: String,
     /// Characters in `text`.
     chars: usize,
 }
@@ -68,7 +71,7 @@ impl Incremental {
 
     /// The spans so far, in text order. Those ending in the last few characters may still grow.
     pub fn spans(&self) -> impl Iterator<Item = &Span> {
-        self.spans.iter().map(|(_, s)| s)
+        self.spans.iter().map(|(_, _, s)| s)
     }
 
     /// Appends `delta` and updates the spans; returns how many spans changed or were added
@@ -80,21 +83,29 @@ impl Incremental {
         let mapped = index.normalizer.normalize_mapped(window);
         let t = mapped.text.as_bytes();
         let old_cut = self.cut - self.p_norm;
-        let ranges: Vec<(usize, usize)> = index
+        let ranges: Vec<Run> = index
             .maximal_spans(t, opts.min_len)
             .into_iter()
             .filter(|&(_, b)| b >= old_cut)
+            .map(|(a, b)| Run {
+                start: a,
+                end: b,
+                period: 0,
+                repeats: 1,
+            })
             .collect();
         // Spans ending at or after the old cut may have grown: found again in the window.
-        self.spans.retain(|(end, _)| *end < self.cut);
+        self.spans.retain(|(_, end, _)| *end < self.cut);
         let before = self.spans.len();
-        let found = index.spans_of(window, &mapped, &ranges, self.p_chars, opts);
+        let (found, _) = index.spans_of(window, &mapped, &ranges, self.p_chars, opts);
         self.spans.extend(
             ranges
                 .iter()
                 .zip(found)
-                .map(|(&(_, b), s)| (self.p_norm + b, s)),
+                .map(|(r, s)| (self.p_norm + r.start, self.p_norm + r.end, s)),
         );
+        self.norm.truncate(self.p_norm);
+        self.norm.push_str(&mapped.text);
         let changed = self.spans.len() - before;
 
         // The new cut: normalized bytes before the last restart point of the window.
@@ -161,6 +172,29 @@ impl Incremental {
 
     /// The report on everything received so far, as [`Index::spans`] gives it for the whole text.
     pub fn report(&self, index: &Index, opts: &SpanOptions) -> SpanReport {
-        index.report(self.chars, self.spans().cloned().collect(), opts)
+        index.report(self.chars, self.grouped_spans(), opts)
+    }
+
+    /// The spans so far, the members of a run grouped as the whole text's search groups them
+    /// ([`Runs`]).
+    pub fn grouped_spans(&self) -> Vec<Span> {
+        let t = self.norm.as_bytes();
+        let mut runs = Runs::default();
+        for &(a, b, _) in &self.spans {
+            runs.push(t, a, b);
+        }
+        let mut spans = Vec::with_capacity(runs.runs.len());
+        let mut members = self.spans.iter();
+        for r in &runs.runs {
+            let mut first = members.next().expect("a member per run").2.clone();
+            if r.repeats > 1 {
+                let last = members.nth(r.repeats - 2).expect("every member");
+                first.end = last.2.end;
+                first.repeats = r.repeats;
+                first.period = self.norm[r.start..r.start + r.period].chars().count();
+            }
+            spans.push(first);
+        }
+        spans
     }
 }

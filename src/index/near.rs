@@ -6,15 +6,17 @@
 //! looked up (a seed found in more than `max_seed_hits` places is too common to say where it
 //! comes from and is left out). Within one corpus document, seeds that follow each other in the
 //! same order in the text and in the document, with gaps of at most `max_gap` bytes on both sides,
-//! are chained (the best chain first, by matched bytes, then the next among the seeds left). A chain
+//! are chained (the heaviest chains first, by matched bytes; see [`chains`]; at most
+//! [`MAX_DOC_OCCURRENCES`] seed occurrences per document). A chain
 //! of two seeds or more is a near span: from its first seed's start to its last seed's end, on
 //! both sides. Its edit count is the Levenshtein distance, in characters, between each text gap and
 //! the document gap facing it (exact for the alignment the seeds fix); its similarity is
 //! `1 - edits / longer side's characters`. Spans shorter than `min_chars` or less similar than
 //! `min_similarity` are dropped, and so is a span inside a longer one.
 
-use super::search::Hit;
+use super::search::{Hit, Run};
 use super::Index;
+use crate::budget::Budget;
 use crate::corpus::normalize::Mapped;
 use serde::{Deserialize, Serialize};
 
@@ -113,41 +115,51 @@ fn follows(i: &Occurrence, j: &Occurrence, max_gap: usize) -> Option<usize> {
     (text_gap <= max_gap && doc_gap <= max_gap).then_some(j.b - j.a - overlap)
 }
 
+/// Occurrences an occurrence looks back over for the one it follows: a chain's seeds are close
+/// in the text, so its links are near each other in text order.
+const LOOKBACK: usize = 256;
+
+/// Seed occurrences kept per document (the first in text order): a document holding one
+/// seed in thousands of places (a run of `*`) would otherwise make the chaining quadratic.
+pub const MAX_DOC_OCCURRENCES: usize = 4096;
+
 /// The best chains of occurrences (one document's, sorted by text position): each is a list of
 /// indices, the heaviest first, none sharing an occurrence.
+///
+/// One pass finds each occurrence's heaviest chain ending there (over the [`LOOKBACK`]
+/// occurrences before it); chains are then taken heaviest first, each cut where it meets an
+/// occurrence a heavier one took. Time O(k·LOOKBACK + k log k) for k occurrences.
 fn chains(occ: &[Occurrence], max_gap: usize) -> Vec<Vec<usize>> {
-    let mut used = vec![false; occ.len()];
-    let mut out = Vec::new();
-    loop {
-        // best[j]: matched bytes of the heaviest chain ending at j; prev[j]: its predecessor.
-        let mut best = vec![0usize; occ.len()];
-        let mut prev = vec![None; occ.len()];
-        for j in 0..occ.len() {
-            if used[j] {
-                continue;
-            }
-            best[j] = occ[j].b - occ[j].a;
-            for i in 0..j {
-                if used[i] {
-                    continue;
-                }
-                if let Some(add) = follows(&occ[i], &occ[j], max_gap) {
-                    if best[i] + add > best[j] {
-                        best[j] = best[i] + add;
-                        prev[j] = Some(i);
-                    }
+    // best[j]: matched bytes of the heaviest chain ending at j; prev[j]: its predecessor.
+    let mut best: Vec<usize> = occ.iter().map(|o| o.b - o.a).collect();
+    let mut prev = vec![None; occ.len()];
+    for j in 0..occ.len() {
+        for i in j.saturating_sub(LOOKBACK)..j {
+            if let Some(add) = follows(&occ[i], &occ[j], max_gap) {
+                if best[i] + add > best[j] {
+                    best[j] = best[i] + add;
+                    prev[j] = Some(i);
                 }
             }
         }
-        let Some(end) = (0..occ.len())
-            .filter(|&j| !used[j] && prev[j].is_some())
-            .max_by_key(|&j| best[j])
-        else {
-            return out;
-        };
+    }
+    let mut ends: Vec<usize> = (0..occ.len()).filter(|&j| prev[j].is_some()).collect();
+    ends.sort_by_key(|&j| std::cmp::Reverse(best[j]));
+    let mut used = vec![false; occ.len()];
+    let mut out = Vec::new();
+    for end in ends {
+        if used[end] {
+            continue;
+        }
         let mut chain = vec![end];
         while let Some(p) = prev[*chain.last().expect("not empty")] {
+            if used[p] {
+                break;
+            }
             chain.push(p);
+        }
+        if chain.len() < 2 {
+            continue;
         }
         chain.reverse();
         for &k in &chain {
@@ -155,31 +167,47 @@ fn chains(occ: &[Occurrence], max_gap: usize) -> Vec<Vec<usize>> {
         }
         out.push(chain);
     }
+    out
 }
 
 impl Index {
     /// The near-verbatim spans of normalized text `mapped` (see the module's description), in
     /// text order.
-    pub fn near_spans(&self, mapped: &Mapped, opts: &NearOptions) -> Vec<NearSpan> {
-        let seeds = self.maximal_spans(mapped.text.as_bytes(), opts.seed_chars.max(1));
-        self.near_spans_from(mapped, &seeds, opts)
+    pub fn near_spans(
+        &self,
+        mapped: &Mapped,
+        opts: &NearOptions,
+        budget: &Budget,
+    ) -> Vec<NearSpan> {
+        let seeds = self.maximal_runs(mapped.text.as_bytes(), opts.seed_chars.max(1), budget);
+        self.near_spans_from(mapped, &seeds.runs.runs, opts, budget)
     }
 
     /// [`Index::near_spans`] from the maximal exact matches `seeds` of `mapped` at least
-    /// `opts.seed_chars` long (what `maximal_spans` gives; longer ones are ignored: a caller
-    /// that also wants the exact spans computes the matches once, at the shorter length).
+    /// `opts.seed_chars` long (what `maximal_runs` gives; shorter ones are ignored: a caller
+    /// that also wants the exact spans computes the matches once, at the shorter length). A run
+    /// of repeats gives its first and last members as seeds (its middle chains to nothing new).
+    /// Stops early, with the spans found so far, when `budget` does.
     pub fn near_spans_from(
         &self,
         mapped: &Mapped,
-        seeds: &[(usize, usize)],
+        seeds: &[Run],
         opts: &NearOptions,
+        budget: &Budget,
     ) -> Vec<NearSpan> {
         let t = mapped.text.as_bytes();
         let chars = |a: usize, b: usize| t[a..b].iter().filter(|&&c| (c & 0xC0) != 0x80).count();
         let mut occ = Vec::new();
-        for &(a, b) in seeds {
+        let ends = seeds.iter().flat_map(|r| {
+            let last = (r.repeats > 1).then(|| (r.last_start(), r.last_end()));
+            std::iter::once((r.start, r.end)).chain(last)
+        });
+        for (a, b) in ends {
             if chars(a, b) < opts.seed_chars {
                 continue;
+            }
+            if !budget.go() {
+                break;
             }
             let pat = &t[a..b];
             let mut found = Vec::new();
@@ -208,6 +236,17 @@ impl Index {
             }
         }
         occ.sort_by_key(|o| (o.shard, o.local, o.a, o.offset));
+        // At most MAX_DOC_OCCURRENCES per document, the first in text order.
+        let mut kept = 0;
+        let mut last_doc = None;
+        occ.retain(|o| {
+            if last_doc != Some((o.shard, o.local)) {
+                last_doc = Some((o.shard, o.local));
+                kept = 0;
+            }
+            kept += 1;
+            kept <= MAX_DOC_OCCURRENCES
+        });
         // Candidates first (ranges, edits, where); the report's metadata and passage text are
         // built only for the spans kept: a boilerplate passage chains alike in hundreds of
         // documents.
@@ -224,6 +263,9 @@ impl Index {
         }
         let mut spans = Vec::new();
         for doc in occ.chunk_by(|x, y| (x.shard, x.local) == (y.shard, y.local)) {
+            if !budget.go() {
+                break;
+            }
             let text = self.shards[doc[0].shard].doc_text(doc[0].local);
             'chain: for chain in chains(doc, opts.max_gap) {
                 let first = doc[chain[0]];

@@ -34,8 +34,10 @@
 
 use super::format::SEPARATOR;
 use super::reader::{Index, Shard};
+use crate::budget::{Budget, Incomplete};
 use crate::corpus::normalize::Mapped;
 use serde::Serialize;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 /// At most one suffix in this many is sampled for [`Sample`] (8 bytes per 512 text bytes: 1.6%
@@ -349,8 +351,16 @@ pub struct Span {
     pub count: u64,
     /// Up to `max_hits` occurrences, shard order then suffix order.
     pub hits: Vec<Hit>,
-    /// The matched normalized text.
+    /// The matched normalized text (one member's, for a run).
     pub text: String,
+    /// The span repeats: `repeats` copies of `text`, each starting `period` characters (of
+    /// normalized text) after the one before and overlapping or touching it, cover `start..end`
+    /// ([`Run`]). 1 for a span that does not repeat; `len_chars` is one copy's length.
+    #[serde(skip_serializing_if = "is_one")]
+    pub repeats: usize,
+    /// See `repeats` (0 for a span that does not repeat).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub period: usize,
     /// The message's prompt holds this text too: the model repeated its input, which is not a
     /// leak of training data ([`crate::analyze::Analyzer::mark_prompt`]).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -384,7 +394,115 @@ pub struct SpanReport {
     /// original text's.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub folded: bool,
+    /// The work budget stopped the search: how far the text was checked, and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incomplete: Option<Incomplete>,
 }
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// Maximal spans that repeat, as one entry: the members `(start + k·period, end + k·period)`
+/// for `k < repeats`, all the same text, each overlapping or touching the next
+/// (`period ≤ end − start`), so the run covers `[start, last_end)` whole. A span that does not repeat is a
+/// run of one (`period` 0). Periodic text (a run of `*`, `abab…`, a word or line said over and
+/// over against a corpus holding a shorter such run) has a maximal span at nearly every
+/// position; as runs, its answer is a handful of entries, whatever its length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Run {
+    /// First member's byte range in the normalized text.
+    pub start: usize,
+    /// See `start`.
+    pub end: usize,
+    /// Bytes between consecutive members' starts (0 for a run of one).
+    pub period: usize,
+    /// Members, at least 1.
+    pub repeats: usize,
+}
+
+impl Run {
+    /// A member's length in bytes.
+    pub fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// Whether the members are empty (never, for a found span).
+    pub fn is_empty(&self) -> bool {
+        self.end == self.start
+    }
+
+    /// Start of the last member.
+    pub fn last_start(&self) -> usize {
+        self.start + (self.repeats - 1) * self.period
+    }
+
+    /// End of the last member: the run covers `[start, last_end)`.
+    pub fn last_end(&self) -> usize {
+        self.last_start() + self.len()
+    }
+
+    /// Every member's byte range, in order.
+    pub fn members(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        (0..self.repeats).map(|k| (self.start + k * self.period, self.end + k * self.period))
+    }
+}
+
+/// Maximal spans grouped into [`Run`]s as they are found, in text order. The grouping is the
+/// definition (the property tests apply it to the brute-force spans): a span joins the run
+/// before it when it has the same length and text as that run's last member, starts `p` bytes
+/// after it with `0 < p ≤ length`, and `p` is the run's period (set by its second member).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Runs {
+    /// The runs, in text order.
+    pub runs: Vec<Run>,
+}
+
+impl Runs {
+    /// Adds the maximal span `[a, b)` of normalized text `t` (after every span before it).
+    pub fn push(&mut self, t: &[u8], a: usize, b: usize) {
+        if let Some(r) = self.runs.last_mut() {
+            let (la, len) = (r.last_start(), r.len());
+            if b - a == len && a > la {
+                let p = a - la;
+                if p <= len && (r.repeats == 1 || p == r.period) && t[la..la + len] == t[a..b] {
+                    r.period = p;
+                    r.repeats += 1;
+                    return;
+                }
+            }
+        }
+        self.runs.push(Run {
+            start: a,
+            end: b,
+            period: 0,
+            repeats: 1,
+        });
+    }
+
+    /// Every member of every run, in order: the maximal spans.
+    pub fn spans(&self) -> Vec<(usize, usize)> {
+        self.runs.iter().flat_map(|r| r.members()).collect()
+    }
+}
+
+/// The maximal spans of one text as [`Index::maximal_runs`] finds them.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// The spans, grouped.
+    pub runs: Runs,
+    /// Bytes of the normalized text, from its start, whose maximal spans are all in `runs`:
+    /// the text's length unless the budget stopped the search.
+    pub checked: usize,
+}
+
+/// How many spans found last are remembered to recognize a periodic stretch (the spans of one
+/// period must all be among them).
+const PERIOD_WINDOW: usize = 64;
 
 /// Query options.
 #[derive(Clone, Copy)]
@@ -395,6 +513,8 @@ pub struct SpanOptions<'a> {
     pub max_hits: usize,
     /// Counts tokens of a span's original text, when a tokenizer is configured.
     pub tokens: Option<&'a (dyn Fn(&str) -> usize + Sync)>,
+    /// The text's work budget (none: unlimited); the report says how far a stopped search got.
+    pub budget: Option<&'a Budget>,
 }
 
 impl Default for SpanOptions<'_> {
@@ -403,6 +523,7 @@ impl Default for SpanOptions<'_> {
             min_len: DEFAULT_MIN_LEN,
             max_hits: 3,
             tokens: None,
+            budget: None,
         }
     }
 }
@@ -532,24 +653,52 @@ impl Index {
         e
     }
 
-    /// Byte ranges of the maximal spans of normalized text `t` with at least `min_chars` characters.
+    /// Every maximal span of normalized text `t` of at least `min_chars` characters, one by one
+    /// ([`Index::maximal_runs`]'s runs expanded, with no budget): for tests and short texts.
+    pub fn maximal_spans(&self, t: &[u8], min_chars: usize) -> Vec<(usize, usize)> {
+        self.maximal_runs(t, min_chars, &Budget::unlimited())
+            .runs
+            .spans()
+    }
+
+    /// The maximal spans of normalized text `t` with at least `min_chars` characters, grouped
+    /// into [`Run`]s, as far as `budget` allows.
     ///
     /// Invariant: `e` is the furthest end of any match computed so far, and every start before `j`
     /// that begins a maximal span of at least `min_chars` has been reported. A start is skipped only
     /// when its match is provably shorter than `min_chars` bytes (block filter) or provably ends at or
     /// before `e` (galloping), and neither kind can be, or hide, a reported span.
-    pub fn maximal_spans(&self, t: &[u8], min_chars: usize) -> Vec<(usize, usize)> {
+    ///
+    /// **Periodic stretches** are skipped, not searched. With `L(j)` the longest match at `j`,
+    /// call `E(j)` the furthest `i + L(i)` of a reported start `i < j`; `j` is reported iff its
+    /// match is long enough and `j + L(j) > E(j)` (a longer match ending as far would start
+    /// earlier and be reported). Suppose spans `(s0, e0)` and `(s, e)` were reported with
+    /// `s - s0 = e - e0 = p`, and `t[i] = t[i - p]` for every `i` in `[s + 1, z)`. For a start
+    /// `j` in `(s, s + p]`, the match at `j - p` and the byte after it lie in `[j - p, e]`, so
+    /// shifted by `p` they lie in the periodic stretch: `L(j) = L(j - p)` while
+    /// `j + L(j - p) < z`. And `E(s + 1) = e = E(s0 + 1) + p`. So by induction the spans reported
+    /// in `(s0, s]` repeat, shifted by `r·p`, for every `r` with `e + r·p < z`, and the state
+    /// after them is `(j, e)` shifted likewise. The search resumes there, near the end of the
+    /// stretch: a periodic text of any length costs a few periods' searches and a scan.
+    pub fn maximal_runs(&self, t: &[u8], min_chars: usize, budget: &Budget) -> Found {
         let n = t.len();
         let min_chars = min_chars.max(1);
         let chars = |a: usize, b: usize| t[a..b].iter().filter(|&&c| (c & 0xC0) != 0x80).count();
         let s = min_chars.div_ceil(2).max(1);
-        let mut out = Vec::new();
+        let mut found = Found::default();
+        // The spans reported last, to recognize a period (cleared after each skip).
+        let mut recent: VecDeque<(usize, usize)> = VecDeque::new();
         let mut e = 0usize; // furthest end of any match found so far
         let mut j = 0usize; // next candidate start
         let mut passing_block: Option<usize> = None;
-        while j < n {
-            if e >= n {
-                break; // a match already reaches the end: no later start can reach further
+        // Each `break 'search x` stops with every maximal start before `x` reported.
+        found.checked = 'search: loop {
+            if j >= n || e >= n {
+                // A match already reaching the end means no later start can reach further.
+                break n;
+            }
+            if !budget.go() {
+                break j;
             }
             let start;
             // The end of the character at e: a start q beats e iff text[q..e2] occurs.
@@ -560,6 +709,9 @@ impl Index {
                 let hi = e.min(e2 + 1 - min_chars);
                 let (mut lo, mut up) = (j, hi);
                 while lo < up {
+                    if !budget.go() {
+                        break 'search j;
+                    }
                     let mid = lo + (up - lo) / 2;
                     if self.occurs(&t[mid..e2]) {
                         up = mid;
@@ -579,9 +731,15 @@ impl Index {
                 let mut p = j.div_ceil(s) * s;
                 loop {
                     if p + s > n {
-                        return out;
+                        break 'search n;
                     }
-                    if passing_block == Some(p) || self.occurs(&t[p..p + s]) {
+                    if passing_block == Some(p) {
+                        break;
+                    }
+                    if !budget.go() {
+                        break 'search j.min(p);
+                    }
+                    if self.occurs(&t[p..p + s]) {
                         passing_block = Some(p);
                         break;
                     }
@@ -591,6 +749,9 @@ impl Index {
                 // start whose text reaches the block's end.
                 let (mut lo, mut hi) = (j.max((p + 1).saturating_sub(s)), p);
                 while lo < hi {
+                    if !budget.go() {
+                        break 'search j.max((p + 1).saturating_sub(s));
+                    }
                     let mid = lo + (hi - lo) / 2;
                     if self.occurs(&t[mid..p + s]) {
                         hi = mid;
@@ -606,15 +767,57 @@ impl Index {
                 start = q;
             }
             let end = self.match_end(t, start);
-            if end > e {
-                if chars(start, end) >= min_chars {
-                    out.push((start, end));
-                }
-                e = end;
-            }
             j = next_char_start(t, start + 1);
-        }
-        out
+            if end <= e {
+                continue;
+            }
+            e = end;
+            if chars(start, end) < min_chars {
+                continue;
+            }
+            found.runs.push(t, start, end);
+            if !budget.spans_ok(found.runs.runs.len()) {
+                break j;
+            }
+            recent.push_back((start, end));
+            if recent.len() > PERIOD_WINDOW {
+                recent.pop_front();
+            }
+            // The latest earlier span of the same length: the start of a period, if any.
+            let len = end - start;
+            let Some(k) = (0..recent.len() - 1)
+                .rev()
+                .find(|&k| recent[k].1 - recent[k].0 == len)
+            else {
+                continue;
+            };
+            let p = start - recent[k].0;
+            let mut z = start + 1;
+            while z < n && t[z] == t[z - p] {
+                z += 1;
+            }
+            if z <= end + p {
+                continue; // the stretch ends within a period: nothing to skip
+            }
+            let reps = (z - 1 - end) / p;
+            let period: Vec<(usize, usize)> = recent.range(k + 1..).copied().collect();
+            for r in 1..=reps {
+                if !budget.go() {
+                    break 'search period[0].0 + r * p;
+                }
+                for &(x, y) in &period {
+                    found.runs.push(t, x + r * p, y + r * p);
+                    if !budget.spans_ok(found.runs.runs.len()) {
+                        break 'search x + r * p + 1;
+                    }
+                }
+            }
+            e = end + reps * p;
+            j = next_char_start(t, start + reps * p + 1);
+            recent.clear();
+            passing_block = None;
+        };
+        found
     }
 
     /// Provenance of normalized pattern `p`: up to `max` hits and the exact count.
@@ -641,12 +844,15 @@ impl Index {
     }
 
     /// Every maximal verbatim span of `text` at least `opts.min_len` characters long (after
-    /// normalization), with counts, provenance and coverage.
+    /// normalization), with counts, provenance and coverage, within `opts.budget`.
     pub fn spans(&self, text: &str, opts: &SpanOptions) -> SpanReport {
         let mapped = self.normalizer.normalize_mapped(text);
-        let ranges = self.maximal_spans(mapped.text.as_bytes(), opts.min_len);
-        let spans = self.spans_of(text, &mapped, &ranges, 0, opts);
-        self.report(mapped.input_chars, spans, opts)
+        let budget = opts.budget.unwrap_or(&UNLIMITED);
+        let found = self.maximal_runs(mapped.text.as_bytes(), opts.min_len, budget);
+        let (spans, checked) = self.spans_of(text, &mapped, &found.runs.runs, 0, opts);
+        let mut report = self.report(mapped.input_chars, spans, opts);
+        report.incomplete = incomplete(&mapped, found.checked.min(checked), budget);
+        report
     }
 
     /// [`Index::spans`] and [`Index::near_spans`] of one text, finding the exact matches once:
@@ -660,32 +866,40 @@ impl Index {
     ) -> SpanReport {
         let mapped = self.normalizer.normalize_mapped(text);
         let t = mapped.text.as_bytes();
+        let budget = opts.budget.unwrap_or(&UNLIMITED);
         let chars = |a: usize, b: usize| t[a..b].iter().filter(|&&c| (c & 0xC0) != 0x80).count();
         let min_len = opts.min_len.max(1);
-        let matches = self.maximal_spans(t, near.seed_chars.max(1).min(min_len));
-        let exact: Vec<(usize, usize)> = matches
+        let matches = self.maximal_runs(t, near.seed_chars.max(1).min(min_len), budget);
+        let exact: Vec<Run> = matches
+            .runs
+            .runs
             .iter()
             .copied()
-            .filter(|&(a, b)| chars(a, b) >= min_len)
+            .filter(|r| chars(r.start, r.end) >= min_len)
             .collect();
-        let spans = self.spans_of(text, &mapped, &exact, 0, opts);
+        let (spans, checked) = self.spans_of(text, &mapped, &exact, 0, opts);
         let mut report = self.report(mapped.input_chars, spans, opts);
-        report.near = self.near_spans_from(&mapped, &matches, near);
+        report.near = self.near_spans_from(&mapped, &matches.runs.runs, near, budget);
+        report.incomplete = incomplete(&mapped, matches.checked.min(checked), budget);
         report
     }
 
-    /// The [`Span`]s of normalized byte ranges `ranges` of `mapped` (the normalization of
-    /// `text`): provenance, counts and lengths. Character positions are shifted by `first_char`
-    /// (the characters before `text` when it is the tail of a longer text).
+    /// The [`Span`]s of the runs of normalized byte ranges `runs` of `mapped` (the
+    /// normalization of `text`): provenance, counts and lengths, looked up once per distinct
+    /// text. Character positions are shifted by `first_char` (the characters before `text` when
+    /// it is the tail of a longer text). Returns the spans and the normalized byte before which
+    /// every run has its span (`runs` cut short when the budget stopped: `mapped`'s length if
+    /// not).
     pub fn spans_of(
         &self,
         text: &str,
         mapped: &Mapped,
-        ranges: &[(usize, usize)],
+        runs: &[Run],
         first_char: usize,
         opts: &SpanOptions,
-    ) -> Vec<Span> {
+    ) -> (Vec<Span>, usize) {
         let t = mapped.text.as_bytes();
+        let budget = opts.budget.unwrap_or(&UNLIMITED);
         // Byte offset of every original character, needed only to cut spans out for the tokenizer.
         let original: Vec<usize> = match opts.tokens {
             Some(_) => text
@@ -695,26 +909,40 @@ impl Index {
                 .collect(),
             None => Vec::new(),
         };
-        ranges
-            .iter()
-            .map(|&(a, b)| {
-                let (start, end) = mapped.input_range(a, b);
-                let (count, hits) = self.provenance(&t[a..b], opts.max_hits);
-                let matched = &mapped.text[a..b];
-                Span {
-                    start: first_char + start,
-                    end: first_char + end,
-                    len_chars: matched.chars().count(),
-                    len_tokens: opts
-                        .tokens
-                        .map(|f| f(&text[original[start]..original[end]])),
-                    count,
-                    hits,
-                    text: matched.to_string(),
-                    in_prompt: false,
+        // A text repeated (a line said over and over) is looked up once.
+        let mut known: HashMap<&[u8], (u64, Vec<Hit>)> = HashMap::new();
+        let mut spans = Vec::with_capacity(runs.len());
+        for r in runs {
+            let matched = &t[r.start..r.end];
+            if !known.contains_key(matched) {
+                if !budget.go() {
+                    return (spans, r.start);
                 }
-            })
-            .collect()
+                known.insert(matched, self.provenance(matched, opts.max_hits));
+            }
+            let (count, hits) = known[matched].clone();
+            let (start, _) = mapped.input_range(r.start, r.end);
+            let (first_end_char, end) = (
+                mapped.input_range(r.start, r.end).1,
+                mapped.input_range(r.last_start(), r.last_end()).1,
+            );
+            let matched = &mapped.text[r.start..r.end];
+            spans.push(Span {
+                start: first_char + start,
+                end: first_char + end,
+                len_chars: matched.chars().count(),
+                len_tokens: opts
+                    .tokens
+                    .map(|f| f(&text[original[start]..original[first_end_char]])),
+                count,
+                hits,
+                text: matched.to_string(),
+                repeats: r.repeats,
+                period: mapped.text[r.start..r.start + r.period].chars().count(),
+                in_prompt: false,
+            });
+        }
+        (spans, t.len())
     }
 
     /// The report on a text of `text_chars` characters whose spans (in text order) are `spans`.
@@ -736,8 +964,26 @@ impl Index {
             spans,
             near: Vec::new(),
             folded: false,
+            incomplete: None,
         }
     }
+}
+
+/// The budget of a search given none.
+static UNLIMITED: Budget = Budget::unlimited();
+
+/// What a report says of a search that `budget` stopped with normalized bytes `[0, checked)` of
+/// `mapped` checked (none when it was not stopped).
+fn incomplete(mapped: &Mapped, checked: usize, budget: &Budget) -> Option<Incomplete> {
+    let reason = budget.stopped()?;
+    let n = mapped.text.len();
+    if checked >= n {
+        return None;
+    }
+    Some(Incomplete {
+        checked_chars: mapped.origin[checked].0 as usize,
+        reason,
+    })
 }
 
 #[cfg(test)]

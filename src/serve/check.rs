@@ -8,15 +8,19 @@
 //! `action` is `allow | redact | block` by `[actions]` and `text` is the redacted text.
 //!
 //! Limits, each answered with a JSON error `{"error": CODE, "detail": ...}`: a body over
-//! `input.max_bytes` → 413; a bad payload → 400 with the stream's dead-letter reason as the code;
-//! `http.max_concurrent_checks` checks already running → 429; slower than `http.check_timeout_ms`
-//! → 503; with `http.tokens_file`, a missing or wrong bearer token → 401 (compared in constant
-//! time, never logged). Every answer is counted in `memaudit_http_requests_total{endpoint,status}`.
+//! `input.max_bytes` → 413; a body not in within `http.body_timeout_ms` → 408; a malformed body
+//! (a broken chunked encoding) → 400 `bad_body`; a bad payload → 400 with the stream's
+//! dead-letter reason as the code; `http.max_concurrent_checks` checks already running → 429
+//! (a slot is taken only once the body is in); slower than `http.check_timeout_ms` → 503, and
+//! the check's work budget is cancelled so it stops and frees its slot; with
+//! `http.tokens_file`, a missing or wrong bearer token → 401 (compared in constant time, never
+//! logged; the scheme's case does not matter). Every answer is counted in `memaudit_http_requests_total{endpoint,status}`.
 
 use super::chunks::{StreamInfo, Streams};
 use super::message::{decode, DeadLetter, DeadLetterReason, Decoded, Envelope, Origin};
 use crate::action::{redact, Action, ActionPolicy};
 use crate::analyze::Analyzer;
+use crate::budget::Budget;
 use crate::config::{Config, InputConfig, InputFormat, ProbePolicy};
 use crate::index::SpanReport;
 use crate::metrics::Metrics;
@@ -50,6 +54,10 @@ pub(crate) struct CheckService {
     actions: ActionPolicy,
     slots: Arc<Semaphore>,
     timeout: Duration,
+    /// How long a request's body may take to arrive.
+    body_timeout: Duration,
+    /// `limits.max_spans`: the spans one text may yield.
+    max_found: usize,
     tokens: Vec<Vec<u8>>,
     requests: AtomicU64,
     /// The outputs streamed through `POST /v1/chunks`.
@@ -149,7 +157,7 @@ impl CheckService {
                 ]);
             }
         }
-        for code in ["200", "400", "401", "413", "429", "500", "503"] {
+        for code in ["200", "400", "401", "408", "413", "429", "500", "503"] {
             metrics.http_requests.with_label_values(&[CHECK_PATH, code]);
             metrics
                 .http_requests
@@ -165,6 +173,8 @@ impl CheckService {
             actions: cfg.actions.clone(),
             slots: Arc::new(Semaphore::new(cfg.http.max_concurrent_checks)),
             timeout: Duration::from_millis(cfg.http.check_timeout_ms),
+            body_timeout: Duration::from_millis(cfg.http.body_timeout_ms),
+            max_found: cfg.limits.max_spans,
             tokens,
             requests: AtomicU64::new(0),
             streams: Arc::new(Streams::new(cfg.chunks.clone(), cfg.alerts.min_severity)),
@@ -202,10 +212,13 @@ impl CheckService {
         if self.tokens.is_empty() {
             return true;
         }
+        // The scheme is case-insensitive (RFC 9110 §11.1): `Bearer`, `bearer`, `BEARER`.
         let Some(given) = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(|v| v.trim_start().split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token)
         else {
             return false;
         };
@@ -215,8 +228,10 @@ impl CheckService {
         })
     }
 
-    /// What every request goes through: the token, a slot, the body within `input.max_bytes`,
-    /// and decoding as `format`. Errors are the answer to send.
+    /// What every request goes through: the token, the body within `input.max_bytes` and
+    /// `http.body_timeout_ms`, a slot, and decoding as `format`. The slot is taken only once the
+    /// body is in: a client trickling its body holds a connection, never a check slot. Errors
+    /// are the answer to send.
     async fn admit(
         &self,
         headers: &HeaderMap,
@@ -230,16 +245,22 @@ impl CheckService {
                 "a valid `Authorization: Bearer TOKEN` header is required",
             ));
         }
-        let Ok(permit) = self.slots.clone().try_acquire_owned() else {
-            return Err(error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "busy",
-                "http.max_concurrent_checks checks are running; retry shortly",
-            ));
-        };
-        let bytes = match axum::body::to_bytes(body, self.input.max_bytes).await {
-            Ok(b) => b,
+        let limited = http_body_util::Limited::new(body, self.input.max_bytes);
+        let read =
+            tokio::time::timeout(self.body_timeout, http_body_util::BodyExt::collect(limited));
+        let bytes = match read.await {
             Err(_) => {
+                return Err(error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    format!(
+                        "the body did not arrive within http.body_timeout_ms = {}",
+                        self.body_timeout.as_millis()
+                    ),
+                ))
+            }
+            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
                 return Err(error(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     DeadLetterReason::Oversize.code(),
@@ -249,6 +270,20 @@ impl CheckService {
                     ),
                 ))
             }
+            Ok(Err(e)) => {
+                return Err(error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_body",
+                    format!("the body could not be read: {e}"),
+                ))
+            }
+        };
+        let Ok(permit) = self.slots.clone().try_acquire_owned() else {
+            return Err(error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "busy",
+                "http.max_concurrent_checks checks are running; retry shortly",
+            ));
         };
         let n = self.requests.fetch_add(1, Ordering::Relaxed);
         let origin = Origin {
@@ -266,19 +301,31 @@ impl CheckService {
         }
     }
 
-    /// Runs `f` on the blocking pool within `http.check_timeout_ms`, holding `permit`.
+    /// A budget for one check: `http.check_timeout_ms` and `limits.max_spans`.
+    fn budget(&self) -> Arc<Budget> {
+        Arc::new(Budget::new(Some(self.timeout), self.max_found))
+    }
+
+    /// Runs `f` on the blocking pool within `http.check_timeout_ms`, holding `permit`; `f`'s
+    /// work spends `budget`, which the timeout cancels.
     async fn run<R: Serialize + Send + 'static>(
         &self,
         permit: OwnedSemaphorePermit,
+        budget: Arc<Budget>,
         f: impl FnOnce() -> Result<R, (StatusCode, String)> + Send + 'static,
     ) -> (StatusCode, String) {
         let work = tokio::task::spawn_blocking(move || {
             // The permit lives as long as the work, even past a timeout answer, so the limit
-            // bounds what runs, not only what waits.
+            // bounds what runs, not only what waits; the work stops soon after the answer,
+            // when its budget is cancelled, and frees the slot.
             let _permit = permit;
             f()
         });
-        match tokio::time::timeout(self.timeout, work).await {
+        let answer = tokio::time::timeout(self.timeout, work).await;
+        if answer.is_err() {
+            budget.cancel();
+        }
+        match answer {
             Err(_) => error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "timeout",
@@ -317,9 +364,17 @@ impl CheckService {
             Err(e) => return e,
         };
         let this = self.clone();
-        self.run(permit, move || {
+        let budget = self.budget();
+        let spent = budget.clone();
+        self.run(permit, budget, move || {
             super::failpoint::check("match", &msg.text);
-            let mut report = this.analyzer.spans(&msg.text);
+            let mut report = this.analyzer.spans_within(&msg.text, &spent);
+            if let Some(i) = report.incomplete {
+                this.metrics
+                    .incomplete
+                    .with_label_values(&[i.reason.name()])
+                    .inc();
+            }
             this.analyzer
                 .mark_prompt(&mut report, msg.prompt.as_deref());
             Ok(this.judge(CHECK_PATH, msg, report))
@@ -335,7 +390,7 @@ impl CheckService {
             Err(e) => return e,
         };
         let this = self.clone();
-        self.run(permit, move || {
+        self.run(permit, self.budget(), move || {
             let mark = msg.chunk.expect("decoded as a chunk");
             let id = msg.id.clone();
             super::failpoint::check("match", &msg.text);

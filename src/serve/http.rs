@@ -56,13 +56,30 @@ struct AppState {
     ready: Arc<Readiness>,
 }
 
+/// How connections are bounded (`[http]`).
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// Longest a connection may take to send a request's headers (and so stay idle between
+    /// keep-alive requests) before it is closed.
+    pub header_timeout: std::time::Duration,
+    /// Connections served at once; further ones wait in the accept queue.
+    pub max_connections: usize,
+}
+
 /// Binds `addr` and serves until `stop` resolves. Binding errors are returned at once, naming
 /// the address.
+///
+/// Every connection is bounded: its headers must arrive within `limits.header_timeout`
+/// (hyper's timer; the same timer closes a keep-alive connection idle that long), and at most
+/// `limits.max_connections` are served at once, so half-sent requests cannot exhaust the
+/// process's file descriptors and keep `/healthz` from answering. On `stop`, the listener
+/// closes and open connections finish the request in progress.
 pub async fn serve(
     addr: SocketAddr,
     metrics: Arc<Metrics>,
     ready: Arc<Readiness>,
     api: Router,
+    limits: ConnectionLimits,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(addr)
@@ -73,18 +90,75 @@ pub async fn serve(
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready_handler))
-        .with_state(AppState { metrics, ready })
+        .with_state(AppState {
+            metrics: metrics.clone(),
+            ready,
+        })
         .merge(api);
-    let handle = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(stop)
-            .await
-        {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
-    });
+    let handle = tokio::spawn(accept_loop(listener, app, limits, metrics, stop));
     tracing::info!(address = %local, "serving /metrics /healthz /readyz and POST /v1/check");
     Ok((local, handle))
+}
+
+/// Accepts connections while a connection slot is free, each served by hyper's HTTP/1 with the
+/// header timeout, until `stop`; then asks every open connection to close after its request.
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    limits: ConnectionLimits,
+    metrics: Arc<Metrics>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let (closing, closed) = tokio::sync::watch::channel(false);
+    let conns = tokio_util::task::TaskTracker::new();
+    tokio::pin!(stop);
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+            _ = &mut stop => break,
+        };
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors, say: wait a moment rather than spin.
+                    tracing::warn!(error = %e, "accepting an HTTP connection failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut stop => break,
+        };
+        metrics.http_connections.inc();
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let mut closed = closed.clone();
+        let metrics = metrics.clone();
+        conns.spawn(async move {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            let closing = async move {
+                let _ = closed.wait_for(|c| *c).await;
+            };
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = closing => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+            metrics.http_connections.dec();
+            drop(permit);
+        });
+    }
+    drop(listener);
+    let _ = closing.send(true);
+    conns.close();
+    conns.wait().await;
 }
 
 async fn metrics_handler(State(s): State<AppState>) -> impl IntoResponse {

@@ -208,6 +208,10 @@ pub async fn run(cfg: Config, outputs: Outputs) -> Result<()> {
             metrics.clone(),
             ready.clone(),
             api,
+            http::ConnectionLimits {
+                header_timeout: Duration::from_millis(cfg.http.header_timeout_ms),
+                max_connections: cfg.http.max_connections,
+            },
             async move { s.triggered().await },
         )
         .await?;

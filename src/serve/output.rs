@@ -55,8 +55,8 @@ impl<T> PerStream<T> {
 /// One record for a sink.
 #[derive(Debug, Clone)]
 pub enum Output {
-    /// A verdict or an alert.
-    Verdict(VerdictOut),
+    /// A verdict or an alert (boxed: several times a dead letter's size).
+    Verdict(Box<VerdictOut>),
     /// A dead letter.
     DeadLetter(DeadLetterOut),
 }

@@ -98,6 +98,8 @@ pub(crate) struct Pipeline {
     match_batch: usize,
     probe_batch: usize,
     max_spans: usize,
+    /// `[limits]`: each text's work budget.
+    limits: crate::config::Limits,
     match_slots: Arc<Semaphore>,
     match_workers: usize,
     produce_slots: Arc<Semaphore>,
@@ -150,6 +152,7 @@ impl Pipeline {
             match_batch: cfg.limits.match_batch,
             probe_batch: cfg.probe.batch_size,
             max_spans: cfg.spans.max_reported,
+            limits: cfg.limits.clone(),
             match_slots: Arc::new(Semaphore::new(cfg.limits.match_workers)),
             match_workers: cfg.limits.match_workers,
             produce_slots: Arc::new(Semaphore::new(cfg.limits.max_pending_produce)),
@@ -293,7 +296,13 @@ impl Pipeline {
         }
         let matched = catch_unwind(AssertUnwindSafe(|| {
             super::failpoint::check("match", &msg.text);
-            let mut report = self.analyzer.spans(&msg.text);
+            let mut report = self.analyzer.spans_within(&msg.text, &self.limits.budget());
+            if let Some(i) = report.incomplete {
+                self.metrics
+                    .incomplete
+                    .with_label_values(&[i.reason.name()])
+                    .inc();
+            }
             self.analyzer
                 .mark_prompt(&mut report, msg.prompt.as_deref());
             let wants = self.wants_probe(&msg.id, &report);
@@ -574,7 +583,7 @@ impl Pipeline {
             let half = out.verdict.spans.len() / 2;
             out.verdict.keep_longest_spans(half);
         }
-        let mut record = Output::Verdict(out);
+        let mut record = Output::Verdict(Box::new(out));
         let e = match self.sink.send(&record).await {
             Err(SendError::Refused(e)) => e,
             other => return other,
