@@ -92,6 +92,8 @@ pub struct Metrics {
     pub chunks: IntCounterVec,
     /// Streamed outputs ended, by how (`final`, `idle_timeout`).
     pub outputs_ended: IntCounterVec,
+    /// Bytes held by the open streamed outputs (at most `chunks.max_held_bytes`).
+    pub stream_held_bytes: IntGauge,
     /// Streamed outputs open now.
     pub open_outputs: IntGauge,
     /// Build identity (value 1).
@@ -310,6 +312,10 @@ impl Metrics {
             open_outputs: gauge(
                 "memaudit_stream_outputs_open",
                 "Streamed outputs open now (chunks received, no verdict yet).",
+            ),
+            stream_held_bytes: gauge(
+                "memaudit_stream_held_bytes",
+                "Bytes the open streamed outputs hold (text, waiting chunks, a fixed cost per chunk); at most chunks.max_held_bytes.",
             ),
             build_info: gauge_vec(
                 "memaudit_build_info",

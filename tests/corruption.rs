@@ -4,7 +4,7 @@
 mod common;
 
 use memaudit::index::build::SaAlgorithm;
-use memaudit::index::format::{shard_file_name, FileKind, HEADER_LEN, MANIFEST};
+use memaudit::index::format::{shard_file_name, FileKind, Manifest, HEADER_LEN, MANIFEST};
 use memaudit::index::verify::{verify, VerifyOptions};
 use memaudit::index::{Index, SpanOptions};
 use proptest::prelude::*;
@@ -22,9 +22,22 @@ fn docs() -> Vec<String> {
         .collect()
 }
 
+/// An index whose shard files the test may damage: they are written read-only (checked here),
+/// and made writable again, as an operator with the rights to would.
 fn build(dir: &Path) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
     common::index_of(dir, &docs(), 600, SaAlgorithm::Libsais);
-    dir.join("index")
+    let idx = dir.join("index");
+    for e in std::fs::read_dir(&idx).unwrap() {
+        let path = e.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if name.starts_with("shard-") {
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o222, 0, "{name} is written read-only");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+    }
+    idx
 }
 
 fn full_verify(idx: &Path) -> memaudit::index::verify::VerifyReport {
@@ -134,6 +147,24 @@ fn verify_finds_flipped_bytes_by_file() {
     }
 }
 
+/// A manifest changed by hand that keeps its index id (a document taken out of `removed`, say)
+/// is refused at open, naming the manifest: the id is what tells a daemon the index changed.
+#[test]
+fn a_manifest_whose_id_does_not_match_its_contents_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let idx = build(d.path());
+    let manifest = idx.join(MANIFEST);
+    let mut m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    m["removed"] = serde_json::json!([3]);
+    std::fs::write(&manifest, m.to_string()).unwrap();
+    let e = open_err(&idx);
+    assert!(
+        e.contains("manifest.json") && e.contains("changed by hand"),
+        "{e}"
+    );
+}
+
 #[test]
 fn verify_full_finds_disorder_even_with_matching_checksum() {
     // Swap two suffix-array entries and re-record the checksum: only the order check can see it.
@@ -147,9 +178,12 @@ fn verify_full_finds_disorder_even_with_matching_checksum() {
     }
     std::fs::write(&path, &bytes).unwrap();
     let manifest = idx.join(MANIFEST);
-    let mut m: serde_json::Value =
+    // The checksum re-recorded, and the index id recomputed to match it (an id that does not
+    // match its manifest is refused at open).
+    let mut m: Manifest =
         serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
-    m["shards"][0]["sa"]["blake3"] = blake3::hash(&bytes).to_hex().to_string().into();
+    m.shards[0].sa.blake3 = blake3::hash(&bytes).to_hex().to_string();
+    m.index_id = Manifest::compute_id(&m.shards, &m.removed);
     std::fs::write(&manifest, serde_json::to_string(&m).unwrap()).unwrap();
     let report = full_verify(&idx);
     assert!(

@@ -599,3 +599,84 @@ fn the_daemon_probes_with_a_gpt_neox_checkpoint() {
         .collect();
     assert_eq!(alerted, quoting, "every quote has its alert");
 }
+
+/// A text over its work budget (here `limits.max_spans = 2`, a text quoting five passages) gets
+/// a verdict that says how far it was checked, at least the `incomplete` severity, counted;
+/// every other message gets its verdict as usual and the run ends.
+#[test]
+fn a_text_over_its_budget_gets_an_incomplete_verdict() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let index = build_index(dir.path());
+    let g = broker::workload::gettysburg();
+    let quotes: String = (0..5)
+        .map(|k| {
+            format!(
+                "{} novel words number {k} here. ",
+                &g[k * 200..k * 200 + 120]
+            )
+        })
+        .collect();
+    let input = [
+        serde_json::json!({"id": "many", "text": quotes}),
+        serde_json::json!({"id": "one", "text": format!("It said: {}", &g[..200])}),
+        serde_json::json!({"id": "none", "text": "nothing anyone wrote before, in these words"}),
+    ]
+    .map(|v| v.to_string())
+    .join("\n");
+    let path = dir.path().join("in.jsonl");
+    std::fs::write(&path, input).unwrap();
+    let out = dir.path().join("v.jsonl").display().to_string();
+    let o = memaudit(
+        &[
+            "serve",
+            "--index",
+            index.to_str().unwrap(),
+            "--input",
+            path.to_str().unwrap(),
+            "--http",
+            "",
+            "--set",
+            "probe.policy=\"off\"",
+            "--set",
+            "limits.max_spans=2",
+            "--set",
+            "severity.incomplete=\"high\"",
+            "--set",
+            &format!("file.verdicts={out:?}"),
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let verdicts = lines(&dir.path().join("v.jsonl"));
+    let by_id = |id: &str| {
+        verdicts
+            .iter()
+            .find(|v| v["id"] == id)
+            .unwrap_or_else(|| panic!("no verdict for {id}: {verdicts:?}"))
+            .clone()
+    };
+    assert_eq!(verdicts.len(), 3);
+    let many = by_id("many");
+    let inc = &many["incomplete"];
+    assert_eq!(inc["reason"], "spans", "{many}");
+    let checked = inc["checked_chars"].as_u64().unwrap();
+    assert!(
+        checked > 0 && checked < many["text_chars"].as_u64().unwrap(),
+        "{many}"
+    );
+    assert_eq!(many["spans_total"], 3, "{many}");
+    assert_eq!(many["severity"], "high", "{many}");
+    assert!(
+        many["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["code"] == "incomplete"),
+        "{many}"
+    );
+    for id in ["one", "none"] {
+        assert!(by_id(id).get("incomplete").is_none(), "{id}");
+    }
+    assert_ne!(by_id("one")["severity"], "none");
+}

@@ -320,6 +320,15 @@ fn bearer_tokens_concurrency_time_and_panics() {
     assert_eq!(c, 401);
     let (c, v) = post(&d, &[("Authorization", "Bearer beta-token-2")], &body);
     assert_eq!((c, v["action"].as_str().unwrap()), (200, "allow"));
+    // The scheme's case does not matter (RFC 9110 §11.1).
+    for scheme in ["bearer", "BEARER"] {
+        let (c, v) = post(
+            &d,
+            &[("Authorization", &format!("{scheme} beta-token-2"))],
+            &body,
+        );
+        assert_eq!(c, 200, "{scheme}: {v}");
+    }
     assert!(
         !d.log_text().contains("beta-token"),
         "tokens are never logged"
@@ -724,5 +733,439 @@ fn near_verbatim_and_folded_quotes() {
             "{a}"
         );
     }
+    d.stop();
+}
+
+/// Sends `bytes` on a new connection to the daemon and reads the answer until the server
+/// closes or 5 s pass: the status code and the raw answer.
+fn raw(d: &Daemon, bytes: &[u8]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", d.http)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(bytes).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).to_string();
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, text)
+}
+
+/// Malformed requests get a JSON error and are counted: a broken chunked body (400, not 413),
+/// a payload with a key twice (400), an unknown path (404) or method (405).
+#[test]
+fn malformed_requests_get_json_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = start(dir.path(), "", &[]);
+    let (c, text) = raw(
+        &d,
+        b"POST /v1/check HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\nabc\r\n0\r\n\r\n",
+    );
+    assert_eq!(c, 400, "{text}");
+    assert!(text.contains("\"bad_body\""), "{text}");
+    let (c, v) = post(&d, &[], r#"{"text": "harmless", "text": "the quote"}"#);
+    assert_eq!(
+        (c, v["error"].as_str().unwrap()),
+        (400, "invalid_json"),
+        "{v}"
+    );
+    assert!(
+        v["detail"]
+            .as_str()
+            .unwrap()
+            .contains("duplicate key `text`"),
+        "{v}"
+    );
+    let (c, text) = raw(
+        &d,
+        b"GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(c, 404, "{text}");
+    assert!(text.contains("\"not_found\""), "{text}");
+    let (c, text) = raw(
+        &d,
+        b"GET /v1/check HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(c, 405, "{text}");
+    assert!(text.contains("\"method_not_allowed\""), "{text}");
+    let (_, m) = d.get("/metrics").unwrap();
+    for (series, n) in [
+        (
+            "memaudit_http_requests_total{endpoint=\"/v1/check\",status=\"400\"}",
+            2.0,
+        ),
+        (
+            "memaudit_http_requests_total{endpoint=\"other\",status=\"404\"}",
+            1.0,
+        ),
+        (
+            "memaudit_http_requests_total{endpoint=\"other\",status=\"405\"}",
+            1.0,
+        ),
+    ] {
+        assert_eq!(metric(&m, series), n, "{series}");
+    }
+    d.stop();
+}
+
+/// A thousand idle connections, a hundred half-sent headers and more trickling bodies than
+/// there are check slots: `/healthz` still answers within 100 ms, ordinary checks are answered
+/// (a slot is taken only once a body is in), the trickling bodies get 408 at the body timeout,
+/// and the idle connections are closed at the header timeout.
+#[test]
+fn slow_and_idle_connections_hold_neither_checks_nor_health() {
+    use std::io::{Read, Write};
+    use std::time::Instant;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = start(
+        dir.path(),
+        "[http]\nmax_concurrent_checks = 4\nheader_timeout_ms = 2000\nbody_timeout_ms = 2000\n",
+        &[],
+    );
+    let addr = ("127.0.0.1", d.http);
+    let idle: Vec<_> = (0..1000)
+        .map(|_| std::net::TcpStream::connect(addr).unwrap())
+        .collect();
+    let half: Vec<_> = (0..100)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            s.write_all(b"POST /v1/check HTTP/1.1\r\nHost: x\r\n")
+                .unwrap();
+            s
+        })
+        .collect();
+    let trickling: Vec<_> = (0..8)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            s.write_all(
+                b"POST /v1/check HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n{\"text\": \"",
+            )
+            .unwrap();
+            s
+        })
+        .collect();
+    let opened = Instant::now();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut slowest = Duration::ZERO;
+    for _ in 0..20 {
+        let t = Instant::now();
+        let (c, body) = d.get("/healthz").unwrap();
+        slowest = slowest.max(t.elapsed());
+        assert_eq!((c, body.as_str()), (200, "ok\n"));
+    }
+    assert!(
+        slowest < Duration::from_millis(100),
+        "slowest /healthz {slowest:?}"
+    );
+    for _ in 0..20 {
+        let v = check(&d, &novel(300));
+        assert_eq!(v["action"], "allow");
+    }
+    assert!(
+        opened.elapsed() < Duration::from_millis(1800),
+        "checked before the timeouts"
+    );
+    // The trickling bodies: 408 once the body timeout passes.
+    for mut s in trickling {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+        assert!(text.contains("\"body_timeout\""), "{text}");
+    }
+    // The idle and half-sent connections: closed by the server at the header timeout.
+    for mut s in idle.into_iter().chain(half) {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut out = Vec::new();
+        assert!(s.read_to_end(&mut out).is_ok(), "closed by the server");
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let (_, m) = d.get("/metrics").unwrap();
+    assert!(metric(&m, "memaudit_http_connections") <= 2.0, "{m}");
+    d.stop();
+}
+
+/// A check past `http.check_timeout_ms` is answered 503 and its work stops there (its budget is
+/// cancelled, counted as an incomplete search): its slot is free for the next check at once, not
+/// when the work would have ended.
+#[test]
+fn a_check_over_its_time_stops_and_frees_its_slot() {
+    use std::time::Instant;
+    let dir = tempfile::tempdir().unwrap();
+    let index = build_index(dir.path());
+    let cfg = format!(
+        "[source]\nkind = \"http\"\n[index]\ndir = {:?}\n[probe]\npolicy = \"off\"\n[input]\nmax_bytes = 16000000\n[http]\nmax_concurrent_checks = 1\ncheck_timeout_ms = 50\n[spans]\nnear = true\n",
+        index.display().to_string()
+    );
+    let mut d = Daemon::start_env(dir.path(), &cfg, "http", &[]);
+    d.wait_ready(Duration::from_secs(60));
+    let big = serde_json::json!({"text": novel(8_000_000)}).to_string();
+    let (c, v) = post(&d, &[], &big);
+    assert_eq!((c, v["error"].as_str().unwrap()), (503, "timeout"), "{v}");
+    let answered = Instant::now();
+    let small = serde_json::json!({"text": novel(200)}).to_string();
+    loop {
+        let (c, v) = post(&d, &[], &small);
+        if c == 200 {
+            break;
+        }
+        assert_eq!(c, 429, "{v}");
+        assert!(
+            answered.elapsed() < Duration::from_secs(1),
+            "the slot stayed taken"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (_, m) = d.get("/metrics").unwrap();
+    assert_eq!(
+        metric(&m, "memaudit_incomplete_total{reason=\"cancelled\"}"),
+        1.0,
+        "the work was stopped, not finished"
+    );
+    d.stop();
+}
+
+/// SIGHUP while the daemon is still starting (here loading the probe model) waits for the
+/// reload task instead of killing the process: the daemon comes up, answers, and stops cleanly.
+#[test]
+fn sighup_during_start_up_is_queued_not_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = build_index(dir.path());
+    let model = std::env::var_os("MEMAUDIT_MODEL")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(memaudit::probe::default_model_path);
+    assert!(
+        model.exists(),
+        "{} missing: run scripts/fetch-model.sh",
+        model.display()
+    );
+    let cfg = format!(
+        "[source]\nkind = \"http\"\n[index]\ndir = {:?}\n[model]\npath = {:?}\n[probe]\npolicy = \"always\"\n",
+        index.display().to_string(),
+        model.display().to_string()
+    );
+    let mut d = Daemon::start_env(dir.path(), &cfg, "http", &[]);
+    for wait in [50, 100, 200] {
+        std::thread::sleep(Duration::from_millis(wait));
+        d.signal("HUP");
+    }
+    assert!(
+        d.child.try_wait().unwrap().is_none(),
+        "killed by SIGHUP:\n{}",
+        d.log_text()
+    );
+    d.wait_ready(Duration::from_secs(60));
+    let v = check(&d, &novel(200));
+    assert_eq!(v["action"], "allow");
+    d.stop();
+}
+
+/// Runs a `memaudit` command to the end; panics with its stderr when it fails.
+fn memaudit_ok(args: &[&str]) {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_memaudit"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "memaudit {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// Waits until the metric `series` reads `value` on the daemon's /metrics.
+fn wait_metric(d: &Daemon, series: &str, value: f64) {
+    let until = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, m) = d.get("/metrics").unwrap();
+        if metric(&m, series) == value {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "{series} never became {value}: {}\n{}",
+            metric(&m, series),
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Writes `manifest.json` of `index` atomically, as a restore of a backup or a hand edit would
+/// leave it (the daemon never reads half a file).
+fn put_manifest(index: &Path, bytes: &[u8]) {
+    let tmp = index.join("manifest.json.restore");
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, index.join("manifest.json")).unwrap();
+}
+
+/// The daemon following the index refuses a generation older than the one it serves (a backup
+/// restored over a takedown: the takedown holds), until `memaudit index rollback` publishes it
+/// as a new generation; refuses a manifest whose id does not match its contents; and fails
+/// closed (not ready, the alarm set) on an index with no live document, until one with
+/// documents is published. `index build --force` over the live index is its next generation.
+#[test]
+fn the_daemon_refuses_older_forged_and_empty_generations() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = build_index(dir.path());
+    let idx = index.to_str().unwrap();
+    let backup = std::fs::read(index.join("manifest.json")).unwrap();
+    let cfg = format!(
+        "[source]\nkind = \"http\"\n[index]\ndir = {idx:?}\npoll_secs = 0.1\n[probe]\npolicy = \"off\"\n"
+    );
+    let mut d = Daemon::start_env(dir.path(), &cfg, "http", &[]);
+    d.wait_ready(Duration::from_secs(60));
+    let g = gettysburg();
+    let quote = format!("He said: {}", &g[..300]);
+    let v = check(&d, &quote);
+    assert_eq!(v["verdict"]["severity"], "critical", "{v}");
+    let doc = v["verdict"]["spans"][0]["provenance"][0]["doc"]
+        .as_u64()
+        .unwrap();
+
+    // The takedown (generation 2), then the backup of generation 1 restored over it: refused.
+    memaudit_ok(&["index", "remove", idx, &doc.to_string()]);
+    wait_metric(&d, "memaudit_index_generation", 2.0);
+    assert_eq!(check(&d, &quote)["verdict"]["severity"], "none");
+    put_manifest(&index, &backup);
+    wait_metric(&d, "memaudit_index_reload_failed", 1.0);
+    assert!(
+        d.log_text().contains("index rollback"),
+        "the log says what to do"
+    );
+    assert_eq!(
+        check(&d, &quote)["verdict"]["severity"],
+        "none",
+        "the takedown holds"
+    );
+    // Rolled back on purpose: generation 3, the document back.
+    memaudit_ok(&["index", "rollback", idx, "--after", "2", "--reason", "test"]);
+    wait_metric(&d, "memaudit_index_generation", 3.0);
+    wait_metric(&d, "memaudit_index_reload_failed", 0.0);
+    assert_eq!(check(&d, &quote)["verdict"]["severity"], "critical");
+
+    // A hand-edited manifest that keeps its id: refused, never served.
+    let good = std::fs::read(index.join("manifest.json")).unwrap();
+    let mut m: serde_json::Value = serde_json::from_slice(&good).unwrap();
+    m["removed"] = serde_json::json!([doc]);
+    m["generation"] = serde_json::json!(9);
+    put_manifest(&index, m.to_string().as_bytes());
+    wait_metric(&d, "memaudit_index_reload_failed", 1.0);
+    assert!(d.log_text().contains("changed by hand"), "{}", d.log_text());
+    assert_eq!(check(&d, &quote)["verdict"]["severity"], "critical");
+    put_manifest(&index, &good);
+    wait_metric(&d, "memaudit_index_reload_failed", 0.0);
+
+    // Every document taken down: refused, and the daemon is not ready (fails closed).
+    let documents = m["totals"]["documents"].as_u64().unwrap();
+    let all: Vec<String> = (0..documents).map(|i| i.to_string()).collect();
+    let mut args = vec!["index", "remove", idx];
+    args.extend(all.iter().map(String::as_str));
+    memaudit_ok(&args);
+    wait_metric(&d, "memaudit_index_reload_failed", 1.0);
+    let (code, body) = d.get("/readyz").unwrap();
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("\"index_open\":false"), "{body}");
+    // Rebuilt with --force over the live index: the next generation, served, ready again.
+    let corpus = format!("{}/data/demo/corpus", env!("CARGO_MANIFEST_DIR"));
+    memaudit_ok(&[
+        "index", "build", "--quiet", "--force", "--out", idx, &corpus,
+    ]);
+    wait_metric(&d, "memaudit_index_generation", 5.0);
+    wait_metric(&d, "memaudit_index_reload_failed", 0.0);
+    d.wait_ready(Duration::from_secs(10));
+    assert_eq!(check(&d, &quote)["verdict"]["severity"], "critical");
+    d.stop();
+}
+
+/// `chunk` with extra request headers (a bearer token, a namespace).
+fn chunk_as(
+    d: &Daemon,
+    headers: &[(&str, &str)],
+    id: &str,
+    seq: u64,
+    delta: &str,
+    last: bool,
+) -> (u16, serde_json::Value) {
+    let body = serde_json::json!({"id": id, "seq": seq, "delta": delta, "final": last});
+    post_to(d, "/v1/chunks", headers, &body.to_string())
+}
+
+/// A streamed output belongs to the client that sent it (its token is part of the key): another
+/// client can neither end it nor pre-send its chunks. A `seq` sent again with other text is a
+/// conflict (409), not a duplicate; a final chunk sent again gets the same final answer; a final
+/// chunk over the output's size still ends it with a verdict; `seq = u64::MAX` is refused. The
+/// open outputs and the bytes they hold show in the gauges, and one cap bounds those bytes.
+#[test]
+fn streamed_outputs_are_owned_and_their_final_answer_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "alice-token\nmallory-token\n").unwrap();
+    let extra = format!(
+        "[http]\ntokens_file = {:?}\n[chunks]\nmax_output_bytes = 3000\nmax_held_bytes = 4000\nidle_timeout_secs = 60\n",
+        tokens.display().to_string()
+    );
+    let mut d = start(dir.path(), &extra, &[]);
+    let alice = [("Authorization", "Bearer alice-token")];
+    let mallory = [("Authorization", "Bearer mallory-token")];
+    let g = gettysburg();
+
+    // Mallory pre-sends harmless text for Alice's next seq and ends "o1" first: her own output.
+    let (c, v) = chunk_as(&d, &mallory, "o1", 1, "harmless", true);
+    assert_eq!((c, v["state"].as_str()), (200, Some("waiting")), "{v}");
+    let (c, v) = chunk_as(&d, &mallory, "o1", 0, "nothing to see, ", false);
+    assert_eq!((c, v["state"].as_str()), (200, Some("final")), "{v}");
+    // Alice's "o1" is untouched: her quote is judged, and blocked.
+    let (c, v) = chunk_as(&d, &alice, "o1", 0, "As he said: ", false);
+    assert_eq!((c, v["state"].as_str()), (200, Some("open")), "{v}");
+    let (m, _) = (d.get("/metrics").unwrap().1, ());
+    assert_eq!(
+        metric(&m, "memaudit_stream_outputs_open"),
+        1.0,
+        "HTTP outputs are counted"
+    );
+    assert!(metric(&m, "memaudit_stream_held_bytes") > 0.0);
+    let (c, fin) = chunk_as(&d, &alice, "o1", 1, &g[..400], true);
+    assert_eq!((c, fin["state"].as_str()), (200, Some("final")), "{fin}");
+    assert_eq!(fin["action"], "block", "{fin}");
+    assert_eq!(fin["id"], "o1");
+    assert_eq!(fin["verdict"]["id"], "o1");
+    // The final chunk again (its answer lost on the way): the same answer, not "duplicate".
+    let (c, again) = chunk_as(&d, &alice, "o1", 1, &g[..400], true);
+    assert_eq!(c, 200);
+    assert_eq!(again, fin);
+
+    // A seq sent again with other text: 409; with the same text: a duplicate.
+    let (c, _) = chunk_as(&d, &alice, "o2", 0, "first words ", false);
+    assert_eq!(c, 200);
+    let (c, v) = chunk_as(&d, &alice, "o2", 0, "other words ", false);
+    assert_eq!(
+        (c, v["error"].as_str()),
+        (409, Some("chunk_conflict")),
+        "{v}"
+    );
+    let (c, v) = chunk_as(&d, &alice, "o2", 0, "first words ", false);
+    assert_eq!((c, v["state"].as_str()), (200, Some("duplicate")), "{v}");
+    let (c, v) = chunk_as(&d, &alice, "o2", u64::MAX, "x", false);
+    assert_eq!((c, v["error"].as_str()), (400, Some("bad_chunk")), "{v}");
+
+    // One cap for the bytes of every open output: a second large output does not fit.
+    let (c, _) = chunk_as(&d, &alice, "big1", 0, &novel(2500), false);
+    assert_eq!(c, 200);
+    let (c, v) = chunk_as(&d, &alice, "big2", 0, &novel(2500), false);
+    assert_eq!((c, v["error"].as_str()), (429, Some("streams_full")), "{v}");
+    // A final chunk past the output's own size still ends it, with a verdict naming it.
+    let (c, v) = chunk_as(&d, &alice, "big1", 1, &novel(1000), true);
+    assert_eq!((c, v["state"].as_str()), (200, Some("final")), "{v}");
+    assert_eq!(v["stream"]["left_out"], serde_json::json!([1]), "{v}");
+    // Ended outputs give their bytes back.
+    chunk_as(&d, &alice, "o2", 1, "end", true);
+    let m = d.get("/metrics").unwrap().1;
+    assert_eq!(metric(&m, "memaudit_stream_outputs_open"), 0.0, "{m}");
+    assert_eq!(metric(&m, "memaudit_stream_held_bytes"), 0.0, "{m}");
     d.stop();
 }

@@ -81,6 +81,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
             printed.print();
             Box::pin(after_input(workdir, addr, hold, shutdown))
         })),
+        hangup: None,
     };
     let rt = super::runtime()?;
     let result = rt.block_on(serve::run(cfg, outputs));

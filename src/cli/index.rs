@@ -28,6 +28,22 @@ pub enum IndexCommand {
     Compact(CompactArgs),
     /// Combine indexes built elsewhere (the parts of `build --part I/N`) into one.
     Merge(MergeArgs),
+    /// Publish the index on disk (an older generation restored from a backup) as a new
+    /// generation, so that a daemon following the index takes it; recorded in the history.
+    Rollback(RollbackArgs),
+}
+
+#[derive(Args)]
+pub struct RollbackArgs {
+    /// The index directory.
+    dir: PathBuf,
+    /// The generation in use (the daemon's memaudit_index_generation); the index on disk is
+    /// published as the one after it.
+    #[arg(long)]
+    after: u64,
+    /// Why, kept in the history.
+    #[arg(long)]
+    reason: Option<String>,
 }
 
 #[derive(Args)]
@@ -196,6 +212,11 @@ pub fn run(c: IndexCommand) -> Result<()> {
         IndexCommand::Add(a) => index_add(a),
         IndexCommand::Compact(a) => index_compact(a),
         IndexCommand::Merge(a) => index_merge(a),
+        IndexCommand::Rollback(a) => {
+            let g = memaudit::index::generation::rollback(&a.dir, a.after, a.reason)?;
+            eprintln!("published {} as generation {g}", a.dir.display());
+            Ok(())
+        }
     }
 }
 

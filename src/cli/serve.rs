@@ -35,6 +35,16 @@ pub struct ServeArgs {
 }
 
 pub fn run(a: ServeArgs) -> Result<()> {
+    // SIGHUP asks the daemon to reread the index. Until a handler is installed its default
+    // action kills the process, and systemd's Restart=on-failure does not bring it back: so the
+    // handler goes in first, and a SIGHUP sent during start-up (index, model) waits in its
+    // queue for the reload task.
+    let rt = super::runtime()?;
+    let hangup = {
+        let _entered = rt.enter();
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("installing the SIGHUP handler")?
+    };
     let mut sets = Vec::new();
     if let Some(b) = a.brokers {
         sets.push(format!("kafka.brokers={b}"));
@@ -69,10 +79,12 @@ pub fn run(a: ServeArgs) -> Result<()> {
         eprintln!("configuration OK");
         return Ok(());
     }
-    let rt = super::runtime()?;
     let result = rt.block_on(memaudit::serve::run(
         cfg,
-        memaudit::serve::Outputs::default(),
+        memaudit::serve::Outputs {
+            hangup: Some(hangup),
+            ..Default::default()
+        },
     ));
     // A blocking read that never returns (stdin or a FIFO held open by its writer) must not
     // hold the exit: the runtime does not wait for it.

@@ -114,6 +114,10 @@ pub struct ChunksConfig {
     /// Ids of ended outputs remembered, so late duplicates of their chunks are dropped instead of
     /// opening the output again.
     pub remember_ended: usize,
+    /// Bytes all open outputs may hold together (text kept and waiting, and a fixed cost per
+    /// chunk, so that empty chunks count too); a chunk past it is a dead letter
+    /// (`streams_full`, 429 over HTTP). Shown in `memaudit_stream_held_bytes`.
+    pub max_held_bytes: usize,
 }
 
 impl Default for ChunksConfig {
@@ -123,6 +127,7 @@ impl Default for ChunksConfig {
             max_open_outputs: 10_000,
             max_output_bytes: 1 << 20,
             remember_ended: 100_000,
+            max_held_bytes: 512 << 20,
         }
     }
 }
@@ -137,6 +142,12 @@ impl ChunksConfig {
         }
         if self.max_open_outputs == 0 {
             return Err(err("chunks.max_open_outputs", "must be at least 1"));
+        }
+        if self.max_held_bytes < self.max_output_bytes {
+            return Err(err(
+                "chunks.max_held_bytes",
+                "must be at least chunks.max_output_bytes",
+            ));
         }
         if self.max_output_bytes == 0 {
             return Err(err("chunks.max_output_bytes", "must be at least 1"));

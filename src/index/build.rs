@@ -134,6 +134,18 @@ pub(crate) fn check_target(out: &Path, force: bool) -> Result<bool> {
 pub fn build(opts: &BuildOptions) -> Result<BuildSummary> {
     let started = Instant::now();
     let replace = check_target(&opts.out, opts.force)?;
+    // Rebuilding a live index (--force over one): its writer lock is taken, so no other change
+    // runs meanwhile, and its history goes on, so the new build is the next generation and a
+    // daemon following the directory moves to it rather than refusing it as older.
+    let previous = if replace && Manifest::path(&opts.out).exists() {
+        let lock = super::generation::WriterLock::acquire(&opts.out)?;
+        let old: Option<Manifest> = std::fs::read(Manifest::path(&opts.out))
+            .ok()
+            .and_then(|raw| serde_json::from_slice(&raw).ok());
+        Some((lock, old))
+    } else {
+        None
+    };
     if opts.shard_bytes < 2 || opts.shard_bytes > MAX_SHARD_BYTES {
         bail!("--shard-size must be between 2 bytes and {MAX_SHARD_BYTES} bytes (2 GiB - 1)");
     }
@@ -176,19 +188,25 @@ pub fn build(opts: &BuildOptions) -> Result<BuildSummary> {
         }
     };
     manifest.build.seconds = started.elapsed().as_secs_f64();
+    let old = previous.as_ref().and_then(|(_, old)| old.as_ref());
+    if let Some(old) = old {
+        manifest.generation = old.generation + 1;
+        manifest.history = old.history.clone();
+    }
     manifest.history.push(Change {
-        generation: 1,
+        generation: manifest.generation,
         created_unix: manifest.created_unix,
         action: "build".into(),
         index_id: manifest.index_id.clone(),
         documents: manifest.totals.documents,
         ids: Vec::new(),
-        reason: None,
+        reason: old.map(|o| format!("rebuilt with --force over generation {}", o.generation)),
         shards: manifest.shards.len(),
     });
     super::generation::write_manifest(&tmp, &manifest)?;
 
     install(&tmp, &opts.out, replace)?;
+    drop(previous);
 
     let seconds = started.elapsed().as_secs_f64();
     Ok(BuildSummary {
@@ -511,10 +529,16 @@ impl HashingWriter {
             .with_context(|| format!("cannot write {}", self.name))
     }
 
+    /// Syncs the file and makes it read-only: a shard file never changes once written (later
+    /// generations write new files), and a mapped file rewritten in place would crash its
+    /// readers (SIGBUS on a truncation), so the mode refuses that to any user but root.
     fn finish(self) -> Result<FileEntry> {
+        use std::os::unix::fs::PermissionsExt;
         let f = self.inner.into_inner().map_err(|e| e.into_error())?;
         f.sync_all()
             .with_context(|| format!("cannot sync {}", self.name))?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o444))
+            .with_context(|| format!("cannot make {} read-only", self.name))?;
         Ok(FileEntry {
             name: self.name,
             bytes: self.bytes,

@@ -202,3 +202,31 @@ pub fn change(action: &str, documents: u64) -> Change {
         shards: 0,
     }
 }
+
+/// Publishes the index now in `dir` (typically a backup restored over it, which a following
+/// daemon refuses as older than what it serves) as generation `after + 1`, recorded in the
+/// history as a `rollback` with `reason`: the one way to go back on purpose. `after` must be at
+/// least the generation in use anywhere (the daemon's `memaudit_index_generation`). Returns the
+/// new generation.
+pub fn rollback(dir: &Path, after: u64, reason: Option<String>) -> Result<u64> {
+    let lock = WriterLock::acquire(dir)?;
+    let index = super::Index::open(dir)?;
+    let mut manifest = index.manifest.clone();
+    drop(index);
+    if after < manifest.generation {
+        bail!(
+            "{}: --after {after} is below the generation on disk ({}); give the generation in \
+             use (the daemon's memaudit_index_generation)",
+            dir.display(),
+            manifest.generation
+        );
+    }
+    let restored = manifest.generation;
+    manifest.generation = after;
+    let mut c = change("rollback", manifest.live_documents());
+    c.reason = Some(match reason {
+        Some(r) => format!("generation {restored} published again after {after}: {r}"),
+        None => format!("generation {restored} published again after {after}"),
+    });
+    lock.publish(&mut manifest, c)
+}

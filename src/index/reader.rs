@@ -43,6 +43,30 @@ pub enum OpenError {
 /// A mapped file with its header skipped.
 pub(crate) struct Mapped {
     map: Mmap,
+    /// The file as it was when mapped.
+    id: FileId,
+}
+
+/// Which file, as the file system saw it when it was mapped: a file replaced or rewritten under
+/// the same name since has another inode, size or modification time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FileId {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime_ns: i128,
+}
+
+impl FileId {
+    fn of(m: &std::fs::Metadata) -> FileId {
+        use std::os::unix::fs::MetadataExt;
+        FileId {
+            dev: m.dev(),
+            ino: m.ino(),
+            len: m.len(),
+            mtime_ns: m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
+        }
+    }
 }
 
 impl Mapped {
@@ -73,13 +97,11 @@ fn map_file(dir: &Path, entry: &ShardEntry, kind: FileKind) -> Result<Mapped, Op
         path: path.clone(),
         cause,
     })?;
-    let len = file
-        .metadata()
-        .map_err(|cause| OpenError::Io {
-            path: path.clone(),
-            cause,
-        })?
-        .len();
+    let meta = file.metadata().map_err(|cause| OpenError::Io {
+        path: path.clone(),
+        cause,
+    })?;
+    let len = meta.len();
     if len != expected.bytes {
         return Err(OpenError::Corrupt {
             path,
@@ -100,7 +122,10 @@ fn map_file(dir: &Path, entry: &ShardEntry, kind: FileKind) -> Result<Mapped, Op
     })?;
     FileHeader::check(&map, kind, entry.count(kind))
         .map_err(|reason| OpenError::Corrupt { path, reason })?;
-    Ok(Mapped { map })
+    Ok(Mapped {
+        map,
+        id: FileId::of(&meta),
+    })
 }
 
 /// One mapped shard.
@@ -230,6 +255,16 @@ impl Shard {
 
     /// The shard's text: documents each followed by the separator.
     #[inline]
+    /// The identity of the file of section `kind` as it was mapped.
+    pub fn file_id(&self, kind: FileKind) -> FileId {
+        match kind {
+            FileKind::Text => self.text.id,
+            FileKind::Sa => self.sa.id,
+            FileKind::Docs => self.docs.id,
+            FileKind::Meta => self.meta.id,
+        }
+    }
+
     pub fn text(&self) -> &[u8] {
         self.text.bytes()
     }
@@ -390,6 +425,19 @@ impl Index {
                 path: path.clone(),
                 reason: e.to_string(),
             })?;
+        // The id names the exact contents in verdicts and tells a reloading daemon whether
+        // anything changed: one that does not match them is refused, never trusted.
+        let computed = Manifest::compute_id(&manifest.shards, &manifest.removed);
+        if manifest.index_id != computed {
+            return Err(OpenError::BadManifest {
+                path,
+                reason: format!(
+                    "\"index_id\" is {:?} but its shards and removed documents make {computed:?}: \
+                     the manifest was changed by hand; publish changes with `memaudit index`",
+                    manifest.index_id
+                ),
+            });
+        }
         let mut next_doc = 0;
         for (i, s) in manifest.shards.iter().enumerate() {
             if s.id as usize != i || s.first_doc != next_doc {

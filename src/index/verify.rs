@@ -6,8 +6,9 @@
 //! sample of adjacent suffix-array slots, or on every slot with `--full`, which also proves the
 //! array a permutation of the document positions.
 
+use super::format::Manifest;
 use super::format::{FileEntry, FileKind, SEPARATOR};
-use super::reader::{Index, Shard};
+use super::reader::{FileId, Index, Shard};
 use anyhow::Result;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -66,12 +67,15 @@ fn hash_file(path: &std::path::Path) -> std::io::Result<String> {
 
 /// Recomputes the BLAKE3 checksum of every shard file of `index` except those `skip` trusts;
 /// returns one problem per file that does not match its manifest entry, the file named.
-pub fn checksum_files(index: &Index, skip: impl Fn(&FileEntry) -> bool) -> Vec<String> {
+pub fn checksum_files(
+    index: &Index,
+    skip: impl Fn(&Shard, FileKind, &FileEntry) -> bool,
+) -> Vec<String> {
     let mut problems = Vec::new();
     for shard in &index.shards {
         for kind in FileKind::ALL {
             let entry = shard.entry.file(kind);
-            if skip(entry) {
+            if skip(shard, kind, entry) {
                 continue;
             }
             let path = index.dir.join(&entry.name);
@@ -88,20 +92,74 @@ pub fn checksum_files(index: &Index, skip: impl Fn(&FileEntry) -> bool) -> Vec<S
     problems
 }
 
+/// A generation [`open_next`] refuses to move to, though its files are sound.
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    /// Older than the one in use.
+    #[error(
+        "{}: generation {found} is older than generation {in_use} in use (a backup copied over \
+         the live index?); refused, since it would undo every change since. To serve it on \
+         purpose, publish it as a new generation: `memaudit index rollback {} --after {in_use}`",
+        manifest.display(),
+        dir.display()
+    )]
+    Older {
+        manifest: std::path::PathBuf,
+        found: u64,
+        in_use: u64,
+        dir: std::path::PathBuf,
+    },
+    /// No live document: it would allow every text.
+    #[error(
+        "{}: generation {generation} holds no live document; refused, since it would allow \
+         every text (the daemon reports not ready until a generation with documents is published)",
+        manifest.display()
+    )]
+    Empty {
+        manifest: std::path::PathBuf,
+        generation: u64,
+    },
+}
+
 /// Opens the index in `dir` as a reader that already has `current` open moves to a new
 /// generation: every file's size and header are checked by opening, and every shard file
 /// `current` does not already hold (same name, same checksum) is checksummed. A takedown adds no
 /// file, so this costs one manifest read; an addition, reading its new shards once.
+///
+/// Refused too: a generation older than `current`'s (a backup restored over a live index would
+/// silently undo every takedown since; a rollback is published as a new generation by
+/// `memaudit index rollback`), and an index with no live document (which would allow every
+/// text: the daemon fails closed instead).
 pub fn open_next(dir: &std::path::Path, current: &Index) -> Result<Index> {
     let next = Index::open(dir)?;
-    let known: std::collections::HashSet<(&str, &str)> = current
+    let manifest = Manifest::path(dir);
+    if next.generation() < current.generation() {
+        return Err(Refused::Older {
+            manifest,
+            found: next.generation(),
+            in_use: current.generation(),
+            dir: dir.to_path_buf(),
+        }
+        .into());
+    }
+    if next.manifest.live_documents() == 0 {
+        return Err(Refused::Empty {
+            manifest,
+            generation: next.generation(),
+        }
+        .into());
+    }
+    // A file `current` holds (same name, same checksum claim) and that is still the file it
+    // mapped (same inode, size and modification time) is not read again; one replaced or
+    // rewritten under its name since (`cp backup/* idx/`) is.
+    let known: std::collections::HashSet<(&str, &str, FileId)> = current
         .shards
         .iter()
-        .flat_map(|s| FileKind::ALL.map(|k| s.entry.file(k)))
-        .map(|f| (f.name.as_str(), f.blake3.as_str()))
+        .flat_map(|s| FileKind::ALL.map(|k| (s.entry.file(k), s.file_id(k))))
+        .map(|(f, id)| (f.name.as_str(), f.blake3.as_str(), id))
         .collect();
-    let problems = checksum_files(&next, |f| {
-        known.contains(&(f.name.as_str(), f.blake3.as_str()))
+    let problems = checksum_files(&next, |shard, kind, f| {
+        known.contains(&(f.name.as_str(), f.blake3.as_str(), shard.file_id(kind)))
     });
     if !problems.is_empty() {
         anyhow::bail!("{}", problems.join("; "));
@@ -119,7 +177,7 @@ pub fn verify(dir: &std::path::Path, opts: VerifyOptions) -> Result<VerifyReport
         hidden_not_erased: index.manifest.removed.len() as u64,
         ..Default::default()
     };
-    report.problems = checksum_files(&index, |_| false);
+    report.problems = checksum_files(&index, |_, _, _| false);
     for shard in &index.shards {
         for kind in FileKind::ALL {
             report.files_checked += 1;

@@ -62,6 +62,49 @@ pub(crate) struct CheckService {
     requests: AtomicU64,
     /// The outputs streamed through `POST /v1/chunks`.
     streams: Arc<Streams>,
+    /// The final answers of the outputs ended last, by output key: a final chunk sent again
+    /// gets the same answer.
+    finals: FinalAnswers,
+}
+
+/// The final answers of the last outputs ended over HTTP, at most [`FinalAnswers::MAX`] of them
+/// and [`FinalAnswers::MAX_BYTES`] of JSON together, oldest dropped first.
+#[derive(Default)]
+struct FinalAnswers {
+    inner: std::sync::Mutex<FinalInner>,
+}
+
+#[derive(Default)]
+struct FinalInner {
+    by_key: std::collections::HashMap<String, Arc<serde_json::Value>>,
+    order: std::collections::VecDeque<(String, usize)>,
+    bytes: usize,
+}
+
+impl FinalAnswers {
+    const MAX: usize = 10_000;
+    const MAX_BYTES: usize = 64 << 20;
+
+    fn get(&self, key: &str) -> Option<Arc<serde_json::Value>> {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.by_key.get(key).cloned()
+    }
+
+    fn put(&self, key: String, answer: serde_json::Value) {
+        let size = key.len() + answer.to_string().len();
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if inner.by_key.insert(key.clone(), Arc::new(answer)).is_none() {
+            inner.order.push_back((key, size));
+            inner.bytes += size;
+        }
+        while inner.order.len() > Self::MAX || inner.bytes > Self::MAX_BYTES {
+            let Some((old, n)) = inner.order.pop_front() else {
+                break;
+            };
+            inner.by_key.remove(&old);
+            inner.bytes -= n;
+        }
+    }
 }
 
 /// The answer to one chunk.
@@ -157,12 +200,22 @@ impl CheckService {
                 ]);
             }
         }
-        for code in ["200", "400", "401", "408", "413", "429", "500", "503"] {
+        for code in [
+            "200", "400", "401", "408", "409", "413", "429", "500", "503",
+        ] {
             metrics.http_requests.with_label_values(&[CHECK_PATH, code]);
             metrics
                 .http_requests
                 .with_label_values(&[CHUNKS_PATH, code]);
         }
+        // Outputs streamed over HTTP have no commits to note their end in.
+        let streams = Arc::new(Streams::new(
+            cfg.chunks.clone(),
+            cfg.alerts.min_severity,
+            false,
+            metrics.open_outputs.clone(),
+            metrics.stream_held_bytes.clone(),
+        ));
         Ok(CheckService {
             analyzer,
             metrics,
@@ -177,25 +230,22 @@ impl CheckService {
             max_found: cfg.limits.max_spans,
             tokens,
             requests: AtomicU64::new(0),
-            streams: Arc::new(Streams::new(cfg.chunks.clone(), cfg.alerts.min_severity)),
+            streams,
+            finals: FinalAnswers::default(),
         })
     }
 
     /// The routes this service adds to the HTTP server.
     pub(crate) fn router(self: Arc<Self>) -> Router {
         // Outputs streamed over HTTP whose client went away: ended at the idle timeout and
-        // counted; their verdict has no one to go to.
+        // counted, unjudged: their verdict would have no one to go to, and judging them would
+        // be work outside the check slots.
         let this = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(500));
             loop {
                 tick.tick().await;
-                let svc = this.clone();
-                let ended = tokio::task::spawn_blocking(move || {
-                    svc.streams.expire(&svc.analyzer, &mut Vec::new()).len()
-                })
-                .await
-                .unwrap_or(0);
+                let ended = this.streams.drop_idle();
                 this.metrics
                     .outputs_ended
                     .with_label_values(&["idle_timeout"])
@@ -209,23 +259,31 @@ impl CheckService {
     }
 
     fn authorized(&self, headers: &HeaderMap) -> bool {
+        self.tokens.is_empty() || self.token_index(headers).is_some()
+    }
+
+    /// The place in `http.tokens_file` of the token the request carries, if it carries one of
+    /// them.
+    fn token_index(&self, headers: &HeaderMap) -> Option<usize> {
         if self.tokens.is_empty() {
-            return true;
+            return None;
         }
         // The scheme is case-insensitive (RFC 9110 §11.1): `Bearer`, `bearer`, `BEARER`.
-        let Some(given) = headers
+        let given = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim_start().split_once(' '))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token)
-        else {
-            return false;
-        };
+            .map(|(_, token)| token)?;
         // Every token is compared, so the time does not say which one matched.
-        self.tokens.iter().fold(false, |ok, t| {
-            ok | constant_time_eq(t, given.trim().as_bytes())
-        })
+        let given = given.trim().as_bytes();
+        let mut found = None;
+        for (k, t) in self.tokens.iter().enumerate() {
+            if constant_time_eq(t, given) {
+                found = Some(k);
+            }
+        }
+        found
     }
 
     /// What every request goes through: the token, the body within `input.max_bytes` and
@@ -385,7 +443,9 @@ impl CheckService {
     /// One chunk of a streamed output: put in order, matched incrementally; the answer is the
     /// verdict so far, or the output's verdict with its final chunk.
     async fn chunk(self: Arc<Self>, headers: HeaderMap, body: Body) -> (StatusCode, String) {
-        let (permit, msg, origin) = match self.admit(&headers, body, InputFormat::Chunks).await {
+        let owner = self.owner(&headers);
+        let (permit, mut msg, origin) = match self.admit(&headers, body, InputFormat::Chunks).await
+        {
             Ok(x) => x,
             Err(e) => return e,
         };
@@ -393,16 +453,35 @@ impl CheckService {
         self.run(permit, self.budget(), move || {
             let mark = msg.chunk.expect("decoded as a chunk");
             let id = msg.id.clone();
+            // Outputs are their client's: keyed by its token (or namespace) and id, so another
+            // client can neither end nor pre-send chunks of it.
+            let key = format!("{owner}\u{1f}{id}");
+            if mark.last {
+                if let Some(done) = this.finals.get(&key) {
+                    // The final chunk again (its answer was lost, say): the same answer.
+                    return Ok((*done).clone());
+                }
+            }
+            msg.id = key.clone();
             super::failpoint::check("match", &msg.text);
+            let offset = origin.offset;
             let env = Envelope {
                 origin,
                 key: None,
                 payload: Vec::new(),
                 received: Instant::now(),
             };
-            let mut p = this.streams.push(&this.analyzer, msg, env);
-            if let Some((_, dl)) = p.dead.pop() {
-                return Err(refusal(&dl));
+            let p = this.streams.push(&this.analyzer, msg, env);
+            // This chunk's own refusal is the answer, unless the output ended with it (its final
+            // chunk over the output's size, say: the verdict names it in `left_out`). Refusals of
+            // other chunks (waiting past the final one) are theirs, not this request's.
+            let refused = p
+                .dead
+                .iter()
+                .find(|(env, _)| env.origin.offset == offset)
+                .map(|(_, dl)| dl.clone());
+            if let (Some(dl), None) = (&refused, &p.ended) {
+                return Err(refusal(dl));
             }
             let mut answer = ChunkResponse {
                 id: id.clone(),
@@ -420,7 +499,7 @@ impl CheckService {
                     .with_label_values(&[e.info.ended_by])
                     .inc();
                 let msg = Decoded {
-                    id: e.id,
+                    id: id.clone(),
                     text: e.text,
                     model: e.model,
                     chunk: None,
@@ -433,6 +512,9 @@ impl CheckService {
                 answer.text = r.text;
                 answer.verdict = Some(r.verdict);
                 answer.stream = Some(e.info);
+                let answer = serde_json::to_value(&answer).expect("a chunk answer serializes");
+                this.finals.put(key, answer.clone());
+                return Ok(answer);
             } else if let Some((report, _)) = p.so_far {
                 let mut verdict = this.analyzer.judge(&id, &report, None);
                 verdict.keep_longest_spans(this.max_spans);
@@ -443,7 +525,7 @@ impl CheckService {
                 answer.text = (action == Action::Redact).then(|| {
                     let ranges = this.analyzer.redactable(&report);
                     redact(
-                        &this.streams.text_of(&id).unwrap_or_default(),
+                        &this.streams.text_of(&key).unwrap_or_default(),
                         &ranges,
                         &this.actions.marker,
                     )
@@ -453,9 +535,24 @@ impl CheckService {
                 // Held until the chunks before it arrive.
                 answer.state = "waiting";
             }
-            Ok(answer)
+            Ok(serde_json::to_value(&answer).expect("a chunk answer serializes"))
         })
         .await
+    }
+
+    /// Whose output a chunk belongs to: with `http.tokens_file`, the token it was sent with
+    /// (by its place in the file, never the token itself); else the `X-Memaudit-Namespace`
+    /// header a caller may set (at most 128 bytes), or none.
+    fn owner(&self, headers: &HeaderMap) -> String {
+        if let Some(k) = self.token_index(headers) {
+            return format!("token{k}");
+        }
+        headers
+            .get("x-memaudit-namespace")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| v.len() <= 128)
+            .map(|v| format!("ns:{v}"))
+            .unwrap_or_default()
     }
 
     /// The action policy on `verdict`, counted for `endpoint`: the action to carry out and, in
@@ -504,13 +601,17 @@ impl CheckService {
 }
 
 /// The answer to a payload that is not a message or chunk memaudit can take: 413 for size
-/// limits, 429 for `chunks.max_open_outputs`, else 400; the code is the dead-letter reason.
+/// limits, 429 for `chunks.max_open_outputs` and `chunks.max_held_bytes`, 409 for a `seq`
+/// received before with other text, else 400; the code is the dead-letter reason.
 fn refusal(dl: &DeadLetter) -> (StatusCode, String) {
     let status = match dl.reason {
         DeadLetterReason::Oversize | DeadLetterReason::OutputTooLarge => {
             StatusCode::PAYLOAD_TOO_LARGE
         }
-        DeadLetterReason::TooManyOpenOutputs => StatusCode::TOO_MANY_REQUESTS,
+        DeadLetterReason::TooManyOpenOutputs | DeadLetterReason::StreamsFull => {
+            StatusCode::TOO_MANY_REQUESTS
+        }
+        DeadLetterReason::ChunkConflict => StatusCode::CONFLICT,
         _ => StatusCode::BAD_REQUEST,
     };
     error(status, dl.reason.code(), dl.detail.clone())

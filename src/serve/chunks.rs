@@ -115,6 +115,15 @@ struct Waiting {
 struct Open {
     /// The pieces of text: a new one starts after each gap given up at the idle timeout.
     parts: Vec<Incremental>,
+    /// A hash of the text of every `seq` received (applied or waiting): a `seq` sent again with
+    /// the same text is a duplicate, with other text a conflict.
+    seen: HashMap<u64, u64>,
+    /// Set by [`Streams::end`] under this output's lock: a chunk that found the output before it
+    /// ended, and locks it after, is a duplicate of an ended output, never applied unseen.
+    ended: bool,
+    /// Taken out of the map without a verdict (dropped, or refused before it held anything): a
+    /// chunk that found it before looks the id up again.
+    gone: bool,
     /// The next `seq` to apply.
     next: u64,
     waiting: BTreeMap<u64, Waiting>,
@@ -123,7 +132,8 @@ struct Open {
     held: Vec<Envelope>,
     model: Option<String>,
     touched: Instant,
-    /// Text kept plus text waiting.
+    /// Text kept plus text waiting, plus [`CHUNK_COST`] per chunk: what it holds against
+    /// `chunks.max_output_bytes` and (with every other output) `chunks.max_held_bytes`.
     bytes: usize,
     left_out: Vec<u64>,
     missing: Vec<[u64; 2]>,
@@ -137,6 +147,9 @@ impl Open {
     fn new(origin: Origin) -> Open {
         Open {
             parts: vec![Incremental::new()],
+            seen: HashMap::new(),
+            ended: false,
+            gone: false,
             next: 0,
             waiting: BTreeMap::new(),
             last_seq: None,
@@ -185,6 +198,15 @@ impl Open {
 pub struct Streams {
     cfg: ChunksConfig,
     alert_at: Severity,
+    /// Whether ended outputs are noted for commits (a Kafka source); the HTTP API has no
+    /// commits, and keeps only the bounded set of ended ids.
+    notes: bool,
+    /// Bytes held by every open output (`Open::bytes` summed), against `chunks.max_held_bytes`.
+    held: std::sync::atomic::AtomicUsize,
+    /// `memaudit_stream_outputs_open` and `memaudit_stream_held_bytes`, shared by every source's
+    /// `Streams` (the Kafka pipeline's and the HTTP API's).
+    open_gauge: prometheus::IntGauge,
+    held_gauge: prometheus::IntGauge,
     open: Mutex<HashMap<String, Arc<Mutex<Open>>>>,
     ended: Mutex<(HashSet<String>, VecDeque<String>)>,
     /// Per partition, ended outputs with the highest offset of their chunks there (`i64::MAX`
@@ -197,16 +219,32 @@ pub struct Streams {
 /// default); outputs that do not fit may be judged again after a restart (at-least-once).
 const NOTE_MAX_BYTES: usize = 3000;
 
+/// Bytes a chunk costs its output beyond its text (its `seq` record, its envelope): so that a
+/// stream of empty chunks is bounded too.
+pub const CHUNK_COST: usize = 64;
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Streams {
-    /// No open output yet; early alerts at `alert_at` and above.
-    pub fn new(cfg: ChunksConfig, alert_at: Severity) -> Streams {
+    /// No open output yet; early alerts at `alert_at` and above; `notes`: ended outputs are
+    /// noted for commits (a Kafka source). The gauges count this source's outputs with the
+    /// others'.
+    pub fn new(
+        cfg: ChunksConfig,
+        alert_at: Severity,
+        notes: bool,
+        open_gauge: prometheus::IntGauge,
+        held_gauge: prometheus::IntGauge,
+    ) -> Streams {
         Streams {
             cfg,
             alert_at,
+            notes,
+            held: std::sync::atomic::AtomicUsize::new(0),
+            open_gauge,
+            held_gauge,
             open: Mutex::new(HashMap::new()),
             ended: Mutex::new((HashSet::new(), VecDeque::new())),
             ended_at: Mutex::new(HashMap::new()),
@@ -229,23 +267,26 @@ impl Streams {
     pub fn push(&self, analyzer: &Analyzer, msg: Decoded, env: Envelope) -> Pushed {
         let mut out = Pushed::default();
         let ChunkMark { seq, last } = msg.chunk.expect("a chunk");
-        if lock(&self.ended).0.contains(&msg.id) {
-            let o = &env.origin;
-            if let Some(max) = lock(&self.ended_at)
-                .get_mut(&(o.topic.clone(), o.partition))
-                .and_then(|m| m.get_mut(&msg.id))
-            {
-                *max = if *max == i64::MAX {
-                    o.offset
-                } else {
-                    (*max).max(o.offset)
-                };
-            }
-            out.finish_now.push(env);
+        if seq == u64::MAX {
+            let d = dead(
+                DeadLetterReason::BadChunk,
+                format!(
+                    "seq {seq} of output `{}` is past the last one allowed",
+                    msg.id
+                ),
+            );
+            out.dead.push((env, d));
             return out;
         }
+        // The ended set is read under the open map's lock, which `end` holds while it moves an
+        // id from one to the other: an output is never opened again between the two.
         let entry = {
             let mut open = lock(&self.open);
+            if lock(&self.ended).0.contains(&msg.id) {
+                drop(open);
+                self.duplicate_of_ended(&msg.id, env, &mut out);
+                return out;
+            }
             match open.get(&msg.id) {
                 Some(o) => o.clone(),
                 None if open.len() >= self.cfg.max_open_outputs => {
@@ -264,15 +305,45 @@ impl Streams {
                 None => {
                     let o = Arc::new(Mutex::new(Open::new(env.origin.clone())));
                     open.insert(msg.id.clone(), o.clone());
+                    self.open_gauge.inc();
                     o
                 }
             }
         };
         let mut o = lock(&entry);
+        if o.ended {
+            drop(o);
+            self.duplicate_of_ended(&msg.id, env, &mut out);
+            return out;
+        }
+        if o.gone {
+            // Taken out of the map after this chunk found it: look it up again.
+            drop(o);
+            return self.push(analyzer, msg, env);
+        }
         o.touched = Instant::now();
         o.origin = env.origin.clone();
-        if seq < o.next || o.waiting.contains_key(&seq) {
-            out.finish_now.push(env);
+        let hash = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            msg.text.hash(&mut h);
+            last.hash(&mut h);
+            h.finish()
+        };
+        if let Some(&before) = o.seen.get(&seq) {
+            if before == hash {
+                out.finish_now.push(env);
+            } else {
+                let d = dead(
+                    DeadLetterReason::ChunkConflict,
+                    format!(
+                        "seq {seq} of output `{}` was received before with other text; the first \
+                         one stands",
+                        msg.id
+                    ),
+                );
+                out.dead.push((env, d));
+            }
             return out;
         }
         if let Some(l) = o.last_seq.filter(|&l| seq > l) {
@@ -290,22 +361,45 @@ impl Streams {
             delta: msg.text,
             env: Some(env),
         };
-        if o.bytes + w.delta.len() > self.cfg.max_output_bytes {
+        let cost = w.delta.len() + CHUNK_COST;
+        if o.bytes + cost > self.cfg.max_output_bytes {
             let d = dead(
                 DeadLetterReason::OutputTooLarge,
                 format!(
                     "chunk {seq} of output `{}` would make it {} bytes (chunks.max_output_bytes = {}); \
                      the output's verdict is on the chunks kept",
                     msg.id,
-                    o.bytes + w.delta.len(),
+                    o.bytes + cost,
                     self.cfg.max_output_bytes
                 ),
             );
             out.dead.push((w.env.take().expect("set above"), d));
             w.delta.clear();
             o.left_out.push(seq);
+        } else if !self.take_held(cost) {
+            // Not this output's fault: the chunk is refused and may be sent again.
+            let d = dead(
+                DeadLetterReason::StreamsFull,
+                format!(
+                    "the open outputs hold chunks.max_held_bytes = {}; chunk {seq} of output `{}` \
+                     refused, send it again later",
+                    self.cfg.max_held_bytes, msg.id
+                ),
+            );
+            out.dead.push((w.env.take().expect("set above"), d));
+            if o.seen.is_empty() {
+                // This chunk opened the output: it holds nothing, and goes.
+                o.gone = true;
+                drop(o);
+                if lock(&self.open).remove(&msg.id).is_some() {
+                    self.open_gauge.dec();
+                }
+            }
+            return out;
+        } else {
+            o.bytes += cost;
         }
-        o.bytes += w.delta.len();
+        o.seen.insert(seq, hash);
         if last {
             o.last_seq = Some(seq);
         }
@@ -340,6 +434,46 @@ impl Streams {
         out
     }
 
+    /// A chunk of an output that already ended: nothing to do but finish its offset (and, for
+    /// a Kafka source, note where the output's chunks reach).
+    fn duplicate_of_ended(&self, id: &str, env: Envelope, out: &mut Pushed) {
+        let o = &env.origin;
+        if let Some(max) = lock(&self.ended_at)
+            .get_mut(&(o.topic.clone(), o.partition))
+            .and_then(|m| m.get_mut(id))
+        {
+            *max = if *max == i64::MAX {
+                o.offset
+            } else {
+                (*max).max(o.offset)
+            };
+        }
+        out.finish_now.push(env);
+    }
+
+    /// Reserves `n` bytes of `chunks.max_held_bytes`; false (nothing reserved) when they do not
+    /// fit.
+    fn take_held(&self, n: usize) -> bool {
+        use std::sync::atomic::Ordering;
+        let max = self.cfg.max_held_bytes;
+        let ok = self
+            .held
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |h| {
+                (h + n <= max).then_some(h + n)
+            })
+            .is_ok();
+        if ok {
+            self.held_gauge.add(n as i64);
+        }
+        ok
+    }
+
+    /// Gives back the bytes an output held.
+    fn release_held(&self, n: usize) {
+        self.held.fetch_sub(n, std::sync::atomic::Ordering::Relaxed);
+        self.held_gauge.sub(n as i64);
+    }
+
     /// Ends output `id` now (if it is still open): its verdict's material. Chunks still waiting
     /// after a gap are matched as separate pieces; chunks waiting past the final one are refused
     /// into `dead`.
@@ -350,8 +484,9 @@ impl Streams {
         ended_by: &'static str,
         dead_out: &mut Vec<(Envelope, DeadLetter)>,
     ) -> Option<Ended> {
-        let entry = lock(&self.open).remove(id)?;
-        {
+        let entry = {
+            let mut open = lock(&self.open);
+            let entry = open.remove(id)?;
             let mut ended = lock(&self.ended);
             if ended.0.insert(id.to_string()) {
                 ended.1.push_back(id.to_string());
@@ -361,9 +496,13 @@ impl Streams {
                     ended.0.remove(&old);
                 }
             }
-        }
+            entry
+        };
+        self.open_gauge.dec();
         let mut o = lock(&entry);
-        {
+        o.ended = true;
+        self.release_held(o.bytes);
+        if self.notes {
             let mut at = lock(&self.ended_at);
             for env in &o.held {
                 let e = &env.origin;
@@ -420,15 +559,59 @@ impl Streams {
         dead: &mut Vec<(Envelope, DeadLetter)>,
     ) -> Vec<Ended> {
         let idle = Duration::from_secs_f64(self.cfg.idle_timeout_secs);
-        let stale: Vec<String> = lock(&self.open)
+        // The outputs are looked at one by one without the map's lock, so a busy output (a
+        // chunk being matched) holds up neither new chunks nor the others.
+        let all: Vec<(String, Arc<Mutex<Open>>)> = lock(&self.open)
             .iter()
+            .map(|(id, o)| (id.clone(), o.clone()))
+            .collect();
+        let stale: Vec<String> = all
+            .into_iter()
             .filter(|(_, o)| lock(o).touched.elapsed() >= idle)
-            .map(|(id, _)| id.clone())
+            .map(|(id, _)| id)
             .collect();
         stale
             .into_iter()
             .filter_map(|id| self.end(analyzer, &id, "idle_timeout", dead))
             .collect()
+    }
+
+    /// Ends every output idle for longer than `chunks.idle_timeout_secs` without a verdict (the
+    /// HTTP API's outputs, whose client went away): their bytes are freed and later chunks of
+    /// them are duplicates. Returns how many.
+    pub fn drop_idle(&self) -> usize {
+        let idle = Duration::from_secs_f64(self.cfg.idle_timeout_secs);
+        let all: Vec<(String, Arc<Mutex<Open>>)> = lock(&self.open)
+            .iter()
+            .map(|(id, o)| (id.clone(), o.clone()))
+            .collect();
+        let mut n = 0;
+        for (id, o) in all {
+            if lock(&o).touched.elapsed() < idle {
+                continue;
+            }
+            {
+                let mut open = lock(&self.open);
+                if open.remove(&id).is_none() {
+                    continue;
+                }
+                let mut ended = lock(&self.ended);
+                if ended.0.insert(id.clone()) {
+                    ended.1.push_back(id);
+                }
+                while ended.1.len() > self.cfg.remember_ended {
+                    if let Some(old) = ended.1.pop_front() {
+                        ended.0.remove(&old);
+                    }
+                }
+            }
+            self.open_gauge.dec();
+            let mut o = lock(&o);
+            o.ended = true;
+            self.release_held(o.bytes);
+            n += 1;
+        }
+        n
     }
 
     /// The note committed with partition `p` at `committed`: the ids of the outputs that ended
@@ -509,6 +692,9 @@ impl Streams {
             if !which(&o) {
                 return true;
             }
+            o.gone = true;
+            self.release_held(o.bytes);
+            self.open_gauge.dec();
             envs.append(&mut o.held);
             envs.extend(
                 std::mem::take(&mut o.waiting)

@@ -95,6 +95,11 @@ pub async fn serve(
             ready,
         })
         .merge(api);
+    // Any other path or method: a JSON error like the API's, counted as endpoint "other".
+    let (m404, m405) = (metrics.clone(), metrics.clone());
+    let app = app
+        .fallback(move || unknown(m404, StatusCode::NOT_FOUND))
+        .method_not_allowed_fallback(move || unknown(m405, StatusCode::METHOD_NOT_ALLOWED));
     let handle = tokio::spawn(accept_loop(listener, app, limits, metrics, stop));
     tracing::info!(address = %local, "serving /metrics /healthz /readyz and POST /v1/check");
     Ok((local, handle))
@@ -159,6 +164,30 @@ async fn accept_loop(
     let _ = closing.send(true);
     conns.close();
     conns.wait().await;
+}
+
+/// The answer to a path (404) or method (405) the server does not have.
+async fn unknown(metrics: Arc<Metrics>, status: StatusCode) -> impl IntoResponse {
+    metrics
+        .http_requests
+        .with_label_values(&["other", status.as_str()])
+        .inc();
+    let (code, detail) = if status == StatusCode::NOT_FOUND {
+        (
+            "not_found",
+            "no such endpoint: GET /metrics, /healthz, /readyz; POST /v1/check, /v1/chunks",
+        )
+    } else {
+        (
+            "method_not_allowed",
+            "this endpoint does not take that method",
+        )
+    };
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        format!("{}\n", serde_json::json!({"error": code, "detail": detail})),
+    )
 }
 
 async fn metrics_handler(State(s): State<AppState>) -> impl IntoResponse {

@@ -74,10 +74,15 @@ pub enum DeadLetterReason {
     TooManyOpenOutputs,
     /// A chunk past its output's `chunks.max_output_bytes` (its output's verdict names it).
     OutputTooLarge,
+    /// A chunk whose `seq` its output already received with other text.
+    ChunkConflict,
+    /// A chunk that would take the bytes held by all open outputs past
+    /// `chunks.max_held_bytes`.
+    StreamsFull,
 }
 
 impl DeadLetterReason {
-    pub const ALL: [DeadLetterReason; 13] = [
+    pub const ALL: [DeadLetterReason; 15] = [
         DeadLetterReason::Oversize,
         DeadLetterReason::InvalidUtf8,
         DeadLetterReason::InvalidJson,
@@ -91,6 +96,8 @@ impl DeadLetterReason {
         DeadLetterReason::BadChunk,
         DeadLetterReason::TooManyOpenOutputs,
         DeadLetterReason::OutputTooLarge,
+        DeadLetterReason::ChunkConflict,
+        DeadLetterReason::StreamsFull,
     ];
 
     /// The code in headers and metric labels.
@@ -109,6 +116,8 @@ impl DeadLetterReason {
             DeadLetterReason::BadChunk => "bad_chunk",
             DeadLetterReason::TooManyOpenOutputs => "too_many_open_outputs",
             DeadLetterReason::OutputTooLarge => "output_too_large",
+            DeadLetterReason::ChunkConflict => "chunk_conflict",
+            DeadLetterReason::StreamsFull => "streams_full",
         }
     }
 }
@@ -197,15 +206,75 @@ pub fn decode(payload: &[u8], origin: &Origin, cfg: &InputConfig) -> Result<Deco
 
 /// The payload as a JSON object; otherwise the dead letter (`not_an_object` says `what`).
 fn json_object(s: &str, what: &str) -> Result<serde_json::Map<String, Value>, DeadLetter> {
-    let v: Value = serde_json::from_str(s).map_err(|e| {
+    let v: Distinct = serde_json::from_str(s).map_err(|e| {
         dead(
             DeadLetterReason::InvalidJson,
             format!("payload is not JSON: {e}"),
         )
     })?;
     match v {
-        Value::Object(obj) => Ok(obj),
-        _ => Err(dead(DeadLetterReason::NotAnObject, what)),
+        Distinct::Object(obj) => Ok(obj),
+        Distinct::Other => Err(dead(DeadLetterReason::NotAnObject, what)),
+    }
+}
+
+/// A JSON payload read with its top-level keys distinct: `{"text": "a", "text": "b"}` is
+/// refused (invalid JSON, naming the key) rather than read last-wins, since a gateway in front
+/// that reads first-wins would see another text than the one judged.
+enum Distinct {
+    Object(serde_json::Map<String, Value>),
+    Other,
+}
+
+impl<'de> serde::Deserialize<'de> for Distinct {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Distinct, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Distinct;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<Distinct, A::Error> {
+                let mut obj = serde_json::Map::new();
+                while let Some(k) = m.next_key::<String>()? {
+                    let v: Value = m.next_value()?;
+                    if obj.contains_key(&k) {
+                        return Err(serde::de::Error::custom(format!("duplicate key `{k}`")));
+                    }
+                    obj.insert(k, v);
+                }
+                Ok(Distinct::Object(obj))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut s: A,
+            ) -> Result<Distinct, A::Error> {
+                while s.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Distinct::Other)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Distinct, E> {
+                Ok(Distinct::Other)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Distinct, E> {
+                Ok(Distinct::Other)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Distinct, E> {
+                Ok(Distinct::Other)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Distinct, E> {
+                Ok(Distinct::Other)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Distinct, E> {
+                Ok(Distinct::Other)
+            }
+            fn visit_unit<E>(self) -> Result<Distinct, E> {
+                Ok(Distinct::Other)
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 
@@ -384,6 +453,29 @@ mod tests {
             DeadLetterReason::TextNotString
         );
         assert_eq!(r(br#"{"id":["a"],"text":"t"}"#), DeadLetterReason::BadId);
+    }
+
+    /// `{"text": "harmless", "text": "the quote"}`: a gateway reading first-wins would pass on
+    /// another text than the one judged last-wins; such a payload is refused, naming the key.
+    #[test]
+    fn duplicate_keys_are_refused() {
+        let e = decode(br#"{"text":"a","id":"x","text":"b"}"#, &origin(), &cfg()).unwrap_err();
+        assert_eq!(e.reason, DeadLetterReason::InvalidJson);
+        assert!(e.detail.contains("duplicate key `text`"), "{}", e.detail);
+        // Nested objects (metadata) are the caller's, and taken as they are.
+        let ok = decode(
+            br#"{"text":"a","metadata":{"k":1,"k":2}}"#,
+            &origin(),
+            &cfg(),
+        );
+        assert!(ok.is_ok());
+        // Other JSON values are still not objects.
+        for p in [&b"[1,2]"[..], b"\"s\"", b"1", b"null", b"true"] {
+            assert_eq!(
+                decode(p, &origin(), &cfg()).unwrap_err().reason,
+                DeadLetterReason::NotAnObject
+            );
+        }
     }
 
     #[test]

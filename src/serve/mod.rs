@@ -104,6 +104,13 @@ pub fn preflight(cfg: &Config) -> Result<()> {
 fn analyzer(cfg: &Config) -> Result<Analyzer> {
     // The index's errors name its files; the context names the key.
     let index = crate::index::Index::open(&cfg.index.dir).context("index.dir")?;
+    if index.manifest.live_documents() == 0 {
+        return Err(crate::index::verify::Refused::Empty {
+            manifest: crate::index::format::Manifest::path(&cfg.index.dir),
+            generation: index.generation(),
+        })
+        .context("index.dir");
+    }
     reload::prepare(&index, None);
     let model = cfg.model.resolved_path();
     let mut probe = None;
@@ -162,6 +169,9 @@ pub struct Outputs {
     /// Runs once the file input is finished and every message drained, while the HTTP server
     /// still answers (with its bound address); the daemon stops when it returns or on a signal.
     pub after_input: Option<AfterInput>,
+    /// SIGHUP, registered by the caller as early as it could (`memaudit serve`: before reading
+    /// its configuration); [`run`] registers it at its start otherwise.
+    pub hangup: Option<tokio::signal::unix::Signal>,
 }
 
 /// See [`Outputs::after_input`].
@@ -171,10 +181,15 @@ pub type AfterInput =
 /// The daemon, the one way it starts (`memaudit serve`, `memaudit demo`, and through them the
 /// tests): loads the index and model, serves HTTP, runs the configured source through the
 /// pipeline until the input ends (file source) or a signal, then drains within the deadline.
-pub async fn run(cfg: Config, outputs: Outputs) -> Result<()> {
+pub async fn run(cfg: Config, mut outputs: Outputs) -> Result<()> {
     if outputs.sink.is_some() && cfg.source.kind != SourceKind::File {
         anyhow::bail!("a caller's sink replaces the file sink only (source.kind = \"file\")");
     }
+    let hangup = match outputs.hangup.take() {
+        Some(h) => h,
+        None => tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("installing the SIGHUP handler")?,
+    };
     let shutdown = Shutdown::new(Duration::from_secs_f64(cfg.shutdown.deadline_secs));
     shutdown
         .listen_for_signals()
@@ -191,8 +206,9 @@ pub async fn run(cfg: Config, outputs: Outputs) -> Result<()> {
         analyzer.clone(),
         metrics.clone(),
         shutdown.clone(),
-    )
-    .context("installing the SIGHUP handler")?;
+        hangup,
+        ready.clone(),
+    );
     let (http_addr, http) = if cfg.http.bind.is_empty() {
         (None, None)
     } else {

@@ -120,8 +120,15 @@ impl Pipeline {
         in_flight: Arc<InFlight>,
         metrics: Arc<Metrics>,
     ) -> Arc<Pipeline> {
-        let streams = (cfg.input.format == InputFormat::Chunks)
-            .then(|| Arc::new(Streams::new(cfg.chunks.clone(), cfg.alerts.min_severity)));
+        let streams = (cfg.input.format == InputFormat::Chunks).then(|| {
+            Arc::new(Streams::new(
+                cfg.chunks.clone(),
+                cfg.alerts.min_severity,
+                true,
+                metrics.open_outputs.clone(),
+                metrics.stream_held_bytes.clone(),
+            ))
+        });
         if let Some(streams) = &streams {
             let (note, noted) = (streams.clone(), streams.clone());
             in_flight.on_commit_note(
@@ -429,7 +436,6 @@ impl Pipeline {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         loop {
             tick.tick().await;
-            self.metrics.open_outputs.set(streams.open_count() as i64);
             let this = self.clone();
             let streams = streams.clone();
             let swept = tokio::task::spawn_blocking(move || {

@@ -65,16 +65,18 @@ pub(crate) fn prepare(index: &Index, earlier: Option<&Index>) {
     );
 }
 
-/// Starts following the index in `dir` until shutdown.
+/// Starts following the index in `dir` until shutdown; `hup` is SIGHUP's stream (registered at
+/// start-up, so one sent before this task runs is waiting in it).
 pub(crate) fn spawn(
     dir: PathBuf,
     poll: Duration,
     analyzer: Arc<Analyzer>,
     metrics: Arc<Metrics>,
     shutdown: Shutdown,
-) -> std::io::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut hup = signal(SignalKind::hangup())?;
+    mut hup: tokio::signal::unix::Signal,
+    ready: Arc<super::http::Readiness>,
+) {
+    use std::sync::atomic::Ordering;
     tokio::spawn(async move {
         let manifest = Manifest::path(&dir);
         let read = |p: &std::path::Path| std::fs::read(p).ok();
@@ -114,8 +116,14 @@ pub(crate) fn spawn(
             };
             seen = now;
             match opened {
-                Ok(next) if next.id() == analyzer.index().id() => {
+                // The same contents under the same generation; a new generation of the same
+                // contents (a rebuild, a rollback) is taken, so the generation shown is right.
+                Ok(next)
+                    if next.id() == analyzer.index().id()
+                        && next.generation() == analyzer.index().generation() =>
+                {
                     metrics.index_reload_failed.set(0);
+                    ready.index_open.store(true, Ordering::Relaxed);
                     tracing::debug!(index_id = next.id(), "index unchanged");
                 }
                 Ok(next) => {
@@ -124,6 +132,7 @@ pub(crate) fn spawn(
                     let old = analyzer.replace_index(next);
                     metrics.index_reloads.with_label_values(&["ok"]).inc();
                     metrics.index_reload_failed.set(0);
+                    ready.index_open.store(true, Ordering::Relaxed);
                     tracing::info!(
                         index_id = %id,
                         generation,
@@ -136,6 +145,14 @@ pub(crate) fn spawn(
                 Err(e) => {
                     metrics.index_reloads.with_label_values(&["failed"]).inc();
                     metrics.index_reload_failed.set(1);
+                    // An index emptied of every document is what its owner now wants served:
+                    // the previous one would let taken-down text pass. Fail closed: not ready.
+                    if matches!(
+                        e.downcast_ref::<crate::index::verify::Refused>(),
+                        Some(crate::index::verify::Refused::Empty { .. })
+                    ) {
+                        ready.index_open.store(false, Ordering::Relaxed);
+                    }
                     tracing::error!(
                         error = %format!("{e:#}"),
                         serving = analyzer.index().id(),
@@ -145,5 +162,4 @@ pub(crate) fn spawn(
             }
         }
     });
-    Ok(())
 }
