@@ -257,6 +257,7 @@ fn the_probe_scores_with_a_gpt_neox_checkpoint() {
     let opts = ProbeOptions {
         window: 64,
         overlap: 16,
+        ..ProbeOptions::default()
     };
     let probe = probe::load(&neox_dir("neox-tiny"), None, &Device::Cpu, opts).unwrap();
     let reference = neox_reference("neox-tiny");

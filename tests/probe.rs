@@ -16,7 +16,11 @@ fn probe_with(window: usize, overlap: usize) -> Probe {
         &common::default_model(),
         None,
         &Device::Cpu,
-        ProbeOptions { window, overlap },
+        ProbeOptions {
+            window,
+            overlap,
+            ..ProbeOptions::default()
+        },
     )
     .unwrap()
 }
@@ -90,7 +94,8 @@ fn long_texts_are_windowed_with_enough_context() {
         m.tokenizer.clone(),
         ProbeOptions {
             window: 100,
-            overlap: 99
+            overlap: 99,
+            ..ProbeOptions::default()
         }
     )
     .is_err());
@@ -99,7 +104,8 @@ fn long_texts_are_windowed_with_enough_context() {
         m.tokenizer.clone(),
         ProbeOptions {
             window: 1 << 20,
-            overlap: 0
+            overlap: 0,
+            ..ProbeOptions::default()
         }
     )
     .is_err());
@@ -245,4 +251,26 @@ fn safetensors_checkpoint_scores_like_the_gguf() {
         e.contains("not supported") && e.contains(&dir.path().display().to_string()),
         "{e}"
     );
+}
+
+/// A text longer than `max_tokens` is scored on its first `max_tokens` tokens only: the probe's
+/// time on a degenerate output is bounded whatever its length.
+#[test]
+fn the_probe_scores_at_most_max_tokens_of_a_text() {
+    let p = probe::load(
+        &common::default_model(),
+        None,
+        &Device::Cpu,
+        ProbeOptions {
+            window: 64,
+            overlap: 16,
+            max_tokens: 100,
+        },
+    )
+    .unwrap();
+    let text = "the cat sat on the mat and ".repeat(200);
+    let s = p.score(&[&text]).unwrap().remove(0);
+    assert_eq!(s.tokens.len(), 100);
+    assert_eq!(s.summary.tokens, 100);
+    assert!(s.tokens.last().unwrap().end < text.len() / 4);
 }

@@ -33,6 +33,9 @@ pub struct ProbeArgs {
     /// Tokens of context repeated between windows.
     #[arg(long, default_value_t = ProbeOptions::default().overlap)]
     overlap: usize,
+    /// Tokens scored, from the text's start (the daemon's `probe.max_tokens`).
+    #[arg(long, default_value_t = ProbeOptions::default().max_tokens)]
+    max_tokens: usize,
     /// Also find verbatim spans in this index and report the entropy at their edges.
     #[arg(long, env = "MEMAUDIT_INDEX")]
     index: Option<PathBuf>,
@@ -62,6 +65,7 @@ pub fn run(a: ProbeArgs) -> Result<()> {
     let options = ProbeOptions {
         window: a.window,
         overlap: a.overlap,
+        max_tokens: a.max_tokens,
     };
     let p = probe::load(&model, a.tokenizer.as_deref(), &device, options)?;
     // With an index, the daemon's judging steps: spans, then scores and their boundary signals.

@@ -371,6 +371,9 @@ pub struct ProbeConfig {
     /// Tokens per window and tokens of context repeated between windows.
     pub window: usize,
     pub overlap: usize,
+    /// Tokens scored per message, from its start: bounds the probe's time on a degenerate
+    /// output (the rest of the text is matched against the index, not scored).
+    pub max_tokens: usize,
     /// The model's mean entropy on novel text, nats (boundary-score calibration).
     pub novel_entropy: f32,
 }
@@ -383,6 +386,7 @@ impl Default for ProbeConfig {
             batch_size: 8,
             window: 512,
             overlap: 128,
+            max_tokens: crate::probe::ProbeOptions::default().max_tokens,
             novel_entropy: crate::probe::boundary::Calibration::default().novel,
         }
     }

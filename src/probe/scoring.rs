@@ -25,6 +25,9 @@ pub struct ProbeOptions {
     pub window: usize,
     /// Tokens of context repeated from the previous window.
     pub overlap: usize,
+    /// Tokens scored per text, from its start; the rest is not scored (a degenerate output of a
+    /// megabyte would take minutes of CPU). The summary counts the tokens scored.
+    pub max_tokens: usize,
 }
 
 impl Default for ProbeOptions {
@@ -32,6 +35,7 @@ impl Default for ProbeOptions {
         ProbeOptions {
             window: 512,
             overlap: 128,
+            max_tokens: 16_384,
         }
     }
 }
@@ -139,13 +143,14 @@ impl Probe {
     }
 
     /// Scores texts: all windows of all texts go through the model together (see
-    /// [`Model::score_batch`]).
+    /// [`Model::score_batch`]); at most `max_tokens` tokens of each, from its start.
     pub fn score(&self, texts: &[&str]) -> Result<Vec<TextScore>> {
         let mut encoded = Vec::with_capacity(texts.len());
         let mut seqs: Vec<Vec<u32>> = Vec::with_capacity(texts.len());
         let mut jobs = Vec::new(); // (text, window)
         for (i, text) in texts.iter().enumerate() {
-            let toks = self.tokenizer.encode_with_offsets(text)?;
+            let mut toks = self.tokenizer.encode_with_offsets(text)?;
+            toks.truncate(self.options.max_tokens.max(1));
             let mut seq = Vec::with_capacity(toks.len() + 1);
             seq.push(self.start);
             seq.extend(toks.iter().map(|t| t.0));

@@ -120,6 +120,7 @@ fn analyzer(cfg: &Config) -> Result<Analyzer> {
         let options = ProbeOptions {
             window: cfg.probe.window,
             overlap: cfg.probe.overlap,
+            max_tokens: cfg.probe.max_tokens,
         };
         probe = Some(
             crate::probe::load(&model, cfg.model.tokenizer.as_deref(), &device, options)
