@@ -250,11 +250,23 @@ impl Analyzer {
             .options
             .fold
             .then(|| index.normalizer.normalize(&fold(prompt).text));
+        // Each distinct span text is looked for once (a line repeated in the output gives many
+        // spans of one text): the work is the prompt's length times the distinct texts, which
+        // `limits.max_spans` bounds.
+        let mut known: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
         for s in &mut report.spans {
             // Less the whitespace a span can take in at its edges. Nothing more: a span that
             // runs on past what the prompt holds is the model continuing from memory.
             let t = s.text.trim();
-            s.in_prompt = as_written.contains(t) || folded.as_ref().is_some_and(|f| f.contains(t));
+            s.in_prompt = match known.get(t) {
+                Some(&held) => held,
+                None => {
+                    let held =
+                        as_written.contains(t) || folded.as_ref().is_some_and(|f| f.contains(t));
+                    known.insert(t.to_string(), held);
+                    held
+                }
+            };
         }
     }
 

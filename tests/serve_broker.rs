@@ -516,11 +516,13 @@ fn the_daemon_follows_takedowns_and_additions_without_losing_a_message() {
     // A generation that fails its check is refused and the old one served.
     let manifest_path = index.join("manifest.json");
     let good = std::fs::read(&manifest_path).unwrap();
-    let mut bad: serde_json::Value = serde_json::from_slice(&good).unwrap();
-    bad["generation"] = 4.into();
-    let last = bad["shards"].as_array().unwrap().len() - 1;
-    bad["shards"][last]["text"]["blake3"] = "0".repeat(64).into();
-    bad["index_id"] = "badbadbadbadbad0".into();
+    // A checksum that does not match its file, under an index id made to match the manifest
+    // (an id that does not is refused before any file is read).
+    let mut bad: memaudit::index::format::Manifest = serde_json::from_slice(&good).unwrap();
+    bad.generation = 4;
+    let last = bad.shards.len() - 1;
+    bad.shards[last].text.blake3 = "0".repeat(64);
+    bad.index_id = memaudit::index::format::Manifest::compute_id(&bad.shards, &bad.removed);
     let tmp = index.join("manifest.json.edit");
     std::fs::write(&tmp, serde_json::to_vec(&bad).unwrap()).unwrap();
     std::fs::rename(&tmp, &manifest_path).unwrap();

@@ -860,6 +860,13 @@ fn slow_and_idle_connections_hold_neither_checks_nor_health() {
         slowest < Duration::from_millis(100),
         "slowest /healthz {slowest:?}"
     );
+    // A keep-alive connection left idle after its request: closed at the header timeout too.
+    let mut kept = std::net::TcpStream::connect(addr).unwrap();
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut first = [0u8; 512];
+    let got = kept.read(&mut first).unwrap();
+    assert!(String::from_utf8_lossy(&first[..got]).starts_with("HTTP/1.1 200"));
     for _ in 0..20 {
         let v = check(&d, &novel(300));
         assert_eq!(v["action"], "allow");
@@ -877,8 +884,9 @@ fn slow_and_idle_connections_hold_neither_checks_nor_health() {
         assert!(text.starts_with("HTTP/1.1 408"), "{text}");
         assert!(text.contains("\"body_timeout\""), "{text}");
     }
-    // The idle and half-sent connections: closed by the server at the header timeout.
-    for mut s in idle.into_iter().chain(half) {
+    // The idle, half-sent and kept-alive connections: closed by the server at the header
+    // timeout.
+    for mut s in idle.into_iter().chain(half).chain([kept]) {
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let mut out = Vec::new();
         assert!(s.read_to_end(&mut out).is_ok(), "closed by the server");
