@@ -231,3 +231,31 @@ proptest! {
         prop_assert!(!report.problems.is_empty());
     }
 }
+
+/// A shard file replaced under its own name (a backup copied over it, another build's file)
+/// while a reader has the index open: moving to the "next" generation checksums it again,
+/// because its inode changed, and refuses it naming the file, though the manifest is unchanged.
+#[test]
+fn a_file_replaced_under_its_name_is_checksummed_again_before_it_is_used() {
+    let d = tempfile::tempdir().unwrap();
+    let idx = build(d.path());
+    let current = Index::open(&idx).unwrap();
+    let name = shard_file_name(0, FileKind::Text);
+    let path = idx.join(&name);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = HEADER_LEN + (bytes.len() - HEADER_LEN) / 2;
+    bytes[at] ^= 0x20;
+    let tmp = idx.join("replacement.tmp");
+    std::fs::write(&tmp, &bytes).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    let e = memaudit::index::verify::open_next(&idx, &current)
+        .err()
+        .expect("a replaced file is checked, not trusted")
+        .to_string();
+    assert!(e.contains(&name) && e.contains("checksum"), "{e}");
+    // Unchanged files are not read again: the same generation opens as the next one.
+    let d2 = tempfile::tempdir().unwrap();
+    let idx2 = build(d2.path());
+    let current = Index::open(&idx2).unwrap();
+    assert!(memaudit::index::verify::open_next(&idx2, &current).is_ok());
+}
