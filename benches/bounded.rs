@@ -1,7 +1,9 @@
 //! The cost of judging one degenerate text: `cargo bench --bench bounded [-- --mb N]`.
 //!
 //! The corpus is every licence in `/usr/share/common-licenses` and the demo corpus: real text
-//! with long runs (the MPL-2.0 holds 72-character lines of `*`, the GPL a line of `=`). Each text
+//! with long runs (the MPL-2.0 holds 72-character lines of `*`), and a page of the rulers and
+//! repeats real corpora hold (72 of `=-`, `-`, `=`, `e` with a combining accent, a word said
+//! twenty times), so each degenerate kind below has a shorter run of itself in the corpus. Each text
 //! is `--mb` (1) megabytes of one kind: novel words; `*` over and over; `=-` over and over; one
 //! word repeated; one corpus line repeated; one corpus paragraph repeated; a letter with a
 //! combining accent repeated; whitespace. Each is checked by `memaudit check` in a process of
@@ -9,42 +11,64 @@
 //! work budget (`--max-seconds 5 --max-spans 20000`), and `/usr/bin/time` gives its CPU and peak
 //! resident memory. The table prints CPU against novel text's, and memory above an empty
 //! text's (the process at idle: the mapped index and the runtime).
+//!
+//! `--before BIN`: the same table for another `memaudit` binary (an older build) in the same
+//! run, each text checked by both in turn, with the ratio of their CPU and memory. It is given
+//! no budget flags (older builds have none).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Runs `memaudit check` on `text` and returns (CPU seconds, peak RSS KiB, spans, incomplete).
-fn check(bin: &Path, index: &Path, text: &Path, near: bool) -> (f64, u64, usize, String) {
-    let out = Command::new("/usr/bin/time")
-        .args(["-f", "%U %S %M"])
+/// One `memaudit check` run.
+struct Run {
+    cpu: f64,
+    rss_kib: u64,
+    /// Spans as the report lists them (a run of repeats is one).
+    spans: usize,
+    /// The report's `incomplete`, or `-`; `killed` when it outlasted its limit.
+    incomplete: String,
+}
+
+/// Runs `memaudit check` on `text` under `/usr/bin/time`; `budget`: with the daemon's default
+/// work budget (the build under test); an older build without one is killed after
+/// `BEFORE_LIMIT_S` seconds instead.
+fn check(bin: &Path, index: &Path, text: &Path, near: bool, budget: bool) -> Run {
+    let mut cmd = Command::new("/usr/bin/time");
+    cmd.args(["-f", "%U %S %M"]);
+    if !budget {
+        cmd.args(["timeout", "-s", "KILL", &BEFORE_LIMIT_S.to_string()]);
+    }
+    let out = cmd
         .arg(bin)
-        .args([
-            "check",
-            "--json",
-            "--max-seconds",
-            "5",
-            "--max-spans",
-            "20000",
-        ])
+        .args(["check", "--json"])
+        .args(if budget {
+            &["--max-seconds", "5", "--max-spans", "20000"][..]
+        } else {
+            &[][..]
+        })
         .args(near.then_some("--near"))
         .arg("--index")
         .arg(index)
         .arg(text)
         .output()
         .expect("runs /usr/bin/time");
-    assert!(
-        out.status.success(),
-        "memaudit check failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let err = String::from_utf8_lossy(&out.stderr);
-    let last = err.lines().last().expect("time's line");
+    let last = err.lines().last().unwrap_or_default();
     let f: Vec<f64> = last
         .split_whitespace()
-        .map(|x| x.parse().expect("a number"))
+        .filter_map(|x| x.parse().ok())
         .collect();
+    assert!(f.len() == 3, "no figures from /usr/bin/time: {err}");
+    if !out.status.success() {
+        assert!(!budget, "memaudit check failed: {err}");
+        return Run {
+            cpu: f[0] + f[1],
+            rss_kib: f[2] as u64,
+            spans: 0,
+            incomplete: format!("killed at {BEFORE_LIMIT_S} s"),
+        };
+    }
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
-    let spans = report["spans"].as_array().map_or(0, Vec::len);
     let incomplete = match &report["incomplete"] {
         serde_json::Value::Null => "-".to_string(),
         i => format!(
@@ -53,8 +77,16 @@ fn check(bin: &Path, index: &Path, text: &Path, near: bool) -> (f64, u64, usize,
             i["checked_chars"]
         ),
     };
-    (f[0] + f[1], f[2] as u64, spans, incomplete)
+    Run {
+        cpu: f[0] + f[1],
+        rss_kib: f[2] as u64,
+        spans: report["spans"].as_array().map_or(0, Vec::len),
+        incomplete,
+    }
 }
+
+/// How long an older build may check one text before it is killed.
+const BEFORE_LIMIT_S: u64 = 60;
 
 fn arg(name: &str, default: &str) -> String {
     let args: Vec<String> = std::env::args().collect();
@@ -85,6 +117,14 @@ fn main() {
                 std::fs::copy(&p, licences.join(format!("{name}.txt"))).unwrap();
             }
         }
+        let rulers = [
+            "=-".repeat(36),
+            "-".repeat(72),
+            "=".repeat(72),
+            "e\u{301}".repeat(36),
+            "the ".repeat(20),
+        ];
+        std::fs::write(licences.join("rulers.txt"), rulers.join("\n\n")).unwrap();
         let demo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/demo/corpus");
         let st = Command::new(&bin)
             .args(["index", "build", "--force", "--out"])
@@ -125,28 +165,62 @@ fn main() {
             t.pop();
         }
     }
+    let before = std::env::args()
+        .position(|a| a == "--before")
+        .and_then(|i| std::env::args().nth(i + 1))
+        .map(PathBuf::from);
     let empty = work.join("empty.txt");
     std::fs::write(&empty, "").unwrap();
-    println!("{mb} MB per text; corpus: /usr/share/common-licenses and data/demo/corpus");
-    println!(
-        "| text | mode | CPU s | × novel CPU | peak RSS MiB | above idle MiB | spans | incomplete |"
-    );
-    println!("|---|---|---:|---:|---:|---:|---:|---|");
+    println!("{mb} MB per text; corpus: /usr/share/common-licenses, data/demo/corpus, rulers");
+    match &before {
+        None => {
+            println!("| text | mode | CPU s | × novel CPU | peak RSS MiB | above idle MiB | spans | incomplete |");
+            println!("|---|---|---:|---:|---:|---:|---:|---|");
+        }
+        Some(b) => {
+            println!("before: {}", b.display());
+            println!("| text | mode | CPU s | × novel CPU | above idle MiB | spans | incomplete | before: CPU s | above idle MiB | spans | ended | CPU before/now |");
+            println!("|---|---|---:|---:|---:|---:|---|---:|---:|---:|---|---:|");
+        }
+    }
     for near in [false, true] {
-        let (_, idle, _, _) = check(&bin, &index, &empty, near);
+        let idle = check(&bin, &index, &empty, near, true).rss_kib;
+        let idle_before = before
+            .as_ref()
+            .map(|b| check(b, &index, &empty, near, false).rss_kib);
         let mut novel_cpu = None;
         for (name, text) in &kinds {
             let path = work.join("text.txt");
             std::fs::write(&path, text).unwrap();
-            let (cpu, rss, spans, incomplete) = check(&bin, &index, &path, near);
-            let base = *novel_cpu.get_or_insert(cpu.max(0.01));
-            println!(
-                "| {name} | {} | {cpu:.2} | {:.1} | {:.1} | {:.1} | {spans} | {incomplete} |",
-                if near { "exact+near" } else { "exact" },
-                cpu / base,
-                rss as f64 / 1024.0,
-                rss.saturating_sub(idle) as f64 / 1024.0,
-            );
+            let now = check(&bin, &index, &path, near, true);
+            let base = *novel_cpu.get_or_insert(now.cpu.max(0.01));
+            let mode = if near { "exact+near" } else { "exact" };
+            let above = now.rss_kib.saturating_sub(idle) as f64 / 1024.0;
+            match (&before, idle_before) {
+                (Some(b), Some(idle_b)) => {
+                    let then = check(b, &index, &path, near, false);
+                    println!(
+                        "| {name} | {mode} | {:.2} | {:.1} | {above:.1} | {} | {} | {:.2} | {:.1} | {} | {} | {:.0}× |",
+                        now.cpu,
+                        now.cpu / base,
+                        now.spans,
+                        now.incomplete,
+                        then.cpu,
+                        then.rss_kib.saturating_sub(idle_b) as f64 / 1024.0,
+                        then.spans,
+                        then.incomplete,
+                        then.cpu / now.cpu.max(0.01),
+                    );
+                }
+                _ => println!(
+                    "| {name} | {mode} | {:.2} | {:.1} | {:.1} | {above:.1} | {} | {} |",
+                    now.cpu,
+                    now.cpu / base,
+                    now.rss_kib as f64 / 1024.0,
+                    now.spans,
+                    now.incomplete,
+                ),
+            }
         }
     }
 }
