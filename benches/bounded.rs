@@ -199,17 +199,29 @@ fn main() {
             match (&before, idle_before) {
                 (Some(b), Some(idle_b)) => {
                     let then = check(b, &index, &path, near, false);
+                    // A killed run's own figures are lost with it: it took at least the limit.
+                    let killed = then.incomplete.starts_with("killed");
+                    let (cpu_b, mem_b, ratio) = if killed {
+                        (
+                            format!("≥ {BEFORE_LIMIT_S} (wall)"),
+                            "?".to_string(),
+                            format!("> {:.0}×", BEFORE_LIMIT_S as f64 / now.cpu.max(0.01)),
+                        )
+                    } else {
+                        (
+                            format!("{:.2}", then.cpu),
+                            format!("{:.1}", then.rss_kib.saturating_sub(idle_b) as f64 / 1024.0),
+                            format!("{:.0}×", then.cpu / now.cpu.max(0.01)),
+                        )
+                    };
                     println!(
-                        "| {name} | {mode} | {:.2} | {:.1} | {above:.1} | {} | {} | {:.2} | {:.1} | {} | {} | {:.0}× |",
+                        "| {name} | {mode} | {:.2} | {:.1} | {above:.1} | {} | {} | {cpu_b} | {mem_b} | {} | {} | {ratio} |",
                         now.cpu,
                         now.cpu / base,
                         now.spans,
                         now.incomplete,
-                        then.cpu,
-                        then.rss_kib.saturating_sub(idle_b) as f64 / 1024.0,
                         then.spans,
                         then.incomplete,
-                        then.cpu / now.cpu.max(0.01),
                     );
                 }
                 _ => println!(
