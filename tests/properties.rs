@@ -268,6 +268,7 @@ fn periodic_texts_equal_brute_force() {
         "xyz ".repeat(15),
         "aabaabaa".into(),
         "abaabaaba".into(),
+        "+-".repeat(24) + " the end of a ruler, long enough to count",
     ];
     let index = common::index_of(dir.path(), &docs, 200, SaAlgorithm::Libsais);
     for text in [
@@ -279,6 +280,9 @@ fn periodic_texts_equal_brute_force() {
         "日本".repeat(200),
         "xyz ".repeat(150),
         "aab".repeat(200),
+        // A corpus run shorter than the minimum span, then what does occur.
+        "+-".repeat(400) + " the end of a ruler, long enough to count",
+        "+-".repeat(400) + "the cat sat on the mat",
         format!("{}novel words here{}", "*".repeat(300), "ab".repeat(200)),
     ] {
         for min_len in [1, 2, 5, 20, 50] {

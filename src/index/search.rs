@@ -691,6 +691,8 @@ impl Index {
         let mut e = 0usize; // furthest end of any match found so far
         let mut j = 0usize; // next candidate start
         let mut passing_block: Option<usize> = None;
+        // The last match found was too short to report (see `unmatched_stretch`).
+        let mut wasted = false;
         // Each `break 'search x` stops with every maximal start before `x` reported.
         found.checked = 'search: loop {
             if j >= n || e >= n {
@@ -699,6 +701,15 @@ impl Index {
             }
             if !budget.go() {
                 break j;
+            }
+            // After a match too short to report: if j starts a long periodic stretch none of
+            // whose span-long windows occurs, no span to report starts in it.
+            if std::mem::take(&mut wasted) {
+                if let Some(next) = self.unmatched_stretch(t, j, min_chars, budget) {
+                    j = next_char_start(t, next);
+                    passing_block = None;
+                    continue;
+                }
             }
             let start;
             // The end of the character at e: a start q beats e iff text[q..e2] occurs.
@@ -773,6 +784,7 @@ impl Index {
             }
             e = end;
             if chars(start, end) < min_chars {
+                wasted = true;
                 continue;
             }
             found.runs.push(t, start, end);
@@ -818,6 +830,56 @@ impl Index {
             passing_block = None;
         };
         found
+    }
+
+    /// When `t` repeats from `j` with a period `p ≤ 64` up to `z`, at least four spans' worth,
+    /// and no window of it as long as a span of `min_chars` characters occurs in the corpus: the
+    /// first start after which a span to report may begin. With `w` the fewest bytes
+    /// `min_chars` characters take from any character start of the period, a span to report
+    /// that starts at `q` in the stretch with `q + w ≤ z` begins with `t[q..q + w]`, which is one
+    /// of the `p` windows `t[j + k..j + k + w]` (`k < p`); none occurs, so none starts in
+    /// `[j, z - w]`. This is the case the periodic skip of [`Index::maximal_runs`] cannot take,
+    /// a corpus run shorter than the minimum span: without it every block of the stretch passes
+    /// the filter and is searched around.
+    fn unmatched_stretch(
+        &self,
+        t: &[u8],
+        j: usize,
+        min_chars: usize,
+        budget: &Budget,
+    ) -> Option<usize> {
+        const MAX_PERIOD: usize = 64;
+        let n = t.len();
+        // A character is at most 4 bytes: the probe below stays inside the text.
+        let probe = 8 * min_chars + MAX_PERIOD;
+        if j + probe > n {
+            return None;
+        }
+        let p = (1..=MAX_PERIOD).find(|&p| (j + p..j + probe).all(|i| t[i] == t[i - p]))?;
+        let mut z = j + probe;
+        while z < n && t[z] == t[z - p] {
+            z += 1;
+        }
+        // The bytes of `min_chars` characters from each character start of the period.
+        let w = (j..j + p)
+            .filter(|&k| is_char_start(t, k))
+            .map(|k| {
+                let mut b = k;
+                for _ in 0..min_chars {
+                    b = next_char_start(t, b + 1);
+                }
+                b - k
+            })
+            .min()?;
+        if z - j < 4 * w {
+            return None;
+        }
+        for k in 0..p {
+            if !budget.go() || self.occurs(&t[j + k..j + k + w]) {
+                return None;
+            }
+        }
+        Some(z - w + 1)
     }
 
     /// Provenance of normalized pattern `p`: up to `max` hits and the exact count.
