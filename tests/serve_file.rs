@@ -33,6 +33,27 @@ fn memaudit_with_stdin(args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Out
     child.wait_with_output().unwrap()
 }
 
+/// `memaudit serve` on a JSON-lines file with the probe off and no HTTP server, each of `sets`
+/// a `--set KEY=VALUE`, run to the end of its input.
+fn serve_file_input(index: &Path, input: &Path, sets: &[String]) -> Output {
+    let mut args = vec![
+        "serve".to_string(),
+        "--index".into(),
+        index.display().to_string(),
+        "--input".into(),
+        input.display().to_string(),
+        "--http".into(),
+        String::new(),
+        "--set".into(),
+        "probe.policy=\"off\"".into(),
+    ];
+    for s in sets {
+        args.extend(["--set".to_string(), s.clone()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    memaudit(&args, &[])
+}
+
 fn json_lines(text: &str) -> Vec<serde_json::Value> {
     text.lines()
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
@@ -94,25 +115,14 @@ fn file_source_writes_verdicts_alerts_and_lossless_dead_letters() {
     let path = dir.path().join("in.jsonl");
     std::fs::write(&path, input.join(&b'\n')).unwrap();
     let out = |name: &str| dir.path().join(name).display().to_string();
-    let o = memaudit(
+    let o = serve_file_input(
+        &index,
+        &path,
         &[
-            "serve",
-            "--index",
-            index.to_str().unwrap(),
-            "--input",
-            path.to_str().unwrap(),
-            "--http",
-            "",
-            "--set",
-            "probe.policy=\"off\"",
-            "--set",
-            &format!("file.verdicts={:?}", out("v.jsonl")),
-            "--set",
-            &format!("file.alerts={:?}", out("a.jsonl")),
-            "--set",
-            &format!("file.dead_letters={:?}", out("d.jsonl")),
+            format!("file.verdicts={:?}", out("v.jsonl")),
+            format!("file.alerts={:?}", out("a.jsonl")),
+            format!("file.dead_letters={:?}", out("d.jsonl")),
         ],
-        &[],
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let verdicts = lines(&dir.path().join("v.jsonl"));
@@ -157,23 +167,13 @@ fn quotes_of_the_prompt_raise_nothing() {
     let path = dir.path().join("in.jsonl");
     std::fs::write(&path, input).unwrap();
     let out = |name: &str| dir.path().join(name).display().to_string();
-    let o = memaudit(
+    let o = serve_file_input(
+        &index,
+        &path,
         &[
-            "serve",
-            "--index",
-            index.to_str().unwrap(),
-            "--input",
-            path.to_str().unwrap(),
-            "--http",
-            "",
-            "--set",
-            "probe.policy=\"off\"",
-            "--set",
-            &format!("file.verdicts={:?}", out("v.jsonl")),
-            "--set",
-            &format!("file.alerts={:?}", out("a.jsonl")),
+            format!("file.verdicts={:?}", out("v.jsonl")),
+            format!("file.alerts={:?}", out("a.jsonl")),
         ],
-        &[],
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let verdicts = lines(&dir.path().join("v.jsonl"));
@@ -627,25 +627,14 @@ fn a_text_over_its_budget_gets_an_incomplete_verdict() {
     let path = dir.path().join("in.jsonl");
     std::fs::write(&path, input).unwrap();
     let out = dir.path().join("v.jsonl").display().to_string();
-    let o = memaudit(
+    let o = serve_file_input(
+        &index,
+        &path,
         &[
-            "serve",
-            "--index",
-            index.to_str().unwrap(),
-            "--input",
-            path.to_str().unwrap(),
-            "--http",
-            "",
-            "--set",
-            "probe.policy=\"off\"",
-            "--set",
-            "limits.max_spans=2",
-            "--set",
-            "severity.incomplete=\"high\"",
-            "--set",
-            &format!("file.verdicts={out:?}"),
+            "limits.max_spans=2".into(),
+            "severity.incomplete=\"high\"".into(),
+            format!("file.verdicts={out:?}"),
         ],
-        &[],
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let verdicts = lines(&dir.path().join("v.jsonl"));

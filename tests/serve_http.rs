@@ -5,7 +5,7 @@
 
 mod broker;
 
-use broker::workload::{build_index, gettysburg, metric};
+use broker::workload::{build_index, gettysburg, metric, wait_metric};
 use broker::Daemon;
 use std::path::Path;
 use std::time::Duration;
@@ -983,24 +983,6 @@ fn memaudit_ok(args: &[&str]) {
         "memaudit {args:?}: {}",
         String::from_utf8_lossy(&o.stderr)
     );
-}
-
-/// Waits until the metric `series` reads `value` on the daemon's /metrics.
-fn wait_metric(d: &Daemon, series: &str, value: f64) {
-    let until = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let (_, m) = d.get("/metrics").unwrap();
-        if metric(&m, series) == value {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < until,
-            "{series} never became {value}: {}\n{}",
-            metric(&m, series),
-            d.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// Writes `manifest.json` of `index` atomically, as a restore of a backup or a hand edit would
