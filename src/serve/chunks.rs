@@ -362,21 +362,11 @@ impl Streams {
             env: Some(env),
         };
         let cost = w.delta.len() + CHUNK_COST;
-        if o.bytes + cost > self.cfg.max_output_bytes {
-            let d = dead(
-                DeadLetterReason::OutputTooLarge,
-                format!(
-                    "chunk {seq} of output `{}` would make it {} bytes (chunks.max_output_bytes = {}); \
-                     the output's verdict is on the chunks kept",
-                    msg.id,
-                    o.bytes + cost,
-                    self.cfg.max_output_bytes
-                ),
-            );
-            out.dead.push((w.env.take().expect("set above"), d));
-            w.delta.clear();
-            o.left_out.push(seq);
-        } else if !self.take_held(cost) {
+        let oversize = o.bytes + cost > self.cfg.max_output_bytes;
+        // A chunk refused for its output's size still holds its record (its `seq`, its place
+        // in `left_out`): CHUNK_COST of it, so that refused chunks are bounded too.
+        let charge = if oversize { CHUNK_COST } else { cost };
+        if !self.take_held(charge) {
             // Not this output's fault: the chunk is refused and may be sent again.
             let d = dead(
                 DeadLetterReason::StreamsFull,
@@ -396,9 +386,23 @@ impl Streams {
                 }
             }
             return out;
-        } else {
-            o.bytes += cost;
         }
+        if oversize {
+            let d = dead(
+                DeadLetterReason::OutputTooLarge,
+                format!(
+                    "chunk {seq} of output `{}` would make it {} bytes (chunks.max_output_bytes = {}); \
+                     the output's verdict is on the chunks kept",
+                    msg.id,
+                    o.bytes + cost,
+                    self.cfg.max_output_bytes
+                ),
+            );
+            out.dead.push((w.env.take().expect("set above"), d));
+            w.delta.clear();
+            o.left_out.push(seq);
+        }
+        o.bytes += charge;
         o.seen.insert(seq, hash);
         if last {
             o.last_seq = Some(seq);
@@ -484,24 +488,8 @@ impl Streams {
         ended_by: &'static str,
         dead_out: &mut Vec<(Envelope, DeadLetter)>,
     ) -> Option<Ended> {
-        let entry = {
-            let mut open = lock(&self.open);
-            let entry = open.remove(id)?;
-            let mut ended = lock(&self.ended);
-            if ended.0.insert(id.to_string()) {
-                ended.1.push_back(id.to_string());
-            }
-            while ended.1.len() > self.cfg.remember_ended {
-                if let Some(old) = ended.1.pop_front() {
-                    ended.0.remove(&old);
-                }
-            }
-            entry
-        };
-        self.open_gauge.dec();
+        let entry = self.close(id)?;
         let mut o = lock(&entry);
-        o.ended = true;
-        self.release_held(o.bytes);
         if self.notes {
             let mut at = lock(&self.ended_at);
             for env in &o.held {
@@ -558,19 +546,7 @@ impl Streams {
         analyzer: &Analyzer,
         dead: &mut Vec<(Envelope, DeadLetter)>,
     ) -> Vec<Ended> {
-        let idle = Duration::from_secs_f64(self.cfg.idle_timeout_secs);
-        // The outputs are looked at one by one without the map's lock, so a busy output (a
-        // chunk being matched) holds up neither new chunks nor the others.
-        let all: Vec<(String, Arc<Mutex<Open>>)> = lock(&self.open)
-            .iter()
-            .map(|(id, o)| (id.clone(), o.clone()))
-            .collect();
-        let stale: Vec<String> = all
-            .into_iter()
-            .filter(|(_, o)| lock(o).touched.elapsed() >= idle)
-            .map(|(id, _)| id)
-            .collect();
-        stale
+        self.idle_ids()
             .into_iter()
             .filter_map(|id| self.end(analyzer, &id, "idle_timeout", dead))
             .collect()
@@ -580,38 +556,50 @@ impl Streams {
     /// HTTP API's outputs, whose client went away): their bytes are freed and later chunks of
     /// them are duplicates. Returns how many.
     pub fn drop_idle(&self) -> usize {
+        self.idle_ids()
+            .into_iter()
+            .filter(|id| self.close(id).is_some())
+            .count()
+    }
+
+    /// The outputs idle for longer than `chunks.idle_timeout_secs`. They are looked at one by
+    /// one without the map's lock, so a busy output (a chunk being matched) holds up neither
+    /// new chunks nor the others.
+    fn idle_ids(&self) -> Vec<String> {
         let idle = Duration::from_secs_f64(self.cfg.idle_timeout_secs);
         let all: Vec<(String, Arc<Mutex<Open>>)> = lock(&self.open)
             .iter()
             .map(|(id, o)| (id.clone(), o.clone()))
             .collect();
-        let mut n = 0;
-        for (id, o) in all {
-            if lock(&o).touched.elapsed() < idle {
-                continue;
+        all.into_iter()
+            .filter(|(_, o)| lock(o).touched.elapsed() >= idle)
+            .map(|(id, _)| id)
+            .collect()
+    }
+
+    /// Takes output `id` out of the open map (if it is still there) and into the ended set,
+    /// under the map's lock (see [`Streams::push`]), marks it ended and gives its bytes back.
+    fn close(&self, id: &str) -> Option<Arc<Mutex<Open>>> {
+        let entry = {
+            let mut open = lock(&self.open);
+            let entry = open.remove(id)?;
+            let mut ended = lock(&self.ended);
+            if ended.0.insert(id.to_string()) {
+                ended.1.push_back(id.to_string());
             }
-            {
-                let mut open = lock(&self.open);
-                if open.remove(&id).is_none() {
-                    continue;
-                }
-                let mut ended = lock(&self.ended);
-                if ended.0.insert(id.clone()) {
-                    ended.1.push_back(id);
-                }
-                while ended.1.len() > self.cfg.remember_ended {
-                    if let Some(old) = ended.1.pop_front() {
-                        ended.0.remove(&old);
-                    }
+            while ended.1.len() > self.cfg.remember_ended {
+                if let Some(old) = ended.1.pop_front() {
+                    ended.0.remove(&old);
                 }
             }
-            self.open_gauge.dec();
-            let mut o = lock(&o);
-            o.ended = true;
-            self.release_held(o.bytes);
-            n += 1;
-        }
-        n
+            entry
+        };
+        self.open_gauge.dec();
+        let mut o = lock(&entry);
+        o.ended = true;
+        self.release_held(o.bytes);
+        drop(o);
+        Some(entry)
     }
 
     /// The note committed with partition `p` at `committed`: the ids of the outputs that ended
