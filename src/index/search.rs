@@ -465,11 +465,20 @@ pub struct Runs {
 impl Runs {
     /// Adds the maximal span `[a, b)` of normalized text `t` (after every span before it).
     pub fn push(&mut self, t: &[u8], a: usize, b: usize) {
+        self.push_within(t, a, b, usize::MAX);
+    }
+
+    /// [`Runs::push`] for a span inside a stretch of `t` that repeats with period `q` and holds
+    /// the run's last member too: two spans of one length there are the same text iff their
+    /// first `q` bytes are, so at most `q` bytes are compared, however long the span (the
+    /// periodic skip of [`Index::maximal_runs`] adds every member this way).
+    fn push_within(&mut self, t: &[u8], a: usize, b: usize, q: usize) {
         if let Some(r) = self.runs.last_mut() {
             let (la, len) = (r.last_start(), r.len());
             if b - a == len && a > la {
                 let p = a - la;
-                if p <= len && (r.repeats == 1 || p == r.period) && t[la..la + len] == t[a..b] {
+                let k = len.min(q);
+                if p <= len && (r.repeats == 1 || p == r.period) && t[la..la + k] == t[a..a + k] {
                     r.period = p;
                     r.repeats += 1;
                     return;
@@ -691,8 +700,10 @@ impl Index {
         let mut e = 0usize; // furthest end of any match found so far
         let mut j = 0usize; // next candidate start
         let mut passing_block: Option<usize> = None;
-        // The last match found was too short to report (see `unmatched_stretch`).
+        // The last match found was too short to report (see `unmatched_stretch`), and where the
+        // last stretch it looked at ends (each stretch is scanned once).
         let mut wasted = false;
+        let mut periodic_until = 0usize;
         // Each `break 'search x` stops with every maximal start before `x` reported.
         found.checked = 'search: loop {
             if j >= n || e >= n {
@@ -704,11 +715,15 @@ impl Index {
             }
             // After a match too short to report: if j starts a long periodic stretch none of
             // whose span-long windows occurs, no span to report starts in it.
-            if std::mem::take(&mut wasted) {
-                if let Some(next) = self.unmatched_stretch(t, j, min_chars, budget) {
-                    j = next_char_start(t, next);
-                    passing_block = None;
-                    continue;
+            if std::mem::take(&mut wasted) && j >= periodic_until {
+                match self.unmatched_stretch(t, j, min_chars, budget) {
+                    Ok(next) => {
+                        j = next_char_start(t, next);
+                        passing_block = None;
+                        continue;
+                    }
+                    // A stretch whose windows occur: not looked at again until its end.
+                    Err(until) => periodic_until = until,
                 }
             }
             let start;
@@ -818,7 +833,9 @@ impl Index {
                     break 'search period[0].0 + r * p;
                 }
                 for &(x, y) in &period {
-                    found.runs.push(t, x + r * p, y + r * p);
+                    // Every member from the period's spans on lies in the stretch
+                    // `[s - p + 1, z)`, which repeats with period p.
+                    found.runs.push_within(t, x + r * p, y + r * p, p);
                     if !budget.spans_ok(found.runs.runs.len()) {
                         break 'search x + r * p + 1;
                     }
@@ -841,21 +858,26 @@ impl Index {
     /// `[j, z - w]`. This is the case the periodic skip of [`Index::maximal_runs`] cannot take,
     /// a corpus run shorter than the minimum span: without it every block of the stretch passes
     /// the filter and is searched around.
+    ///
+    /// `Err(until)`: no skip; `until` is the end of the stretch looked at (`j` when there was
+    /// none), before which looking again would find the same.
     fn unmatched_stretch(
         &self,
         t: &[u8],
         j: usize,
         min_chars: usize,
         budget: &Budget,
-    ) -> Option<usize> {
+    ) -> Result<usize, usize> {
         const MAX_PERIOD: usize = 64;
         let n = t.len();
         // A character is at most 4 bytes: the probe below stays inside the text.
         let probe = 8 * min_chars + MAX_PERIOD;
         if j + probe > n {
-            return None;
+            return Err(n);
         }
-        let p = (1..=MAX_PERIOD).find(|&p| (j + p..j + probe).all(|i| t[i] == t[i - p]))?;
+        let p = (1..=MAX_PERIOD)
+            .find(|&p| (j + p..j + probe).all(|i| t[i] == t[i - p]))
+            .ok_or(j)?;
         let mut z = j + probe;
         while z < n && t[z] == t[z - p] {
             z += 1;
@@ -870,16 +892,17 @@ impl Index {
                 }
                 b - k
             })
-            .min()?;
+            .min()
+            .ok_or(z)?;
         if z - j < 4 * w {
-            return None;
+            return Err(z);
         }
         for k in 0..p {
             if !budget.go() || self.occurs(&t[j + k..j + k + w]) {
-                return None;
+                return Err(z);
             }
         }
-        Some(z - w + 1)
+        Ok(z - w + 1)
     }
 
     /// Provenance of normalized pattern `p`: up to `max` hits and the exact count.
@@ -983,11 +1006,8 @@ impl Index {
                 known.insert(matched, self.provenance(matched, opts.max_hits));
             }
             let (count, hits) = known[matched].clone();
-            let (start, _) = mapped.input_range(r.start, r.end);
-            let (first_end_char, end) = (
-                mapped.input_range(r.start, r.end).1,
-                mapped.input_range(r.last_start(), r.last_end()).1,
-            );
+            let (start, first_end_char) = mapped.input_range(r.start, r.end);
+            let end = mapped.input_range(r.last_start(), r.last_end()).1;
             let matched = &mapped.text[r.start..r.end];
             spans.push(Span {
                 start: first_char + start,
