@@ -269,6 +269,8 @@ fn periodic_texts_equal_brute_force() {
         "aabaabaa".into(),
         "abaabaaba".into(),
         "+-".repeat(24) + " the end of a ruler, long enough to count",
+        // Loose combining marks, two bytes each, alternating.
+        "\u{301}\u{300}".repeat(20),
     ];
     let index = common::index_of(dir.path(), &docs, 200, SaAlgorithm::Libsais);
     for text in [
@@ -284,6 +286,11 @@ fn periodic_texts_equal_brute_force() {
         "+-".repeat(400) + " the end of a ruler, long enough to count",
         "+-".repeat(400) + "the cat sat on the mat",
         format!("{}novel words here{}", "*".repeat(300), "ab".repeat(200)),
+        // Found by fuzzing (fuzz/regressions/span_search): a periodic stretch of two-byte
+        // characters whose last member's match compared a byte of the character after the
+        // stretch; the skip once repeated that member past where the text stops repeating.
+        format!("{}{}", "\u{301}".repeat(3), "\u{300}\u{301}"),
+        format!("{}{}", "\u{301}".repeat(9), "\u{300}\u{301}".repeat(6)),
     ] {
         for min_len in [1, 2, 5, 20, 50] {
             check_against_reference(&index, &docs, &text, min_len);

@@ -683,10 +683,12 @@ impl Index {
     /// match is long enough and `j + L(j) > E(j)` (a longer match ending as far would start
     /// earlier and be reported). Suppose spans `(s0, e0)` and `(s, e)` were reported with
     /// `s - s0 = e - e0 = p`, and `t[i] = t[i - p]` for every `i` in `[s + 1, z)`. For a start
-    /// `j` in `(s, s + p]`, the match at `j - p` and the byte after it lie in `[j - p, e]`, so
+    /// `j` in `(s, s + p]`, the match at `j - p` and the byte after it lie in `[j - p, e⁺)`,
+    /// where `e⁺` is the end of the character after `e` (a match is measured in bytes and cut
+    /// back to a character: its last byte compared may lie inside the character after `e`), so
     /// shifted by `p` they lie in the periodic stretch: `L(j) = L(j - p)` while
     /// `j + L(j - p) < z`. And `E(s + 1) = e = E(s0 + 1) + p`. So by induction the spans reported
-    /// in `(s0, s]` repeat, shifted by `r·p`, for every `r` with `e + r·p < z`, and the state
+    /// in `(s0, s]` repeat, shifted by `r·p`, for every `r` with `e⁺ + r·p ≤ z`, and the state
     /// after them is `(j, e)` shifted likewise. The search resumes there, near the end of the
     /// stretch: a periodic text of any length costs a few periods' searches and a scan.
     pub fn maximal_runs(&self, t: &[u8], min_chars: usize, budget: &Budget) -> Found {
@@ -823,10 +825,13 @@ impl Index {
             while z < n && t[z] == t[z - p] {
                 z += 1;
             }
-            if z <= end + p {
+            // The end of the character after the span: the last byte its match compared lies
+            // before it (see the doc comment: `e⁺`).
+            let end_plus = next_char_start(t, end + 1);
+            if z < end_plus + p {
                 continue; // the stretch ends within a period: nothing to skip
             }
-            let reps = (z - 1 - end) / p;
+            let reps = (z - end_plus) / p;
             let period: Vec<(usize, usize)> = recent.range(k + 1..).copied().collect();
             for r in 1..=reps {
                 if !budget.go() {
