@@ -251,6 +251,104 @@ fn adversarial_cases() {
     }
 }
 
+/// A streamed output that ends in a long run of whitespace after a quote: each push of more
+/// whitespace keeps the spans the whole text has (the quote's span ends with the run's space, so
+/// its end moves with the run).
+#[test]
+fn whitespace_pushed_after_a_quote_keeps_whole_text_spans() {
+    let dir = tempfile::tempdir().unwrap();
+    let docs: Vec<String> = vec!["the quick brown fox jumps over the lazy dog and then".into()];
+    let index = common::index_of(dir.path(), &docs, 1 << 20, SaAlgorithm::Libsais);
+    let opts = SpanOptions {
+        min_len: 10,
+        ..SpanOptions::default()
+    };
+    let mut inc = Incremental::new();
+    let mut text = String::from("novel start: the quick brown fox jumps");
+    inc.push(&index, &text, &opts);
+    for piece in [
+        " ",
+        "\n\n",
+        "\t \u{a0}",
+        " ",
+        "\n",
+        "over the lazy",
+        "   ",
+        "\n\n\n",
+    ] {
+        for _ in 0..50 {
+            inc.push(&index, piece, &opts);
+            text.push_str(piece);
+            assert_eq!(
+                inc.report(&index, &opts),
+                index.spans(&text, &opts),
+                "{text:?}"
+            );
+        }
+    }
+}
+
+/// An output open across a new index generation is matched on the new one: after its next chunk,
+/// and at its end with no chunk after the swap, its spans are those of the whole text on the new
+/// generation (an addition's passage found; after a takedown, gone).
+#[test]
+fn an_output_open_across_a_swap_is_matched_on_the_new_generation() {
+    use memaudit::analyze::{Analyzer, Options};
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let quote = "four score and seven years ago our fathers brought forth on this continent";
+    let other = "a different document about the rolling hills of the countryside in spring";
+    let open_a = || Index::open(dir_a.path().join("index")).unwrap();
+    common::index_of(
+        dir_a.path(),
+        &[other.to_string()],
+        1 << 20,
+        SaAlgorithm::Libsais,
+    );
+    common::index_of(
+        dir_b.path(),
+        &[other.to_string(), quote.to_string()],
+        1 << 20,
+        SaAlgorithm::Libsais,
+    );
+    let open_b = || Index::open(dir_b.path().join("index")).unwrap();
+    let options = Options {
+        min_chars: 20,
+        ..Options::default()
+    };
+    let analyzer = Analyzer::new(open_a(), None, None, options).unwrap();
+    let text = format!("novel words first, then {quote} and after it: {other}. the end");
+    let (first, rest) = text.split_at(40);
+    let spans_of = |inc: &Incremental| analyzer.report_parts(std::slice::from_ref(inc), true).spans;
+
+    // The next chunk after the addition finds the quote.
+    let mut inc = Incremental::new();
+    analyzer.push(&mut inc, first);
+    analyzer.replace_index(open_b());
+    analyzer.push(&mut inc, rest);
+    let on_b = analyzer.spans(&text).spans;
+    assert!(
+        on_b.iter().any(|s| s.text.contains("four score")),
+        "{on_b:?}"
+    );
+    assert_eq!(spans_of(&inc), on_b);
+
+    // No chunk after the takedown: the end's report is the new generation's.
+    analyzer.replace_index(open_a());
+    let on_a = analyzer.spans(&text).spans;
+    assert!(
+        !on_a.iter().any(|s| s.text.contains("four score")),
+        "{on_a:?}"
+    );
+    assert_eq!(spans_of(&inc), on_a);
+
+    // Everything pushed on one generation, ended on another.
+    let mut inc = Incremental::new();
+    analyzer.push(&mut inc, first);
+    analyzer.push(&mut inc, rest);
+    analyzer.replace_index(open_b());
+    assert_eq!(spans_of(&inc), on_b);
+}
+
 /// Periodic texts against corpora holding shorter runs of them (a model repeating one token or
 /// line; a corpus with `*****` and `=-=-=-` rulers): the search skips the periodic stretches,
 /// and its spans, expanded from runs, still equal the brute force, whatever the number of phases

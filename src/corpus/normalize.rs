@@ -134,6 +134,13 @@ impl Normalizer {
         !is_space && (!self.spec.nfc || nfc_boundary(c))
     }
 
+    /// Whether `c` is whitespace this normalization collapses: a run of such characters becomes
+    /// one space, so appending more of them to a text that ends in one changes nothing but how
+    /// many input characters that space stands for.
+    pub fn collapses(&self, c: char) -> bool {
+        self.spec.collapse_whitespace && (c == '\0' || c.is_whitespace())
+    }
+
     /// Normalizes `input` (build path: no origin map).
     pub fn normalize(&self, input: &str) -> String {
         let mut out = String::with_capacity(input.len());

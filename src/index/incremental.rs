@@ -21,6 +21,17 @@
 //! So each push normalizes and searches `[p, end)`: the unstable tail, the new text, and the
 //! part of the stable prefix that still matches the corpus (the span in progress). `p` and
 //! `cut` only move forward.
+//!
+//! **Whitespace runs.** A run of whitespace is one space after normalization, and no restart
+//! point lies inside it, so a model writing newlines for ever would make every push normalize
+//! the whole run again. But whitespace appended to a text that already ends in whitespace changes
+//! no normalized byte: the maximal spans stay the same ranges of the normalized text, and only
+//! the spans that end with that last space (their end is the end of the run, in characters) move
+//! their end. Such a push costs its own length.
+//!
+//! **A new index generation** (a takedown, an addition) changes what occurs: the spans found
+//! on the old one are void. A push on another generation than the last one first matches the
+//! whole text again on the new one ([`Incremental::is_current`]), once.
 
 use super::search::{Run, Runs, Span, SpanOptions, SpanReport};
 use super::Index;
@@ -45,6 +56,8 @@ pub struct Incremental {
     norm: String,
     /// Characters in `text`.
     chars: usize,
+    /// The index (id and generation) its spans were found on; none before the first push.
+    on: Option<(String, u64)>,
 }
 
 impl Incremental {
@@ -77,6 +90,18 @@ impl Incremental {
     /// Appends `delta` and updates the spans; returns how many spans changed or were added
     /// (they are the last ones of [`Incremental::spans`]).
     pub fn push(&mut self, index: &Index, delta: &str, opts: &SpanOptions) -> usize {
+        if !self.is_current(index) {
+            // Matched on another generation: everything again, on this one.
+            let text = std::mem::take(&mut self.text);
+            *self = Incremental::new();
+            self.push(index, &text, opts);
+            self.push(index, delta, opts);
+            return self.spans.len();
+        }
+        self.on = Some((index.id().to_string(), index.generation()));
+        if let Some(changed) = self.extend_space_run(index, delta, opts) {
+            return changed;
+        }
         self.text.push_str(delta);
         self.chars += delta.chars().count();
         let window = &self.text[self.p..];
@@ -168,6 +193,61 @@ impl Incremental {
             }
         }
         changed
+    }
+
+    /// Whether its spans were found on `index` (or it is empty): else they are those of an
+    /// older or newer generation, and [`Incremental::rematched`] gives them on this one.
+    pub fn is_current(&self, index: &Index) -> bool {
+        self.on
+            .as_ref()
+            .is_none_or(|(id, g)| id == index.id() && *g == index.generation())
+    }
+
+    /// The same text matched afresh on `index` (what a push on a new generation starts with).
+    pub fn rematched(&self, index: &Index, opts: &SpanOptions) -> Incremental {
+        let mut fresh = Incremental::new();
+        fresh.push(index, &self.text, opts);
+        fresh
+    }
+
+    /// Appends `delta` when it is whitespace continuing the whitespace the text ends with (see
+    /// the module's description): the normalized text does not change, and the spans ending with
+    /// its last space end `delta`'s characters later. `None` (nothing done) otherwise, and when
+    /// such a span would need its tokens counted again (a tokenizer is configured): the general
+    /// push does that.
+    fn extend_space_run(
+        &mut self,
+        index: &Index,
+        delta: &str,
+        opts: &SpanOptions,
+    ) -> Option<usize> {
+        let n = &index.normalizer;
+        let ends_in_space = self
+            .text
+            .chars()
+            .next_back()
+            .is_some_and(|c| n.collapses(c));
+        if delta.is_empty() || !ends_in_space || !delta.chars().all(|c| n.collapses(c)) {
+            return None;
+        }
+        let end = self.norm.len();
+        let at_end = self
+            .spans
+            .iter()
+            .rev()
+            .take_while(|(_, b, _)| *b == end)
+            .count();
+        if at_end > 0 && opts.tokens.is_some() {
+            return None;
+        }
+        let added = delta.chars().count();
+        self.text.push_str(delta);
+        self.chars += added;
+        let k = self.spans.len();
+        for (_, _, s) in &mut self.spans[k - at_end..] {
+            s.end += added;
+        }
+        Some(at_end)
     }
 
     /// The report on everything received so far, as [`Index::spans`] gives it for the whole text.
