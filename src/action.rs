@@ -107,7 +107,19 @@ impl ActionPolicy {
 /// `text` with every character range in `spans` (`[start, end)` in characters, any order, may
 /// overlap) replaced by `marker`; each run of merged ranges becomes one marker.
 pub fn redact(text: &str, spans: &[(usize, usize)], marker: &str) -> String {
-    let mut ranges: Vec<(usize, usize)> = spans.iter().copied().filter(|(a, b)| a < b).collect();
+    redact_tail(text, 0, spans, marker)
+}
+
+/// [`redact`] of `tail`, the part of a text from character `from` on, with `spans` in
+/// characters of the whole text: what a streamed answer carries once the text before `from` was
+/// answered (a span that began before `from` is marked from `from` on).
+pub fn redact_tail(tail: &str, from: usize, spans: &[(usize, usize)], marker: &str) -> String {
+    // In characters of `tail`.
+    let mut ranges: Vec<(usize, usize)> = spans
+        .iter()
+        .filter(|&&(a, b)| a < b && b > from)
+        .map(|&(a, b)| (a.max(from) - from, b - from))
+        .collect();
     ranges.sort_unstable();
     let mut merged: Vec<(usize, usize)> = Vec::new();
     for (a, b) in ranges {
@@ -116,10 +128,10 @@ pub fn redact(text: &str, spans: &[(usize, usize)], marker: &str) -> String {
             _ => merged.push((a, b)),
         }
     }
-    let mut out = String::with_capacity(text.len());
+    let mut out = String::with_capacity(tail.len());
     let mut next = merged.iter().peekable();
     let mut in_span = false;
-    for (i, c) in text.chars().enumerate() {
+    for (i, c) in tail.chars().enumerate() {
         while next.peek().is_some_and(|r| i >= r.1) {
             next.next();
             in_span = false;
@@ -140,6 +152,14 @@ pub fn redact(text: &str, spans: &[(usize, usize)], marker: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tail_is_redacted_as_the_whole_text_would_be_from_there_on() {
+        // A span that began before the tail is marked from the tail's start.
+        assert_eq!(redact_tail("éfghij", 4, &[(2, 6), (8, 9)], "#"), "#gh#j");
+        assert_eq!(redact_tail("", 10, &[(2, 6)], "#"), "");
+        assert_eq!(redact_tail("xyz", 3, &[(0, 2)], "#"), "xyz");
+    }
 
     #[test]
     fn redaction_replaces_merged_ranges_and_keeps_the_rest() {

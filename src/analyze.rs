@@ -292,6 +292,10 @@ impl Analyzer {
         let mut near = Vec::new();
         let mut shift = 0;
         for p in parts {
+            // Matched, as far as it went, on a generation no longer in use: again on this one.
+            let again = (!p.is_current(&index))
+                .then(|| self.with_span_options(&budget, |opts| p.rematched(&index, opts)));
+            let p = again.as_ref().unwrap_or(p);
             let mut part: Vec<Span> = p.grouped_spans();
             let mut part_near = Vec::new();
             if ended {

@@ -526,6 +526,50 @@ fn streamed_output_chunk_by_chunk() {
     d.stop();
 }
 
+/// A streamed output under redaction: each `redact` answer carries only the text no earlier
+/// answer covered, from `text_from` on, so the answers tile the output and add up to its length
+/// (before, each one carried the whole text so far: quadratic), and the end of a quote that
+/// reached `redact` mid-stream is not in the text released after it.
+#[test]
+fn redacted_stream_answers_carry_only_text_not_sent_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = start(dir.path(), "[chunks]\nidle_timeout_secs = 60\n", &[]);
+    let g = gettysburg();
+    let text = format!("{} {} {}", novel(300), &g[..300], novel(1500));
+    let chars: Vec<char> = text.chars().collect();
+    let pieces: Vec<String> = chars.chunks(40).map(|c| c.iter().collect()).collect();
+    let answers = stream(&d, "red-1", &text);
+    let (mut covered, mut released, mut redacted_bytes) = (0, String::new(), 0);
+    for (a, piece) in answers.iter().zip(&pieces) {
+        if a["action"] == "redact" {
+            assert_eq!(a["text_from"], covered, "{a}");
+            let t = a["text"].as_str().expect("a redact answer has text");
+            redacted_bytes += t.len();
+            released.push_str(t);
+        } else {
+            assert!(
+                a.get("text").is_none() && a.get("text_from").is_none(),
+                "{a}"
+            );
+            released.push_str(piece);
+        }
+        covered += piece.chars().count();
+    }
+    let redacts = answers.iter().filter(|a| a["action"] == "redact").count();
+    assert!(
+        redacts > 10,
+        "the output is redacted from the quote on: {answers:?}"
+    );
+    assert!(
+        redacted_bytes <= text.len(),
+        "{redacted_bytes} bytes of redact answers for a {}-byte output",
+        text.len()
+    );
+    assert!(released.contains("[redacted: training data]"), "{released}");
+    assert!(!released.contains(&g[250..300]), "{released}");
+    d.stop();
+}
+
 /// Source and licence rules over HTTP, on an index of JSONL documents with a `license` field:
 /// an allowed document's text raises nothing (listed, with the rule), a denied licence raises at
 /// once even for a short quote, provenance shows the source and the licence, redaction leaves

@@ -115,7 +115,8 @@ pub struct ChunksConfig {
     /// opening the output again.
     pub remember_ended: usize,
     /// Bytes all open outputs may hold together (text kept and waiting, and a fixed cost per
-    /// chunk, so that empty chunks count too); a chunk past it is a dead letter
+    /// chunk, so that empty chunks count too, and the payloads of Kafka chunks held until their
+    /// output's verdict); a chunk past it is a dead letter
     /// (`streams_full`, 429 over HTTP). Shown in `memaudit_stream_held_bytes`.
     pub max_held_bytes: usize,
 }

@@ -18,7 +18,7 @@
 
 use super::chunks::{StreamInfo, Streams};
 use super::message::{decode, DeadLetter, DeadLetterReason, Decoded, Envelope, Origin};
-use crate::action::{redact, Action, ActionPolicy};
+use crate::action::{redact_tail, Action, ActionPolicy};
 use crate::analyze::Analyzer;
 use crate::budget::Budget;
 use crate::config::{Config, InputConfig, InputFormat, ProbePolicy};
@@ -121,9 +121,14 @@ struct ChunkResponse {
     /// In audit mode: the action enforcing would take.
     #[serde(skip_serializing_if = "Option::is_none")]
     would: Option<Action>,
-    /// The text so far with every span replaced by the marker, for `redact`.
+    /// For `redact`: the output's text from character `text_from` on (what no earlier answer
+    /// carried or let through) with every span replaced by the marker. Answers add up to the
+    /// output once: each one's `text_from` is where the one before ended.
     #[serde(skip_serializing_if = "Option::is_none")]
     text: Option<String>,
+    /// See `text`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text_from: Option<usize>,
     /// For `open`: the verdict on the text so far (no probe); for `final`: the output's verdict.
     #[serde(skip_serializing_if = "Option::is_none")]
     verdict: Option<Verdict>,
@@ -435,7 +440,7 @@ impl CheckService {
             }
             this.analyzer
                 .mark_prompt(&mut report, msg.prompt.as_deref());
-            Ok(this.judge(CHECK_PATH, msg, report))
+            Ok(this.judge(CHECK_PATH, msg, report, 0))
         })
         .await
     }
@@ -490,6 +495,7 @@ impl CheckService {
                 action: None,
                 would: None,
                 text: None,
+                text_from: None,
                 verdict: None,
                 stream: None,
             };
@@ -505,31 +511,36 @@ impl CheckService {
                     chunk: None,
                     prompt: None,
                 };
-                let r = this.judge(CHUNKS_PATH, msg, e.report);
+                let from = e.answered_chars;
+                let r = this.judge(CHUNKS_PATH, msg, e.report, from);
                 answer.state = "final";
                 answer.action = Some(r.action);
                 answer.would = r.would;
+                answer.text_from = r.text.is_some().then_some(from);
                 answer.text = r.text;
                 answer.verdict = Some(r.verdict);
                 answer.stream = Some(e.info);
                 let answer = serde_json::to_value(&answer).expect("a chunk answer serializes");
                 this.finals.put(key, answer.clone());
                 return Ok(answer);
-            } else if let Some((report, _)) = p.so_far {
-                let mut verdict = this.analyzer.judge(&id, &report, None);
+            } else if let Some(so_far) = p.so_far {
+                let mut verdict = this.analyzer.judge(&id, &so_far.report, None);
                 verdict.keep_longest_spans(this.max_spans);
                 let (action, would) = this.act(CHUNKS_PATH, &verdict);
                 answer.state = "open";
                 answer.action = Some(action);
                 answer.would = would;
-                answer.text = (action == Action::Redact).then(|| {
-                    let ranges = this.analyzer.redactable(&report);
-                    redact(
-                        &this.streams.text_of(&key).unwrap_or_default(),
+                if action == Action::Redact {
+                    let from = so_far.unsent_from;
+                    let ranges = this.analyzer.redactable(&so_far.report);
+                    answer.text = Some(redact_tail(
+                        &so_far.unsent,
+                        from,
                         &ranges,
                         &this.actions.marker,
-                    )
-                });
+                    ));
+                    answer.text_from = Some(from);
+                }
                 answer.verdict = Some(verdict);
             } else if p.finish_now.is_empty() {
                 // Held until the chunks before it arrive.
@@ -566,8 +577,16 @@ impl CheckService {
         self.actions.carry_out(decided)
     }
 
-    /// The stream's judging steps on one text whose spans are `report`, then the action.
-    fn judge(&self, endpoint: &str, msg: Decoded, report: SpanReport) -> CheckResponse {
+    /// The stream's judging steps on one text whose spans are `report`, then the action; a
+    /// redacted text is given from character `from` on (0: all of it; a streamed output's
+    /// final answer: what its open answers did not cover).
+    fn judge(
+        &self,
+        endpoint: &str,
+        msg: Decoded,
+        report: SpanReport,
+        from: usize,
+    ) -> CheckResponse {
         let probed = if self.analyzer.probe.is_some()
             && self.policy.scores(&msg.id, &report, self.sample_rate)
         {
@@ -588,7 +607,12 @@ impl CheckService {
         // excuses.
         let text = (action == Action::Redact).then(|| {
             let ranges = self.analyzer.redactable(&report);
-            redact(&msg.text, &ranges, &self.actions.marker)
+            let tail = msg
+                .text
+                .char_indices()
+                .nth(from)
+                .map_or("", |(b, _)| &msg.text[b..]);
+            redact_tail(tail, from, &ranges, &self.actions.marker)
         });
         CheckResponse {
             action,

@@ -76,6 +76,9 @@ pub struct Ended {
     pub held: Vec<Envelope>,
     /// How it ended.
     pub info: StreamInfo,
+    /// Characters of `text` that earlier answers (the open ones, over HTTP) already covered: a
+    /// redacted final answer carries the text from here on.
+    pub answered_chars: usize,
 }
 
 /// An alert on an output still open.
@@ -103,7 +106,21 @@ pub struct Pushed {
     pub ended: Option<Ended>,
     /// The open output's spans and severity after this chunk, when it applied chunks (for an
     /// HTTP caller; an ended output has its verdict instead).
-    pub so_far: Option<(SpanReport, Severity)>,
+    pub so_far: Option<SoFar>,
+}
+
+/// An open output after a chunk applied text to it.
+pub struct SoFar {
+    /// The spans of the text so far.
+    pub report: SpanReport,
+    /// Their verdict's severity (no probe).
+    pub severity: Severity,
+    /// The text no earlier answer covered (the chunks this one applied), from character
+    /// `unsent_from` of the output: what a redacted answer carries, so that answers add up to
+    /// the output once rather than resending all of it each time.
+    pub unsent: String,
+    /// See `unsent`.
+    pub unsent_from: usize,
 }
 
 /// A chunk waiting for the ones before it.
@@ -133,10 +150,15 @@ struct Open {
     model: Option<String>,
     touched: Instant,
     /// Text kept plus text waiting, plus [`CHUNK_COST`] per chunk: what it holds against
-    /// `chunks.max_output_bytes` and (with every other output) `chunks.max_held_bytes`.
+    /// `chunks.max_output_bytes`.
     bytes: usize,
+    /// `bytes` plus the payloads of the chunks it holds: what it holds against
+    /// `chunks.max_held_bytes`, with every other output.
+    held_bytes: usize,
     left_out: Vec<u64>,
     missing: Vec<[u64; 2]>,
+    /// Characters and bytes of the text so far that earlier answers covered (see [`SoFar`]).
+    answered: (usize, usize),
     alerted: Severity,
     chunks: u64,
     partition: Option<Partition>,
@@ -157,8 +179,10 @@ impl Open {
             model: None,
             touched: Instant::now(),
             bytes: 0,
+            held_bytes: 0,
             left_out: Vec::new(),
             missing: Vec::new(),
+            answered: (0, 0),
             alerted: Severity::None,
             chunks: 0,
             partition: Some((origin.topic.clone(), origin.partition)),
@@ -201,7 +225,8 @@ pub struct Streams {
     /// Whether ended outputs are noted for commits (a Kafka source); the HTTP API has no
     /// commits, and keeps only the bounded set of ended ids.
     notes: bool,
-    /// Bytes held by every open output (`Open::bytes` summed), against `chunks.max_held_bytes`.
+    /// Bytes held by every open output (`Open::held_bytes` summed), against
+    /// `chunks.max_held_bytes`.
     held: std::sync::atomic::AtomicUsize,
     /// `memaudit_stream_outputs_open` and `memaudit_stream_held_bytes`, shared by every source's
     /// `Streams` (the Kafka pipeline's and the HTTP API's).
@@ -249,13 +274,6 @@ impl Streams {
             ended: Mutex::new((HashSet::new(), VecDeque::new())),
             ended_at: Mutex::new(HashMap::new()),
         }
-    }
-
-    /// The text received so far of open output `id` (pieces after a gap not included).
-    pub fn text_of(&self, id: &str) -> Option<String> {
-        let o = lock(&self.open).get(id)?.clone();
-        let o = lock(&o);
-        Some(o.parts.iter().map(|p| p.text()).collect())
     }
 
     /// Outputs open now.
@@ -364,9 +382,17 @@ impl Streams {
         let cost = w.delta.len() + CHUNK_COST;
         let oversize = o.bytes + cost > self.cfg.max_output_bytes;
         // A chunk refused for its output's size still holds its record (its `seq`, its place
-        // in `left_out`): CHUNK_COST of it, so that refused chunks are bounded too.
-        let charge = if oversize { CHUNK_COST } else { cost };
-        if !self.take_held(charge) {
+        // in `left_out`): CHUNK_COST of it, so that refused chunks are bounded too. A chunk kept
+        // also holds its payload (a Kafka message's, kept for a dead letter until the output's
+        // verdict is written), which counts against the cap on all outputs, not the output's
+        // size.
+        let payload = w.env.as_ref().map_or(0, |e| e.payload.len());
+        let (charge, charge_held) = if oversize {
+            (CHUNK_COST, CHUNK_COST)
+        } else {
+            (cost, cost + payload)
+        };
+        if !self.take_held(charge_held) {
             // Not this output's fault: the chunk is refused and may be sent again.
             let d = dead(
                 DeadLetterReason::StreamsFull,
@@ -403,6 +429,7 @@ impl Streams {
             o.left_out.push(seq);
         }
         o.bytes += charge;
+        o.held_bytes += charge_held;
         o.seen.insert(seq, hash);
         if last {
             o.last_seq = Some(seq);
@@ -433,7 +460,16 @@ impl Streams {
                     origin: o.origin.clone(),
                 });
             }
-            out.so_far = Some((report, verdict.severity));
+            let part = o.parts.last().expect("one part at least");
+            let (from_chars, from_bytes) = o.answered;
+            let unsent = part.text()[from_bytes..].to_string();
+            o.answered = (part.chars(), part.text().len());
+            out.so_far = Some(SoFar {
+                report,
+                severity: verdict.severity,
+                unsent,
+                unsent_from: from_chars,
+            });
         }
         out
     }
@@ -536,6 +572,7 @@ impl Streams {
             origin: o.origin.clone(),
             held: std::mem::take(&mut o.held),
             info,
+            answered_chars: o.answered.0,
         })
     }
 
@@ -597,7 +634,7 @@ impl Streams {
         self.open_gauge.dec();
         let mut o = lock(&entry);
         o.ended = true;
-        self.release_held(o.bytes);
+        self.release_held(o.held_bytes);
         drop(o);
         Some(entry)
     }
@@ -681,7 +718,7 @@ impl Streams {
                 return true;
             }
             o.gone = true;
-            self.release_held(o.bytes);
+            self.release_held(o.held_bytes);
             self.open_gauge.dec();
             envs.append(&mut o.held);
             envs.extend(
