@@ -29,7 +29,11 @@ fuzz_target!(|data: &[u8]| {
         assert!(s.seeds >= 1);
     }
     let runs = index
-        .maximal_runs(mapped.text.as_bytes(), opts.seed_chars, &Budget::unlimited())
+        .maximal_runs(
+            mapped.text.as_bytes(),
+            opts.seed_chars,
+            &Budget::unlimited(),
+        )
         .runs;
     let from_runs = index.near_spans_from(&mapped, &runs.runs, &opts, &Budget::unlimited());
     assert_eq!(near.len(), from_runs.len());

@@ -17,7 +17,11 @@ fuzz_target!(|data: &[u8]| {
     let mapped = index.normalizer.normalize_mapped(&text);
     let t = mapped.text.as_bytes();
     let found = index.maximal_runs(t, min_len, &Budget::unlimited());
-    assert_eq!(found.checked, t.len(), "an unlimited search checks the whole text");
+    assert_eq!(
+        found.checked,
+        t.len(),
+        "an unlimited search checks the whole text"
+    );
     let spans = found.runs.spans();
     if t.len() <= 300 {
         assert_eq!(spans, brute_force_spans(index, t, min_len), "text {text:?}");

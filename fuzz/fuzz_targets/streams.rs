@@ -1,7 +1,8 @@
 //! The streamed-output state machine ([`memaudit::serve::chunks::Streams`]) driven by any
 //! sequence of chunks (three outputs, seqs 0-7, repeats, conflicts, gaps, finals anywhere, texts
-//! from the adversarial corpus's runs and arbitrary bytes) and of idle expiries, drops, revoked
-//! partitions and commit notes, under small caps. Checked after every step and at the end:
+//! from the adversarial corpus's runs and arbitrary bytes, payloads of any size) and of idle
+//! expiries, drops, revoked partitions, commit notes and index swaps (the whole corpus, and half
+//! of it), under small caps. Checked after every step and at the end:
 //! - no panic;
 //! - the bytes held never pass `chunks.max_held_bytes`, the gauges match what is open, and
 //!   everything is given back once every output ended;
@@ -9,7 +10,7 @@
 //! - every chunk's envelope comes back exactly once (finished, dead-lettered, with its output's
 //!   verdict, or with a revoked output);
 //! - an output that ended complete, in order, with nothing left out, has exactly the spans a
-//!   whole-text check of its text finds.
+//!   whole-text check of its text finds on the index in use when it ended.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -89,7 +90,11 @@ impl State {
     }
 
     fn ended(&mut self, a: &Analyzer, e: Ended) {
-        assert!(self.ended.insert(e.id.clone()), "output {} ended twice", e.id);
+        assert!(
+            self.ended.insert(e.id.clone()),
+            "output {} ended twice",
+            e.id
+        );
         let held: Vec<Envelope> = e.held;
         self.back(held);
         if e.info.complete && e.info.left_out.is_empty() && e.info.missing.is_empty() {
@@ -100,12 +105,22 @@ impl State {
 }
 
 fn check_bounds(s: &Streams, held: &prometheus::IntGauge, open: &prometheus::IntGauge) {
-    assert!(held.get() >= 0 && held.get() as usize <= MAX_HELD, "held {}", held.get());
+    assert!(
+        held.get() >= 0 && held.get() as usize <= MAX_HELD,
+        "held {}",
+        held.get()
+    );
     assert_eq!(open.get() as usize, s.open_count());
 }
 
 fuzz_target!(|data: &[u8]| {
     let a = analyzer();
+    // Every run starts on the whole corpus (a run before may have swapped it).
+    static FULL_ID: OnceLock<String> = OnceLock::new();
+    let full = FULL_ID.get_or_init(|| a.index().id().to_string());
+    if a.index().id() != full {
+        a.replace_index(memaudit_fuzz::open_index());
+    }
     let mut c = Choices::new(data);
     let cfg = ChunksConfig {
         idle_timeout_secs: 0.0,
@@ -145,6 +160,14 @@ fuzz_target!(|data: &[u8]| {
                 st.back(envs);
                 st.ended.clear();
             }
+            4 => {
+                let dir = if c.byte() % 2 == 0 {
+                    memaudit_fuzz::index_dir()
+                } else {
+                    memaudit_fuzz::half_index_dir()
+                };
+                a.replace_index(memaudit_fuzz::open(dir));
+            }
             3 => {
                 let p = c.below(2) as i32;
                 let at = committed.entry(p).or_insert(0);
@@ -171,7 +194,7 @@ fuzz_target!(|data: &[u8]| {
                         offset,
                     },
                     key: None,
-                    payload: Vec::new(),
+                    payload: vec![b'x'; c.below(200)],
                     received: std::time::Instant::now(),
                 };
                 st.out.insert(offset);
@@ -195,6 +218,10 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(s.open_count(), 0);
     assert_eq!(held.get(), 0, "bytes still held with no output open");
     if !st.dropped {
-        assert!(st.out.is_empty(), "envelopes never given back: {:?}", st.out);
+        assert!(
+            st.out.is_empty(),
+            "envelopes never given back: {:?}",
+            st.out
+        );
     }
 });

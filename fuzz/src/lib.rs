@@ -46,39 +46,56 @@ pub fn documents() -> Vec<String> {
 /// system's temporary directory, with the daemon's default normalization.
 pub fn index_dir() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| build_index("full", &documents()))
+}
+
+/// Every other document of the adversarial corpus, indexed: another generation to swap to (a
+/// takedown of half the corpus, seen from the other side an addition).
+pub fn half_index_dir() -> &'static PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("memaudit-fuzz-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("a temporary directory");
-        let input = dir.join("corpus.jsonl");
-        let mut jsonl = String::new();
-        for (i, d) in documents().iter().enumerate() {
-            jsonl.push_str(&serde_json::json!({ "text": d, "id": format!("d{i}") }).to_string());
-            jsonl.push('\n');
-        }
-        std::fs::write(&input, jsonl).expect("the corpus file");
-        let out = dir.join("index");
-        build(&BuildOptions {
-            out: out.clone(),
-            inputs: vec![input],
-            shard_bytes: 1 << 20,
-            threads: 1,
-            memory_limit: 1 << 28,
-            normalization: Normalization::default(),
-            text_field: "text".into(),
-            force: false,
-            algorithm: SaAlgorithm::Libsais,
-            progress: false,
-            part: None,
-        })
-        .expect("the adversarial corpus builds");
-        out
+        let half: Vec<String> = documents().into_iter().step_by(2).collect();
+        build_index("half", &half)
     })
+}
+
+fn build_index(name: &str, docs: &[String]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("memaudit-fuzz-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
+    let input = dir.join("corpus.jsonl");
+    let mut jsonl = String::new();
+    for (i, d) in docs.iter().enumerate() {
+        jsonl.push_str(&serde_json::json!({ "text": d, "id": format!("d{i}") }).to_string());
+        jsonl.push('\n');
+    }
+    std::fs::write(&input, jsonl).expect("the corpus file");
+    let out = dir.join("index");
+    build(&BuildOptions {
+        out: out.clone(),
+        inputs: vec![input],
+        shard_bytes: 1 << 20,
+        threads: 1,
+        memory_limit: 1 << 28,
+        normalization: Normalization::default(),
+        text_field: "text".into(),
+        force: false,
+        algorithm: SaAlgorithm::Libsais,
+        progress: false,
+        part: None,
+    })
+    .expect("the adversarial corpus builds");
+    out
 }
 
 /// The index of the adversarial corpus, opened as the daemon opens it (search sample read).
 pub fn open_index() -> Index {
-    let index = Index::open(index_dir()).expect("the fuzz index opens");
+    open(index_dir())
+}
+
+/// The index in `dir`, opened as the daemon opens it.
+pub fn open(dir: &PathBuf) -> Index {
+    let index = Index::open(dir).expect("the fuzz index opens");
     index.prepare();
     index
 }
