@@ -296,7 +296,7 @@ impl Analyzer {
             let again = (!p.is_current(&index))
                 .then(|| self.with_span_options(&budget, |opts| p.rematched(&index, opts)));
             let p = again.as_ref().unwrap_or(p);
-            let mut part: Vec<Span> = p.grouped_spans();
+            let mut part: Vec<Span> = p.spans().to_vec();
             let mut part_near = Vec::new();
             if ended {
                 if let Some(opts) = self.options.near.as_ref() {

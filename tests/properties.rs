@@ -288,6 +288,54 @@ fn whitespace_pushed_after_a_quote_keeps_whole_text_spans() {
     }
 }
 
+/// Periodic text streamed in pieces (a model repeating one token or line): the spans, kept as
+/// runs while they arrive, equal the whole text's after every piece; loose combining marks have
+/// no restart point, so a push drops more members than it keeps ends of and matches again.
+#[test]
+fn periodic_text_pushed_in_pieces_keeps_whole_text_spans() {
+    let dir = tempfile::tempdir().unwrap();
+    let docs: Vec<String> = vec![
+        "*".repeat(72),
+        "=-".repeat(36),
+        "the cat sat on the mat. ".repeat(3),
+        "\u{301}".repeat(40),
+    ];
+    let index = common::index_of(dir.path(), &docs, 1 << 20, SaAlgorithm::Libsais);
+    for (unit, min_len, piece) in [
+        ("*", 10, 1),
+        ("*", 50, 7),
+        ("=-", 20, 3),
+        ("the cat sat on the mat. ", 30, 5),
+        ("\u{301}", 5, 2),
+        ("\u{301}", 5, 600),
+    ] {
+        let opts = SpanOptions {
+            min_len,
+            ..SpanOptions::default()
+        };
+        let text = unit.repeat(2000 / unit.len() + 1);
+        let chars: Vec<char> = text.chars().collect();
+        let mut inc = Incremental::new();
+        let mut so_far = String::new();
+        for p in chars.chunks(piece) {
+            let p: String = p.iter().collect();
+            inc.push(&index, &p, &opts);
+            so_far.push_str(&p);
+            assert_eq!(
+                inc.report(&index, &opts),
+                index.spans(&so_far, &opts),
+                "{unit:?} min {min_len} after {} chars",
+                so_far.chars().count()
+            );
+        }
+        assert!(
+            inc.spans().len() <= 3,
+            "{unit:?}: {} spans",
+            inc.spans().len()
+        );
+    }
+}
+
 /// An output open across a new index generation is matched on the new one: after its next chunk,
 /// and at its end with no chunk after the swap, its spans are those of the whole text on the new
 /// generation (an addition's passage found; after a takedown, gone).

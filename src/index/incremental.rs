@@ -29,12 +29,23 @@
 //! the spans that end with that last space (their end is the end of the run, in characters) move
 //! their end. Such a push costs its own length.
 //!
+//! **Runs.** The spans are kept grouped into runs as they are found, as the whole text's search
+//! groups them ([`Runs`]): a model repeating one token holds one span, not one per position, and
+//! a report costs the number of runs. A push first drops the members that end at or after the
+//! old `cut` (they are found again in the window); the end of a run's new last member comes from
+//! the ends of the last [`RECENT_ENDS`] members, kept (more dropped at once than that, which only
+//! a window with no restart point can do, matches the text again).
+//!
 //! **A new index generation** (a takedown, an addition) changes what occurs: the spans found
 //! on the old one are void. A push on another generation than the last one first matches the
 //! whole text again on the new one ([`Incremental::is_current`]), once.
 
 use super::search::{Run, Runs, Span, SpanOptions, SpanReport};
 use super::Index;
+use std::collections::VecDeque;
+
+/// Members whose end (in characters) is kept, the last ones: see the module's description.
+const RECENT_ENDS: usize = 256;
 
 /// The matching state of one growing text.
 #[derive(Debug, Clone, Default)]
@@ -49,9 +60,13 @@ pub struct Incremental {
     p_norm: usize,
     /// Normalized bytes that can no longer change (absolute).
     cut: usize,
-    /// Spans found so far (one per member: runs are grouped by [`Incremental::report`]) with
-    /// their normalized range (absolute), in text order.
-    spans: Vec<(usize, usize, Span)>,
+    /// The spans found so far, grouped into runs (normalized ranges, absolute), in text order.
+    runs: Runs,
+    /// Per run, its span as a report gives it: the first member's, with the last member's end,
+    /// `repeats` and `period`.
+    spans: Vec<Span>,
+    /// The end (characters) of the last members, at most [`RECENT_ENDS`], in text order.
+    recent_ends: VecDeque<usize>,
     /// The normalized text so far (the window's part replaced at each push).
     norm: String,
     /// Characters in `text`.
@@ -82,9 +97,10 @@ impl Incremental {
         self.text.len() - self.p
     }
 
-    /// The spans so far, in text order. Those ending in the last few characters may still grow.
-    pub fn spans(&self) -> impl Iterator<Item = &Span> {
-        self.spans.iter().map(|(_, _, s)| s)
+    /// The spans so far, in text order, a run of repeats as one (as [`Index::spans`] reports
+    /// them). Those ending in the last few characters may still grow.
+    pub fn spans(&self) -> &[Span] {
+        &self.spans
     }
 
     /// Appends `delta` and updates the spans; returns how many spans changed or were added
@@ -92,9 +108,7 @@ impl Incremental {
     pub fn push(&mut self, index: &Index, delta: &str, opts: &SpanOptions) -> usize {
         if !self.is_current(index) {
             // Matched on another generation: everything again, on this one.
-            let text = std::mem::take(&mut self.text);
-            *self = Incremental::new();
-            self.push(index, &text, opts);
+            *self = self.rematched(index, opts);
             self.push(index, delta, opts);
             return self.spans.len();
         }
@@ -102,6 +116,16 @@ impl Incremental {
         if let Some(changed) = self.extend_space_run(index, delta, opts) {
             return changed;
         }
+        // Spans ending at or after the old cut may grow: dropped here, found again in the window.
+        let Some(dropped_from) = self.drop_from(self.cut) else {
+            // More members to drop than ends kept: everything again, in one push (see the
+            // module's description).
+            let mut text = std::mem::take(&mut self.text);
+            text.push_str(delta);
+            *self = Incremental::new();
+            self.push(index, &text, opts);
+            return self.spans.len();
+        };
         self.text.push_str(delta);
         self.chars += delta.chars().count();
         let window = &self.text[self.p..];
@@ -119,19 +143,16 @@ impl Incremental {
                 repeats: 1,
             })
             .collect();
-        // Spans ending at or after the old cut may have grown: found again in the window.
-        self.spans.retain(|(_, end, _)| *end < self.cut);
-        let before = self.spans.len();
         let (found, _) = index.spans_of(window, &mapped, &ranges, self.p_chars, opts);
-        self.spans.extend(
-            ranges
-                .iter()
-                .zip(found)
-                .map(|(r, s)| (self.p_norm + r.start, self.p_norm + r.end, s)),
-        );
         self.norm.truncate(self.p_norm);
         self.norm.push_str(&mapped.text);
-        let changed = self.spans.len() - before;
+        let mut first_changed = dropped_from;
+        for (r, s) in ranges.iter().zip(found) {
+            let k = self.add(self.p_norm + r.start, self.p_norm + r.end, s);
+            first_changed = first_changed.min(k);
+        }
+        let changed = self.spans.len().saturating_sub(first_changed);
+        let window = &self.text[self.p..];
 
         // The new cut: normalized bytes before the last restart point of the window.
         let restart = window
@@ -230,51 +251,102 @@ impl Incremental {
         if delta.is_empty() || !ends_in_space || !delta.chars().all(|c| n.collapses(c)) {
             return None;
         }
-        let end = self.norm.len();
+        // The last member is the only one that can end with the text's last space.
         let at_end = self
-            .spans
-            .iter()
-            .rev()
-            .take_while(|(_, b, _)| *b == end)
-            .count();
-        if at_end > 0 && opts.tokens.is_some() {
+            .runs
+            .runs
+            .last()
+            .is_some_and(|r| r.last_end() == self.norm.len());
+        if at_end && opts.tokens.is_some() {
             return None;
         }
         let added = delta.chars().count();
         self.text.push_str(delta);
         self.chars += added;
-        let k = self.spans.len();
-        for (_, _, s) in &mut self.spans[k - at_end..] {
-            s.end += added;
+        if at_end {
+            self.spans.last_mut().expect("a span per run").end += added;
+            *self.recent_ends.back_mut().expect("the last member's end") += added;
         }
-        Some(at_end)
+        Some(usize::from(at_end))
+    }
+
+    /// Drops the members ending at or after normalized byte `cut`; the index of the first span
+    /// (run) that changed or went (the number of spans when none did). `None`, with nothing
+    /// dropped, when a run would keep members whose last end is no longer known (more than
+    /// [`RECENT_ENDS`] members to drop).
+    fn drop_from(&mut self, cut: usize) -> Option<usize> {
+        let mut members = 0;
+        let mut runs = 0;
+        let mut keep_last = 0;
+        for r in self.runs.runs.iter().rev() {
+            if r.last_end() < cut {
+                break;
+            }
+            // Members k = 0.. end at r.end + k·period: those ending before `cut` stay.
+            let keep = if r.end >= cut {
+                0
+            } else {
+                ((cut - r.end - 1) / r.period + 1).min(r.repeats)
+            };
+            members += r.repeats - keep;
+            if keep > 0 {
+                keep_last = keep;
+                break;
+            }
+            runs += 1;
+        }
+        if members == 0 {
+            return Some(self.spans.len());
+        }
+        if keep_last > 0 && members >= self.recent_ends.len() {
+            return None;
+        }
+        for _ in 0..members {
+            self.recent_ends.pop_back();
+        }
+        let n = self.runs.runs.len() - runs;
+        self.runs.runs.truncate(n);
+        self.spans.truncate(n);
+        if keep_last > 0 {
+            let r = self.runs.runs.last_mut().expect("the run kept");
+            r.repeats = keep_last;
+            let span = self.spans.last_mut().expect("a span per run");
+            span.repeats = keep_last;
+            span.end = *self.recent_ends.back().expect("checked above");
+            if keep_last == 1 {
+                r.period = 0;
+                span.period = 0;
+            }
+            return Some(n - 1);
+        }
+        Some(n)
+    }
+
+    /// Adds member `[a, b)` (normalized, absolute; after every member before it) with its span:
+    /// to the last run when it repeats it ([`Runs`]), else as a new run. Returns the index of
+    /// the span (run) it changed or added.
+    fn add(&mut self, a: usize, b: usize, span: Span) -> usize {
+        let runs = self.runs.runs.len();
+        self.runs.push(self.norm.as_bytes(), a, b);
+        self.recent_ends.push_back(span.end);
+        if self.recent_ends.len() > RECENT_ENDS {
+            self.recent_ends.pop_front();
+        }
+        if self.runs.runs.len() > runs {
+            self.spans.push(span);
+            return runs;
+        }
+        let r = self.runs.runs.last().expect("joined the last run");
+        let period = self.norm[r.start..r.start + r.period].chars().count();
+        let last = self.spans.last_mut().expect("a span per run");
+        last.end = span.end;
+        last.repeats = r.repeats;
+        last.period = period;
+        runs - 1
     }
 
     /// The report on everything received so far, as [`Index::spans`] gives it for the whole text.
     pub fn report(&self, index: &Index, opts: &SpanOptions) -> SpanReport {
-        index.report(self.chars, self.grouped_spans(), opts)
-    }
-
-    /// The spans so far, the members of a run grouped as the whole text's search groups them
-    /// ([`Runs`]).
-    pub fn grouped_spans(&self) -> Vec<Span> {
-        let t = self.norm.as_bytes();
-        let mut runs = Runs::default();
-        for &(a, b, _) in &self.spans {
-            runs.push(t, a, b);
-        }
-        let mut spans = Vec::with_capacity(runs.runs.len());
-        let mut members = self.spans.iter();
-        for r in &runs.runs {
-            let mut first = members.next().expect("a member per run").2.clone();
-            if r.repeats > 1 {
-                let last = members.nth(r.repeats - 2).expect("every member");
-                first.end = last.2.end;
-                first.repeats = r.repeats;
-                first.period = self.norm[r.start..r.start + r.period].chars().count();
-            }
-            spans.push(first);
-        }
-        spans
+        index.report(self.chars, self.spans.clone(), opts)
     }
 }
