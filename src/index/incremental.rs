@@ -29,6 +29,15 @@
 //! the spans that end with that last space (their end is the end of the run, in characters) move
 //! their end. Such a push costs its own length.
 //!
+//! **A long copy.** While one span runs to the end of the text and starts at `q` (a model
+//! copying a long document), the window is that span, and searching it again at each push would
+//! cost each chunk the copy so far. Instead the span's suffix-array range in each shard is kept,
+//! and a push whose normalized text only appends to it narrows those ranges by the appended bytes
+//! ([`crate::index::search::Shard::narrow`]): while the copy goes on, the span is the window's only
+//! maximal span ending past the old `cut` (any other would lie inside it), `q` stays its start and
+//! `p` does not move, so the push costs its own length. When the narrowed ranges hold no live
+//! suffix the copy ended, and the push takes the general way.
+//!
 //! **Runs.** The spans are kept grouped into runs as they are found, as the whole text's search
 //! groups them ([`Runs`]): a model repeating one token holds one span, not one per position, and
 //! a report costs the number of runs. A push first drops the members that end at or after the
@@ -73,6 +82,13 @@ pub struct Incremental {
     chars: usize,
     /// The index (id and generation) its spans were found on; none before the first push.
     on: Option<(String, u64)>,
+    /// Bytes and characters of `text` before its normalized byte `cut` (a restart point).
+    cut_text: usize,
+    /// See `cut_text`.
+    cut_chars: usize,
+    /// While the last span runs to the end of the text from `q`: its suffix-array range in each
+    /// shard (see the module's description).
+    progress: Option<Vec<(usize, usize)>>,
 }
 
 impl Incremental {
@@ -116,6 +132,10 @@ impl Incremental {
         if let Some(changed) = self.extend_space_run(index, delta, opts) {
             return changed;
         }
+        if let Some(changed) = self.extend_copy(index, delta, opts) {
+            return changed;
+        }
+        self.progress = None;
         // Spans ending at or after the old cut may grow: dropped here, found again in the window.
         let Some(dropped_from) = self.drop_from(self.cut) else {
             // More members to drop than ends kept: everything again, in one push (see the
@@ -171,6 +191,8 @@ impl Incremental {
         };
         let cut = norm_at(restart_char);
         self.cut = self.p_norm + cut;
+        self.cut_text = self.p + restart;
+        self.cut_chars = self.p_chars + restart_char;
 
         // q: the first start from which [q, cut) occurs (monotone: a suffix of what occurs
         // occurs), moved to a character start.
@@ -197,6 +219,14 @@ impl Incremental {
         } else {
             restart_char
         };
+        // A span running to the end from q: a copy in progress, extended by narrowing its ranges.
+        let q_abs = self.p_norm + q;
+        if let Some(r) = self.runs.runs.last() {
+            if r.repeats == 1 && r.start == q_abs && r.end == self.norm.len() {
+                let pat = &self.norm.as_bytes()[r.start..r.end];
+                self.progress = Some(index.shards.iter().map(|s| s.range(pat)).collect());
+            }
+        }
         let mut new_p = None;
         for (i, (b, c)) in window.char_indices().enumerate() {
             if i > q_char {
@@ -268,6 +298,75 @@ impl Incremental {
             *self.recent_ends.back_mut().expect("the last member's end") += added;
         }
         Some(usize::from(at_end))
+    }
+
+    /// Appends `delta` to a copy in progress (see the module's description) when its normalized
+    /// text only appends bytes and the copy goes on with them: the span grows, with its count and
+    /// sources from the narrowed ranges. `None` (nothing done) otherwise, and when a tokenizer
+    /// would count the span's tokens again.
+    fn extend_copy(&mut self, index: &Index, delta: &str, opts: &SpanOptions) -> Option<usize> {
+        let ranges = self.progress.as_ref()?;
+        let r = *self.runs.runs.last()?;
+        if opts.tokens.is_some() || r.repeats != 1 || r.end != self.norm.len() {
+            return None;
+        }
+        // The text from the last restart point on, normalized again with `delta`: it must keep
+        // the bytes it had and append to them.
+        let mut tail = String::with_capacity(self.text.len() - self.cut_text + delta.len());
+        tail.push_str(&self.text[self.cut_text..]);
+        tail.push_str(delta);
+        let mapped = index.normalizer.normalize_mapped(&tail);
+        let before = &self.norm[self.cut..];
+        if !mapped.text.starts_with(before) {
+            return None;
+        }
+        let added = &mapped.text[before.len()..];
+        let narrowed: Vec<(usize, usize)> = index
+            .shards
+            .iter()
+            .zip(ranges)
+            .map(|(s, &(lo, hi))| s.narrow(lo, hi, r.len(), added.as_bytes()))
+            .collect();
+        let (count, hits) = index.provenance_in(&narrowed, opts.max_hits);
+        if count == 0 {
+            return None; // the copy ended: the general way finds where
+        }
+        self.text.push_str(delta);
+        self.chars += delta.chars().count();
+        self.norm.push_str(added);
+        let end = match mapped.origin.last() {
+            Some(&(_, e)) => self.cut_chars + e as usize,
+            None => self.chars,
+        };
+        // Taken out and added again, longer: it may now repeat the run before it (as the whole
+        // text's search would group it), and then it is no longer a copy extended here.
+        self.runs.runs.pop();
+        self.recent_ends.pop_back();
+        let mut span = self.spans.pop().expect("a span per run");
+        span.end = end;
+        span.len_chars += added.chars().count();
+        span.text.push_str(added);
+        span.count = count;
+        span.hits = hits;
+        let k = self.add(r.start, self.norm.len(), span);
+        let alone = self.runs.runs.last().is_some_and(|l| l.repeats == 1);
+        self.progress = alone.then_some(narrowed);
+        // The cut moves to the last restart point of the tail, if there is a later one.
+        if let Some((b, _)) = tail
+            .char_indices()
+            .rev()
+            .find(|&(_, c)| index.normalizer.restarts_at(c))
+            .filter(|&(b, _)| b > 0)
+        {
+            let ch = tail[..b].chars().count();
+            let at = mapped
+                .origin
+                .partition_point(|&(first, _)| (first as usize) < ch);
+            self.cut += at;
+            self.cut_text += b;
+            self.cut_chars += ch;
+        }
+        Some(self.spans.len() - k)
     }
 
     /// Drops the members ending at or after normalized byte `cut`; the index of the first span

@@ -209,6 +209,23 @@ impl Shard {
         (lo, hi)
     }
 
+    /// The slots of `[lo, hi)`, whose suffixes all share a prefix of `depth` bytes, whose next
+    /// bytes are `more`: the range of a pattern extended by `more` from the range of the
+    /// pattern, in two binary searches comparing only `more` (what a streamed span in progress
+    /// costs per chunk: [`crate::index::incremental`]).
+    pub fn narrow(&self, lo: usize, hi: usize, depth: usize, more: &[u8]) -> (usize, usize) {
+        let next = |i: usize| {
+            let s = self.suffix(i);
+            let s = s.get(depth..).unwrap_or(&[]);
+            &s[..s.len().min(more.len())]
+        };
+        // In suffix order, the slots whose next bytes are below `more` come first, then those
+        // equal to it (a shorter suffix cut short counts as below).
+        let below = partition_point(lo, hi, |i| next(i) < more);
+        let not_above = partition_point(below, hi, |i| next(i) <= more);
+        (below, not_above)
+    }
+
     /// Suffix-array slots `[lo, hi)` of the suffixes that start with `pat`.
     pub fn range(&self, pat: &[u8]) -> (usize, usize) {
         let (lo, lcp) = self.bound(pat, false);
@@ -544,6 +561,20 @@ pub const DEFAULT_MIN_LEN: usize = 50;
 #[inline]
 fn is_char_start(t: &[u8], i: usize) -> bool {
     i >= t.len() || (t[i] & 0xC0) != 0x80
+}
+
+/// The first `i` in `[lo, hi)` for which `pred` is false (`hi` if none), `pred` being true on a
+/// prefix of the range and false after.
+fn partition_point(mut lo: usize, mut hi: usize, pred: impl Fn(usize) -> bool) -> usize {
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if pred(mid) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
 }
 
 #[inline]
@@ -912,10 +943,16 @@ impl Index {
 
     /// Provenance of normalized pattern `p`: up to `max` hits and the exact count.
     fn provenance(&self, p: &[u8], max: usize) -> (u64, Vec<Hit>) {
+        let ranges: Vec<(usize, usize)> = self.shards.iter().map(|s| s.range(p)).collect();
+        self.provenance_in(&ranges, max)
+    }
+
+    /// [`Index::provenance`] of the pattern whose suffix-array range in shard `k` is
+    /// `ranges[k]` (one per shard, in order).
+    pub fn provenance_in(&self, ranges: &[(usize, usize)], max: usize) -> (u64, Vec<Hit>) {
         let mut count = 0u64;
         let mut hits = Vec::new();
-        for shard in &self.shards {
-            let (lo, hi) = shard.range(p);
+        for (shard, &(lo, hi)) in self.shards.iter().zip(ranges) {
             let want = max.saturating_sub(hits.len());
             count += shard.live_count(lo, hi);
             for slot in shard.live_slots(lo, hi).take(want) {
