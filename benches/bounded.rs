@@ -15,9 +15,20 @@
 //! `--before BIN`: the same table for another `memaudit` binary (an older build) in the same
 //! run, each text checked by both in turn, with the ratio of their CPU and memory. It is given
 //! no budget flags (older builds have none).
+//!
+//! **One streamed output** (a second table; `--streams-only` prints it alone): each kind again,
+//! plus one corpus document copied whole (the GPL-3, 35 KB) and combining marks with no letter,
+//! streamed in chunks of `--chunk` (32) bytes through `Analyzer::push`, the daemon's per-chunk
+//! step, in this process. It prints the median cost of chunks 8-12 and 998-1002 (over 5 passes),
+//! their ratio (the target: chunk 1,000 at most 1.5× chunk 10), and the whole output's matching
+//! time against one check of the whole text.
 
+use memaudit::analyze::{Analyzer, Options};
+use memaudit::index::incremental::Incremental;
+use memaudit::index::Index;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Instant;
 
 /// One `memaudit check` run.
 struct Run {
@@ -96,6 +107,78 @@ fn arg(name: &str, default: &str) -> String {
         .unwrap_or_else(|| default.to_string())
 }
 
+/// Chunks streamed per output in the streams table.
+const STREAM_CHUNKS: usize = 1005;
+
+/// `text` cut into `n` chunks of about `size` bytes (at character boundaries).
+fn chunks_of(text: &str, size: usize, n: usize) -> Vec<&str> {
+    let mut out = Vec::with_capacity(n);
+    let mut at = 0;
+    while out.len() < n && at < text.len() {
+        let mut end = (at + size).min(text.len());
+        while !text.is_char_boundary(end) {
+            end += 1;
+        }
+        out.push(&text[at..end]);
+        at = end;
+    }
+    out
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// The streams table: per-chunk cost early and late in one output of each kind.
+fn streams(index_dir: &Path, kinds: &[(&str, String)], size: usize) {
+    let index = Index::open(index_dir).expect("the bench index opens");
+    index.prepare();
+    let analyzer = Analyzer::new(index, None, None, Options::default()).unwrap();
+    println!(
+        "\nOne streamed output: {STREAM_CHUNKS} chunks of {size} bytes, Analyzer::push; median of 5 passes"
+    );
+    println!("| text | chunk 10 µs | chunk 1000 µs | 1000/10 | all chunks ms | one whole-text check ms |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (name, text) in kinds {
+        let pieces = chunks_of(text, size, STREAM_CHUNKS);
+        if pieces.len() < STREAM_CHUNKS {
+            println!("| {name} | (shorter than {STREAM_CHUNKS} chunks) | | | | |");
+            continue;
+        }
+        let mut per_chunk = vec![Vec::new(); pieces.len()];
+        let mut totals = Vec::new();
+        for _ in 0..5 {
+            let mut inc = Incremental::new();
+            let all = Instant::now();
+            for (k, p) in pieces.iter().enumerate() {
+                let t = Instant::now();
+                analyzer.push(&mut inc, p);
+                per_chunk[k].push(t.elapsed().as_secs_f64() * 1e6);
+            }
+            totals.push(all.elapsed().as_secs_f64() * 1e3);
+        }
+        let around = |k: usize| {
+            median(
+                (k - 2..=k + 2)
+                    .map(|i| median(per_chunk[i].clone()))
+                    .collect(),
+            )
+        };
+        let (early, late) = (around(10), around(1000));
+        let streamed: String = pieces.concat();
+        let t = Instant::now();
+        let whole = analyzer.spans(&streamed);
+        let whole_ms = t.elapsed().as_secs_f64() * 1e3;
+        assert!(whole.incomplete.is_none());
+        println!(
+            "| {name} | {early:.1} | {late:.1} | {:.2} | {:.1} | {whole_ms:.1} |",
+            late / early.max(0.001),
+            median(totals)
+        );
+    }
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -164,6 +247,17 @@ fn main() {
         while !t.is_char_boundary(t.len()) {
             t.pop();
         }
+    }
+    let size: usize = arg("--chunk", "32").parse().expect("--chunk BYTES");
+    let mut streamed = kinds.clone();
+    streamed.push((
+        "one long copy (GPL-3)",
+        std::fs::read_to_string("/usr/share/common-licenses/GPL-3").unwrap(),
+    ));
+    streamed.push(("combining marks alone", fill("\u{301}")));
+    if std::env::args().any(|a| a == "--streams-only") {
+        streams(&index, &streamed, size);
+        return;
     }
     let before = std::env::args()
         .position(|a| a == "--before")
@@ -235,4 +329,5 @@ fn main() {
             }
         }
     }
+    streams(&index, &streamed, size);
 }

@@ -391,6 +391,7 @@ fn index_build(a: BuildArgs) -> Result<()> {
             collapse_whitespace: !a.keep_whitespace,
             nfc: !a.no_nfc,
             lowercase: a.lowercase,
+            stream_safe: true,
         },
         text_field: a.text_field,
         force: a.force,
@@ -512,7 +513,11 @@ fn index_stats(a: StatsArgs) -> Result<()> {
         } else {
             "kept"
         },
-        if n.nfc { "on" } else { "off" },
+        match (n.nfc, n.stream_safe) {
+            (true, true) => "on (stream-safe)",
+            (true, false) => "on",
+            _ => "off",
+        },
         if n.lowercase { "on" } else { "off" }
     );
     println!(

@@ -11,6 +11,11 @@
 //!   composed on its own, so every output byte maps back to a small range of input characters.
 //! - `lowercase` (default off): per-character Unicode lowercase mapping; verbatim means verbatim, so
 //!   it is opt-in.
+//! - `stream_safe` (on for indexes built since it exists; off when a manifest does not name it): a
+//!   segment ends after [`MAX_JOINED`] characters that join it (combining marks, conjoining
+//!   jamo), as Unicode's Stream-Safe Text Format (UAX #15) bounds them. Real text never has that
+//!   many in a row; without the bound, a model writing combining marks for ever makes one segment
+//!   of its whole output, which a streamed output has to compose again at every chunk.
 //!
 //! [`Normalizer::normalize_mapped`] also returns, for every output byte, the range of input
 //! characters it came from; spans found on normalized text are reported in the user's characters.
@@ -51,6 +56,10 @@ pub struct Normalization {
     pub nfc: bool,
     /// Per-character Unicode lowercase mapping (a simple case fold).
     pub lowercase: bool,
+    /// An NFC segment ends after [`MAX_JOINED`] characters joined to it. Off for a manifest
+    /// written before it existed (its index was built without it).
+    #[serde(default)]
+    pub stream_safe: bool,
 }
 
 impl Default for Normalization {
@@ -59,9 +68,14 @@ impl Default for Normalization {
             collapse_whitespace: true,
             nfc: true,
             lowercase: false,
+            stream_safe: true,
         }
     }
 }
+
+/// Characters joined to one NFC segment at most, with `stream_safe` (UAX #15's bound on
+/// non-starters): the next one starts a segment of its own.
+pub const MAX_JOINED: usize = 30;
 
 /// Applies one [`Normalization`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,6 +148,29 @@ impl Normalizer {
         !is_space && (!self.spec.nfc || nfc_boundary(c))
     }
 
+    /// Every place in `s` (a text, or a part of one starting where normalization restarts)
+    /// where normalization restarts: `(byte, character)` of each character `c` for which
+    /// [`Normalizer::restarts_at`] holds, and, with `stream_safe`, of each that ends a segment
+    /// for its length (those depend on the characters before them, so are found in order).
+    pub fn restart_points<'a>(&self, s: &'a str) -> impl Iterator<Item = (usize, usize)> + 'a {
+        let spec = self.spec;
+        let mut joined = 0usize;
+        s.char_indices().enumerate().filter_map(move |(i, (b, c))| {
+            let is_space = c == '\0' || (spec.collapse_whitespace && c.is_whitespace());
+            let restart = if is_space || !spec.nfc || nfc_boundary(c) {
+                joined = 0;
+                !is_space
+            } else if spec.stream_safe && joined >= MAX_JOINED {
+                joined = 1;
+                true
+            } else {
+                joined += 1;
+                false
+            };
+            restart.then_some((b, i))
+        })
+    }
+
     /// Whether `c` is whitespace this normalization collapses: a run of such characters becomes
     /// one space, so appending more of them to a text that ends in one changes nothing but how
     /// many input characters that space stands for.
@@ -166,12 +203,22 @@ impl Normalizer {
         let mut seg: Option<(usize, usize, u32)> = None;
         // Whether the previous input char was collapsed whitespace (so a run continues).
         let mut in_space_run = false;
+        // Characters joined to the pending segment (`stream_safe` bounds them).
+        let mut joined = 0usize;
         let mut nchars: u32 = 0;
         for (byte, c) in input.char_indices() {
             let ci = nchars;
             nchars += 1;
             let is_space = c == '\0' || (spec.collapse_whitespace && c.is_whitespace());
-            let boundary = is_space || !spec.nfc || nfc_boundary(c);
+            let mut boundary = is_space || !spec.nfc || nfc_boundary(c);
+            if boundary {
+                joined = 0;
+            } else if spec.stream_safe && joined >= MAX_JOINED {
+                boundary = true;
+                joined = 1;
+            } else {
+                joined += 1;
+            }
             if boundary {
                 if let Some((s, e, first)) = seg.take() {
                     self.flush(&input[s..e], first, ci, out);
@@ -237,6 +284,7 @@ mod tests {
             collapse_whitespace: ws,
             nfc,
             lowercase: lower,
+            stream_safe: true,
         })
     }
 
@@ -244,18 +292,53 @@ mod tests {
         /// Cutting a text before a character where normalization restarts changes nothing.
         #[test]
         fn normalization_restarts_where_it_says(
-            text in "[ a\\te\u{301}\u{e9}A\u{3000}\u{0}]{0,24}",
-            ws: bool, nfc: bool, lower: bool,
+            text in "[ a\\te\u{301}\u{e9}A\u{3000}\u{0}]{0,24}|[a\u{301}\u{300}\u{327}\u{1161} ]{0,100}",
+            ws: bool, nfc: bool, lower: bool, safe: bool,
         ) {
-            let n = n(ws, nfc, lower);
+            let mut n = n(ws, nfc, lower);
+            n.spec.stream_safe = safe;
             let whole = n.normalize(&text);
+            let points: Vec<usize> = n.restart_points(&text).map(|(b, _)| b).collect();
             for (i, c) in text.char_indices() {
                 if n.restarts_at(c) {
-                    let parts = n.normalize(&text[..i]) + &n.normalize(&text[i..]);
-                    proptest::prop_assert_eq!(&parts, &whole, "cut at byte {}", i);
+                    proptest::prop_assert!(points.contains(&i));
                 }
             }
+            for i in points {
+                let parts = n.normalize(&text[..i]) + &n.normalize(&text[i..]);
+                proptest::prop_assert_eq!(&parts, &whole, "cut at byte {}", i);
+            }
         }
+    }
+
+    #[test]
+    fn a_manifest_from_before_stream_safe_keeps_its_normalization() {
+        let old: Normalization =
+            serde_json::from_str(r#"{"collapse_whitespace":true,"nfc":true,"lowercase":false}"#)
+                .unwrap();
+        assert!(!old.stream_safe);
+        assert!(Normalization::default().stream_safe);
+    }
+
+    #[test]
+    fn stream_safe_bounds_a_segment_of_joined_characters() {
+        let marks = "\u{301}\u{300}".repeat(40);
+        let text = format!("a{marks}");
+        let safe = Normalizer::new(Normalization::default());
+        let points: Vec<usize> = safe.restart_points(&text).map(|(_, i)| i).collect();
+        assert_eq!(points, vec![0, 31, 61]);
+        // The same marks in the same order: nothing in this text reorders or composes across a
+        // segment's end.
+        let mut unsafe_spec = Normalization::default();
+        unsafe_spec.stream_safe = false;
+        assert_eq!(
+            safe.normalize(&text),
+            Normalizer::new(unsafe_spec).normalize(&text)
+        );
+        assert_eq!(
+            Normalizer::new(unsafe_spec).restart_points(&text).count(),
+            1
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! The text is normalized and searched only from a *window start* `p` on. Why that is enough:
 //!
 //! - **Stable prefix.** Normalization restarts at some characters
-//!   ([`crate::corpus::normalize::Normalizer::restarts_at`]); the normalization of the text up
+//!   ([`crate::corpus::normalize::Normalizer::restart_points`]); the normalization of the text up
 //!   to the last such character (`cut`, in normalized bytes) can no longer change, whatever
 //!   arrives. Past it the output may still change (a whitespace run or a composition in
 //!   progress).
@@ -175,15 +175,9 @@ impl Incremental {
         let window = &self.text[self.p..];
 
         // The new cut: normalized bytes before the last restart point of the window.
-        let restart = window
-            .char_indices()
-            .rev()
-            .find(|&(_, c)| index.normalizer.restarts_at(c))
-            .map(|(b, _)| b);
-        let Some(restart) = restart else {
+        let Some((restart, restart_char)) = index.normalizer.restart_points(window).last() else {
             return changed; // nothing stable yet past p
         };
-        let restart_char = window[..restart].chars().count();
         let norm_at = |ch: usize| {
             mapped
                 .origin
@@ -227,15 +221,11 @@ impl Incremental {
                 self.progress = Some(index.shards.iter().map(|s| s.range(pat)).collect());
             }
         }
-        let mut new_p = None;
-        for (i, (b, c)) in window.char_indices().enumerate() {
-            if i > q_char {
-                break;
-            }
-            if index.normalizer.restarts_at(c) {
-                new_p = Some((b, i));
-            }
-        }
+        let new_p = index
+            .normalizer
+            .restart_points(window)
+            .take_while(|&(_, i)| i <= q_char)
+            .last();
         if let Some((b, i)) = new_p {
             if b > 0 {
                 self.p += b;
@@ -352,13 +342,12 @@ impl Incremental {
         let alone = self.runs.runs.last().is_some_and(|l| l.repeats == 1);
         self.progress = alone.then_some(narrowed);
         // The cut moves to the last restart point of the tail, if there is a later one.
-        if let Some((b, _)) = tail
-            .char_indices()
-            .rev()
-            .find(|&(_, c)| index.normalizer.restarts_at(c))
+        if let Some((b, ch)) = index
+            .normalizer
+            .restart_points(&tail)
             .filter(|&(b, _)| b > 0)
+            .last()
         {
-            let ch = tail[..b].chars().count();
             let at = mapped
                 .origin
                 .partition_point(|&(first, _)| (first as usize) < ch);
