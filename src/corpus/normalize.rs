@@ -329,8 +329,10 @@ mod tests {
         assert_eq!(points, vec![0, 31, 61]);
         // The same marks in the same order: nothing in this text reorders or composes across a
         // segment's end.
-        let mut unsafe_spec = Normalization::default();
-        unsafe_spec.stream_safe = false;
+        let unsafe_spec = Normalization {
+            stream_safe: false,
+            ..Normalization::default()
+        };
         assert_eq!(
             safe.normalize(&text),
             Normalizer::new(unsafe_spec).normalize(&text)
