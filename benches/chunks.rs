@@ -7,8 +7,8 @@
 //! - `novel`: corpus words in a new random order (spans are rare);
 //! - `quotes`: novel text with a 400-byte passage of a corpus document every 2 KB (spans start,
 //!   grow across chunks and end);
-//! - `one long copy`: a corpus document copied whole (one span in progress the whole time: the
-//!   case where a chunk's cost grows with the span, by design).
+//! - `one long copy`: a corpus document copied whole (one span in progress the whole time,
+//!   extended chunk by chunk by narrowing its suffix-array ranges).
 //!
 //! For each kind it prints the median cost of chunks 2, 20 and 200 (over `--outputs` outputs),
 //! incremental and naive, and the ratio. The target: a chunk costs the same whether it is the 2nd
