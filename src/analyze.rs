@@ -286,25 +286,44 @@ impl Analyzer {
     /// length, the end costs the output's (chaining seeds across chunks as they arrive is not
     /// done). Before the end, the report has the exact spans of the text as written.
     pub fn report_parts(&self, parts: &[Incremental], ended: bool) -> SpanReport {
-        let budget = Budget::unlimited();
+        self.report_parts_within(parts, ended, &Budget::unlimited())
+    }
+
+    /// [`Analyzer::report_parts`] within `budget`, which bounds the work an ended output adds
+    /// (its near-verbatim and folded matching): when the budget stops it, the report says so
+    /// (`incomplete`, from the first part not fully matched). The exact spans are always whole:
+    /// they were found chunk by chunk.
+    pub fn report_parts_within(
+        &self,
+        parts: &[Incremental],
+        ended: bool,
+        budget: &Budget,
+    ) -> SpanReport {
         let index = self.index();
+        let mut stopped_at = None;
         let mut spans = Vec::new();
         let mut near = Vec::new();
         let mut shift = 0;
         for p in parts {
             // Matched, as far as it went, on a generation no longer in use: again on this one.
             let again = (!p.is_current(&index))
-                .then(|| self.with_span_options(&budget, |opts| p.rematched(&index, opts)));
+                .then(|| self.with_span_options(budget, |opts| p.rematched(&index, opts)));
             let p = again.as_ref().unwrap_or(p);
             let mut part: Vec<Span> = p.spans().to_vec();
             let mut part_near = Vec::new();
             if ended {
                 if let Some(opts) = self.options.near.as_ref() {
                     let mapped = index.normalizer.normalize_mapped(p.text());
-                    part_near = index.near_spans(&mapped, opts, &budget);
+                    part_near = index.near_spans(&mapped, opts, budget);
                 }
                 if self.options.fold {
-                    self.add_folded(&index, p.text(), &mut part, &mut part_near, &budget);
+                    self.add_folded(&index, p.text(), &mut part, &mut part_near, budget);
+                }
+                if stopped_at.is_none() {
+                    stopped_at = budget.stopped().map(|reason| Incomplete {
+                        checked_chars: shift,
+                        reason,
+                    });
                 }
             }
             spans.extend(part.into_iter().map(|mut s| {
@@ -319,7 +338,8 @@ impl Analyzer {
             }));
             shift += p.chars();
         }
-        let mut report = self.with_span_options(&budget, |opts| index.report(shift, spans, opts));
+        let mut report = self.with_span_options(budget, |opts| index.report(shift, spans, opts));
+        report.incomplete = stopped_at;
         report.near = near;
         report.folded = ended && self.options.fold;
         keep_min_tokens(&mut report, self.options.min_tokens);

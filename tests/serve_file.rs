@@ -669,3 +669,65 @@ fn a_text_over_its_budget_gets_an_incomplete_verdict() {
     }
     assert_ne!(by_id("one")["severity"], "none");
 }
+
+/// A streamed output's end within the work budget: its exact spans were found chunk by chunk
+/// and are whole; the near-verbatim matching its end adds stops at `limits.max_spans` (here 1,
+/// with five quoted passages) and the verdict says so (`incomplete`, counted), and the run ends.
+#[test]
+fn a_streamed_output_over_its_budget_gets_an_incomplete_verdict() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let index = build_index(dir.path());
+    let g = broker::workload::gettysburg();
+    let text: String = (0..5)
+        .map(|k| {
+            format!(
+                "{} novel words number {k} here. ",
+                &g[k * 200..k * 200 + 120]
+            )
+        })
+        .collect();
+    let chars: Vec<char> = text.chars().collect();
+    let pieces: Vec<String> = chars.chunks(50).map(|c| c.iter().collect()).collect();
+    let input = pieces
+        .iter()
+        .enumerate()
+        .map(|(k, d)| {
+            serde_json::json!({"id": "s", "seq": k, "delta": d, "final": k + 1 == pieces.len()})
+                .to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let path = dir.path().join("in.jsonl");
+    std::fs::write(&path, input).unwrap();
+    let out = dir.path().join("v.jsonl").display().to_string();
+    let o = serve_file_input(
+        &index,
+        &path,
+        &[
+            "input.format=\"chunks\"".into(),
+            "spans.near=true".into(),
+            "limits.max_spans=1".into(),
+            format!("file.verdicts={out:?}"),
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let verdicts = lines(&dir.path().join("v.jsonl"));
+    let last = verdicts
+        .iter()
+        .find(|v| v["stream"]["final"] == true)
+        .unwrap_or_else(|| panic!("no final verdict: {verdicts:?}"));
+    assert_eq!(last["incomplete"]["reason"], "spans", "{last}");
+    assert_eq!(
+        last["spans_total"], 5,
+        "every exact span, found chunk by chunk: {last}"
+    );
+    assert!(
+        last["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["code"] == "incomplete"),
+        "{last}"
+    );
+}

@@ -131,7 +131,14 @@ fuzz_target!(|data: &[u8]| {
     };
     let open = prometheus::IntGauge::new("open", "open").unwrap();
     let held = prometheus::IntGauge::new("held", "held").unwrap();
-    let s = Streams::new(cfg, Severity::Low, true, open.clone(), held.clone());
+    let s = Streams::new(
+        cfg,
+        memaudit::config::Limits::default(),
+        Severity::Low,
+        true,
+        open.clone(),
+        held.clone(),
+    );
     let mut st = State {
         out: HashSet::new(),
         ended: HashSet::new(),

@@ -596,7 +596,8 @@ pub struct Limits {
     pub stuck_after_secs: f64,
     /// The most time the search of one text may take (spans, provenance, near chaining); a text
     /// that needs more gets a verdict marked `incomplete` with how far it was checked
-    /// (`crate::budget`). HTTP checks stop at `http.check_timeout_ms` instead.
+    /// (`crate::budget`). HTTP checks stop at `http.check_timeout_ms` instead. A streamed
+    /// output's end (its near-verbatim and folded matching) runs within the same budget.
     pub text_seconds: f64,
     /// The most spans (runs of repeats count once) one text may yield before its search stops
     /// as `incomplete`: bounds a text's memory whatever it and the corpus hold.

@@ -216,6 +216,7 @@ impl CheckService {
         // Outputs streamed over HTTP have no commits to note their end in.
         let streams = Arc::new(Streams::new(
             cfg.chunks.clone(),
+            cfg.limits.clone(),
             cfg.alerts.min_severity,
             false,
             metrics.open_outputs.clone(),
@@ -504,6 +505,12 @@ impl CheckService {
                     .outputs_ended
                     .with_label_values(&[e.info.ended_by])
                     .inc();
+                if let Some(i) = e.report.incomplete {
+                    this.metrics
+                        .incomplete
+                        .with_label_values(&[i.reason.name()])
+                        .inc();
+                }
                 let msg = Decoded {
                     id: id.clone(),
                     text: e.text,

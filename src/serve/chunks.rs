@@ -29,7 +29,7 @@
 use super::message::{dead, ChunkMark, DeadLetter, DeadLetterReason, Decoded, Envelope, Origin};
 use super::offsets::Partition;
 use crate::analyze::Analyzer;
-use crate::config::ChunksConfig;
+use crate::config::{ChunksConfig, Limits};
 use crate::index::incremental::Incremental;
 use crate::index::SpanReport;
 use crate::verdict::{Severity, Verdict};
@@ -221,6 +221,9 @@ impl Open {
 /// The open outputs of one source.
 pub struct Streams {
     cfg: ChunksConfig,
+    /// The work budget of an output's end (`limits.text_seconds`, `limits.max_spans`): its
+    /// near-verbatim and folded matching, the part not done chunk by chunk.
+    limits: Limits,
     alert_at: Severity,
     /// Whether ended outputs are noted for commits (a Kafka source); the HTTP API has no
     /// commits, and keeps only the bounded set of ended ids.
@@ -253,11 +256,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Streams {
-    /// No open output yet; early alerts at `alert_at` and above; `notes`: ended outputs are
-    /// noted for commits (a Kafka source). The gauges count this source's outputs with the
-    /// others'.
+    /// No open output yet; early alerts at `alert_at` and above; an output's end within
+    /// `limits`' work budget; `notes`: ended outputs are noted for commits (a Kafka source). The
+    /// gauges count this source's outputs with the others'.
     pub fn new(
         cfg: ChunksConfig,
+        limits: Limits,
         alert_at: Severity,
         notes: bool,
         open_gauge: prometheus::IntGauge,
@@ -265,6 +269,7 @@ impl Streams {
     ) -> Streams {
         Streams {
             cfg,
+            limits,
             alert_at,
             notes,
             held: std::sync::atomic::AtomicUsize::new(0),
@@ -561,7 +566,7 @@ impl Streams {
             let next = o.next;
             o.missing.push([next, l + 1]);
         }
-        let report = analyzer.report_parts(&o.parts, true);
+        let report = analyzer.report_parts_within(&o.parts, true, &self.limits.budget());
         let text: String = o.parts.iter().map(|p| p.text()).collect();
         let info = o.info(true, ended_by);
         Some(Ended {

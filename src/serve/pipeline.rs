@@ -123,6 +123,7 @@ impl Pipeline {
         let streams = (cfg.input.format == InputFormat::Chunks).then(|| {
             Arc::new(Streams::new(
                 cfg.chunks.clone(),
+                cfg.limits.clone(),
                 cfg.alerts.min_severity,
                 true,
                 metrics.open_outputs.clone(),
@@ -374,6 +375,12 @@ impl Pipeline {
             .outputs_ended
             .with_label_values(&[e.info.ended_by])
             .inc();
+        if let Some(i) = e.report.incomplete {
+            self.metrics
+                .incomplete
+                .with_label_values(&[i.reason.name()])
+                .inc();
+        }
         let wants = self.wants_probe(&e.id, &e.report);
         let m = Matched {
             received: e
