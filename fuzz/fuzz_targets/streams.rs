@@ -56,7 +56,7 @@ const PIECES: &[&str] = &[
 ];
 
 fn text(c: &mut Choices) -> String {
-    if c.byte() % 2 == 0 {
+    if c.byte().is_multiple_of(2) {
         return c.text(40);
     }
     let mut s = String::new();
@@ -168,7 +168,7 @@ fuzz_target!(|data: &[u8]| {
                 st.ended.clear();
             }
             4 => {
-                let dir = if c.byte() % 2 == 0 {
+                let dir = if c.byte().is_multiple_of(2) {
                     memaudit_fuzz::index_dir()
                 } else {
                     memaudit_fuzz::half_index_dir()
@@ -185,7 +185,7 @@ fuzz_target!(|data: &[u8]| {
             _ => {
                 let id = ["a", "b", "c"][c.below(3)].to_string();
                 let seq = c.below(8) as u64;
-                let last = c.byte() % 4 == 0;
+                let last = c.byte().is_multiple_of(4);
                 let partition = c.below(2) as i32;
                 let msg = Decoded {
                     id,
