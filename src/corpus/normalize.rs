@@ -124,6 +124,35 @@ impl Sink for Mapped {
     }
 }
 
+/// Where NFC segments start, read character by character: the one definition `run` (what is
+/// normalized) and `restart_points` (where a growing text may be cut) share.
+#[derive(Default)]
+struct Segments {
+    /// Characters joined to the current segment (`stream_safe` bounds them).
+    joined: usize,
+}
+
+impl Segments {
+    /// Whether `c` is a space to `spec` (a run of them is one space when collapsing), and
+    /// whether a new segment starts at `c` (a space, a composition boundary, or past
+    /// [`MAX_JOINED`] joined characters).
+    #[inline]
+    fn next(&mut self, spec: Normalization, c: char) -> (bool, bool) {
+        let is_space = c == '\0' || (spec.collapse_whitespace && c.is_whitespace());
+        let boundary = if is_space || !spec.nfc || nfc_boundary(c) {
+            self.joined = 0;
+            true
+        } else if spec.stream_safe && self.joined >= MAX_JOINED {
+            self.joined = 1;
+            true
+        } else {
+            self.joined += 1;
+            false
+        };
+        (is_space, boundary)
+    }
+}
+
 /// True when a composition can never reach back across the start of `c`.
 #[inline]
 fn nfc_boundary(c: char) -> bool {
@@ -154,20 +183,10 @@ impl Normalizer {
     /// for its length (those depend on the characters before them, so are found in order).
     pub fn restart_points<'a>(&self, s: &'a str) -> impl Iterator<Item = (usize, usize)> + 'a {
         let spec = self.spec;
-        let mut joined = 0usize;
+        let mut segments = Segments::default();
         s.char_indices().enumerate().filter_map(move |(i, (b, c))| {
-            let is_space = c == '\0' || (spec.collapse_whitespace && c.is_whitespace());
-            let restart = if is_space || !spec.nfc || nfc_boundary(c) {
-                joined = 0;
-                !is_space
-            } else if spec.stream_safe && joined >= MAX_JOINED {
-                joined = 1;
-                true
-            } else {
-                joined += 1;
-                false
-            };
-            restart.then_some((b, i))
+            let (is_space, boundary) = segments.next(spec, c);
+            (boundary && !is_space).then_some((b, i))
         })
     }
 
@@ -203,22 +222,12 @@ impl Normalizer {
         let mut seg: Option<(usize, usize, u32)> = None;
         // Whether the previous input char was collapsed whitespace (so a run continues).
         let mut in_space_run = false;
-        // Characters joined to the pending segment (`stream_safe` bounds them).
-        let mut joined = 0usize;
+        let mut segments = Segments::default();
         let mut nchars: u32 = 0;
         for (byte, c) in input.char_indices() {
             let ci = nchars;
             nchars += 1;
-            let is_space = c == '\0' || (spec.collapse_whitespace && c.is_whitespace());
-            let mut boundary = is_space || !spec.nfc || nfc_boundary(c);
-            if boundary {
-                joined = 0;
-            } else if spec.stream_safe && joined >= MAX_JOINED {
-                boundary = true;
-                joined = 1;
-            } else {
-                joined += 1;
-            }
+            let (is_space, boundary) = segments.next(spec, c);
             if boundary {
                 if let Some((s, e, first)) = seg.take() {
                     self.flush(&input[s..e], first, ci, out);
