@@ -600,6 +600,26 @@ fn the_daemon_probes_with_a_gpt_neox_checkpoint() {
     assert_eq!(alerted, quoting, "every quote has its alert");
 }
 
+/// Five passages of the Gettysburg Address (120 characters each) between novel words.
+fn five_quotes() -> String {
+    let g = broker::workload::gettysburg();
+    (0..5)
+        .map(|k| {
+            format!(
+                "{} novel words number {k} here. ",
+                &g[k * 200..k * 200 + 120]
+            )
+        })
+        .collect()
+}
+
+/// Whether verdict `v` gives a reason with `code`.
+fn has_reason(v: &serde_json::Value, code: &str) -> bool {
+    v["reasons"]
+        .as_array()
+        .is_some_and(|rs| rs.iter().any(|r| r["code"] == code))
+}
+
 /// A text over its work budget (here `limits.max_spans = 2`, a text quoting five passages) gets
 /// a verdict that says how far it was checked, at least the `incomplete` severity, counted;
 /// every other message gets its verdict as usual and the run ends.
@@ -609,14 +629,7 @@ fn a_text_over_its_budget_gets_an_incomplete_verdict() {
     let dir = tempfile::tempdir().unwrap();
     let index = build_index(dir.path());
     let g = broker::workload::gettysburg();
-    let quotes: String = (0..5)
-        .map(|k| {
-            format!(
-                "{} novel words number {k} here. ",
-                &g[k * 200..k * 200 + 120]
-            )
-        })
-        .collect();
+    let quotes = five_quotes();
     let input = [
         serde_json::json!({"id": "many", "text": quotes}),
         serde_json::json!({"id": "one", "text": format!("It said: {}", &g[..200])}),
@@ -656,14 +669,7 @@ fn a_text_over_its_budget_gets_an_incomplete_verdict() {
     );
     assert_eq!(many["spans_total"], 3, "{many}");
     assert_eq!(many["severity"], "high", "{many}");
-    assert!(
-        many["reasons"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|r| r["code"] == "incomplete"),
-        "{many}"
-    );
+    assert!(has_reason(&many, "incomplete"), "{many}");
     for id in ["one", "none"] {
         assert!(by_id(id).get("incomplete").is_none(), "{id}");
     }
@@ -678,15 +684,7 @@ fn a_streamed_output_over_its_budget_gets_an_incomplete_verdict() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let index = build_index(dir.path());
-    let g = broker::workload::gettysburg();
-    let text: String = (0..5)
-        .map(|k| {
-            format!(
-                "{} novel words number {k} here. ",
-                &g[k * 200..k * 200 + 120]
-            )
-        })
-        .collect();
+    let text = five_quotes();
     let chars: Vec<char> = text.chars().collect();
     let pieces: Vec<String> = chars.chunks(50).map(|c| c.iter().collect()).collect();
     let input = pieces
@@ -722,12 +720,5 @@ fn a_streamed_output_over_its_budget_gets_an_incomplete_verdict() {
         last["spans_total"], 5,
         "every exact span, found chunk by chunk: {last}"
     );
-    assert!(
-        last["reasons"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|r| r["code"] == "incomplete"),
-        "{last}"
-    );
+    assert!(has_reason(&last, "incomplete"), "{last}");
 }
