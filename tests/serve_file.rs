@@ -720,5 +720,5 @@ fn a_streamed_output_over_its_budget_gets_an_incomplete_verdict() {
         last["spans_total"], 5,
         "every exact span, found chunk by chunk: {last}"
     );
-    assert!(has_reason(&last, "incomplete"), "{last}");
+    assert!(has_reason(last, "incomplete"), "{last}");
 }
