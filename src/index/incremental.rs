@@ -107,12 +107,6 @@ impl Incremental {
         self.chars
     }
 
-    /// Bytes the next push searches before the appended text (the unstable tail and the span in
-    /// progress): what a push costs beyond its own length.
-    pub fn window_bytes(&self) -> usize {
-        self.text.len() - self.p
-    }
-
     /// The spans so far, in text order, a run of repeats as one (as [`Index::spans`] reports
     /// them). Those ending in the last few characters may still grow.
     pub fn spans(&self) -> &[Span] {
