@@ -62,6 +62,7 @@ pub fn prepare(o: &DemoOptions) -> Result<Prepared> {
         algorithm: SaAlgorithm::Libsais,
         progress: false,
         part: None,
+        filter: crate::index::format::FilterParams::current(),
     })?;
 
     let outputs = expand_outputs(&o.data.join("outputs.jsonl"), &corpus)?;

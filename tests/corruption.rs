@@ -4,7 +4,9 @@
 mod common;
 
 use memaudit::index::build::SaAlgorithm;
-use memaudit::index::format::{shard_file_name, FileKind, Manifest, HEADER_LEN, MANIFEST};
+use memaudit::index::format::{
+    filter_file_name, shard_file_name, FileKind, Manifest, HEADER_LEN, MANIFEST,
+};
 use memaudit::index::verify::{verify, VerifyOptions};
 use memaudit::index::{Index, SpanOptions};
 use proptest::prelude::*;
@@ -60,10 +62,13 @@ fn open_err(dir: &Path) -> String {
 
 #[test]
 fn truncated_and_extended_files_are_refused_by_name() {
-    for kind in [FileKind::Text, FileKind::Sa, FileKind::Docs, FileKind::Meta] {
+    let names = FileKind::ALL
+        .map(|kind| shard_file_name(1, kind))
+        .into_iter()
+        .chain([filter_file_name(1, 0)]);
+    for name in names {
         let d = tempfile::tempdir().unwrap();
         let idx = build(d.path());
-        let name = shard_file_name(1, kind);
         let path = idx.join(&name);
         let len = std::fs::metadata(&path).unwrap().len();
         let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
@@ -125,11 +130,14 @@ fn missing_file_wrong_version_and_bad_manifest_are_refused() {
 
 #[test]
 fn verify_finds_flipped_bytes_by_file() {
-    for kind in FileKind::ALL {
+    let names = FileKind::ALL
+        .map(|kind| shard_file_name(0, kind))
+        .into_iter()
+        .chain([filter_file_name(1, 0)]);
+    for name in names {
         let d = tempfile::tempdir().unwrap();
         let idx = build(d.path());
         assert!(full_verify(&idx).problems.is_empty());
-        let name = shard_file_name(0, kind);
         let path = idx.join(&name);
         let mut bytes = std::fs::read(&path).unwrap();
         let at = HEADER_LEN + (bytes.len() - HEADER_LEN) / 2;
@@ -141,7 +149,7 @@ fn verify_finds_flipped_bytes_by_file() {
                 .problems
                 .iter()
                 .any(|p| p.contains(&name) && p.contains("checksum")),
-            "{kind:?}: {:?}",
+            "{name}: {:?}",
             report.problems
         );
     }
@@ -183,7 +191,7 @@ fn verify_full_finds_disorder_even_with_matching_checksum() {
     let mut m: Manifest =
         serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
     m.shards[0].sa.blake3 = blake3::hash(&bytes).to_hex().to_string();
-    m.index_id = Manifest::compute_id(&m.shards, &m.removed);
+    m.index_id = m.id();
     std::fs::write(&manifest, serde_json::to_string(&m).unwrap()).unwrap();
     let report = full_verify(&idx);
     assert!(

@@ -9,7 +9,7 @@ use common::{bin, options};
 use memaudit::index::add::{add, AddOptions};
 use memaudit::index::build::{build, SaAlgorithm};
 use memaudit::index::compact::{compact, CompactOptions};
-use memaudit::index::format::{FileKind, Manifest};
+use memaudit::index::format::Manifest;
 use memaudit::index::generation::WriterLock;
 use memaudit::index::merge::{merge, Transfer};
 use memaudit::index::remove::{remove, Selection};
@@ -48,8 +48,13 @@ fn write_docs(path: &Path, docs: &[(u64, String)]) {
 type Answer = Vec<(usize, usize, u64, String, BTreeSet<(u64, u64)>)>;
 
 fn answer(index: &Index, text: &str) -> Answer {
+    answer_at(index, text, 12)
+}
+
+/// [`answer`] with spans of at least `min_len` characters.
+fn answer_at(index: &Index, text: &str, min_len: usize) -> Answer {
     let opts = SpanOptions {
-        min_len: 12,
+        min_len,
         max_hits: 100_000,
         tokens: None,
         budget: None,
@@ -204,6 +209,12 @@ fn any_sequence_of_changes_answers_like_a_fresh_build_of_what_remains() {
                 .cloned()
                 .collect();
             let living = Index::open(&dir).unwrap();
+            // The presence filter survives every change and covers what each added; a
+            // compaction leaves one file for everything.
+            let filter = living.manifest.filter.as_ref().expect("a filter");
+            if change == 3 && living.generation() > previous.generation() {
+                assert_eq!(filter.files.len(), 1, "seed {seed}: {log:?}");
+            }
             let shared = living.prepare_from(&previous);
             if change < 2 {
                 assert_eq!(
@@ -245,6 +256,108 @@ fn any_sequence_of_changes_answers_like_a_fresh_build_of_what_remains() {
             previous = living;
         }
     }
+}
+
+/// An index written before presence filters (its manifest names none, as version 1 indexes of
+/// earlier releases) opens and answers by searching everything; `memaudit index upgrade` adds a
+/// filter for all its shards as a new generation, with the same answers, and a second upgrade
+/// changes nothing. A daemon following the index moves to it (the id changes).
+#[test]
+fn an_index_without_a_filter_opens_and_upgrades_to_one() {
+    let mut rng = StdRng::seed_from_u64(3);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("index");
+    let all: Vec<(u64, String)> = (0..40).map(|n| (n, random_doc(&mut rng))).collect();
+    let input = tmp.path().join("docs.jsonl");
+    write_docs(&input, &all);
+    build(&options(dir.clone(), vec![input], 700)).unwrap();
+    let built = Index::open(&dir).unwrap();
+    // Written as an earlier release wrote it: no filter in the manifest, no filter file.
+    let mut m = built.manifest.clone();
+    for f in &m.filter.take().unwrap().files {
+        std::fs::remove_file(dir.join(&f.file.name)).unwrap();
+    }
+    m.index_id = m.id();
+    let mut raw = serde_json::to_value(&m).unwrap();
+    assert!(raw.get("filter").is_none());
+    raw["generation"] = 1.into();
+    std::fs::write(
+        dir.join("manifest.json"),
+        serde_json::to_vec_pretty(&raw).unwrap(),
+    )
+    .unwrap();
+
+    let old = Index::open(&dir).unwrap();
+    assert!(old.presence.is_none());
+    let queries: Vec<String> = (0..3)
+        .flat_map(|_| queries(&mut rng, &all))
+        .chain(
+            all.iter()
+                .take(5)
+                .map(|(_, d)| format!("novel words first, then {d}")),
+        )
+        .collect();
+    let before: Vec<(Answer, Answer)> = queries
+        .iter()
+        .map(|q| (answer(&built, q), answer_at(&built, q, 50)))
+        .collect();
+    for (q, want) in queries.iter().zip(&before) {
+        assert_eq!(&(answer(&old, q), answer_at(&old, q, 50)), want, "{q:?}");
+    }
+    assert!(
+        before.iter().any(|(_, long)| !long.is_empty()),
+        "some long span"
+    );
+
+    let out = Command::new(bin())
+        .args(["index", "upgrade"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && said.contains("presence filter"),
+        "{said}"
+    );
+    let upgraded = Index::open(&dir).unwrap();
+    assert_eq!(upgraded.generation(), 2);
+    assert_ne!(upgraded.id(), old.id(), "a following daemon moves to it");
+    assert_eq!(
+        upgraded.manifest.history.last().map(|c| c.action.as_str()),
+        Some("upgrade")
+    );
+    let reach = upgraded.presence.as_ref().expect("a filter").params.reach();
+    assert!(reach <= 50);
+    for (q, want) in queries.iter().zip(&before) {
+        assert_eq!(
+            &(answer(&upgraded, q), answer_at(&upgraded, q, 50)),
+            want,
+            "{q:?}"
+        );
+    }
+    let verify = Command::new(bin())
+        .args(["index", "verify"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+
+    let again = Command::new(bin())
+        .args(["index", "upgrade"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        again.status.success() && said.contains("already current"),
+        "{said}"
+    );
+    assert_eq!(Index::open(&dir).unwrap().generation(), 2);
+    assert_no_leftovers(&dir);
 }
 
 /// A passage that occurs only in removed documents yields no span; once compacted, its bytes are
@@ -591,16 +704,12 @@ fn merging_parts_equals_the_single_build() {
     );
 }
 
-/// Every shard file in the directory is one the manifest names: nothing a killed writer left
-/// survives the next writer.
+/// Every shard and filter file in the directory is one the manifest names: nothing a killed
+/// writer left survives the next writer.
 fn assert_no_leftovers(dir: &Path) {
     let m: Manifest =
         serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
-    let named: BTreeSet<String> = m
-        .shards
-        .iter()
-        .flat_map(|s| FileKind::ALL.map(|k| s.file(k).name.clone()))
-        .collect();
+    let named: BTreeSet<String> = m.file_names().map(str::to_string).collect();
     for e in std::fs::read_dir(dir).unwrap() {
         let name = e.unwrap().file_name().to_string_lossy().into_owned();
         assert!(

@@ -125,6 +125,9 @@ const ALPHABET: &[&str] = &[
     "a", "b", "ab", " ", "  ", "é", "e\u{301}", "日本", "\t", "ba", "aaa",
 ];
 
+/// Characters no document holds: text made of them is novel.
+const NOVEL: &[&str] = &["x", "yz", "Ω", "q ", "ü"];
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
 
@@ -159,6 +162,31 @@ proptest! {
     }
 
     /// A text pushed in pieces has the spans of the whole text, after every piece.
+    /// Quotes of the corpus among novel text, as production sees them: the presence filter's
+    /// segments decide what is searched (minimum spans at or above its reach), and the answers
+    /// equal the definition's; below its reach everything is searched, with the same answers.
+    #[test]
+    fn quotes_among_novel_text_equal_brute_force(
+        docs in prop::collection::vec(doc_strategy(ALPHABET), 1..8),
+        pieces in prop::collection::vec((doc_strategy(NOVEL), any::<prop::sample::Index>(), any::<prop::sample::Index>(), 0usize..60), 1..6),
+        shard_bytes in 250u64..1000,
+        min_len in 4usize..14,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let index = common::index_of(dir.path(), &docs, shard_bytes, SaAlgorithm::Libsais);
+        let reach = index.presence.as_ref().map(|p| p.params.reach()).unwrap();
+        let mut text = String::new();
+        for (novel, doc, at, len) in &pieces {
+            text.push_str(novel);
+            let d: Vec<char> = doc.get(&docs).chars().collect();
+            let a = at.index(d.len());
+            text.extend(&d[a..(a + len).min(d.len())]);
+        }
+        check_against_reference(&index, &docs, &text, min_len);
+        let t = Normalizer::new(Normalization::default()).normalize(&text);
+        prop_assert_eq!(index.filter_segments(t.as_bytes(), min_len).is_some(), min_len >= reach);
+    }
+
     #[test]
     fn growing_text_spans_equal_whole_text_spans(
         docs in prop::collection::vec(doc_strategy(ALPHABET), 1..8),

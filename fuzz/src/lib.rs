@@ -83,6 +83,12 @@ fn build_index(name: &str, docs: &[String]) -> PathBuf {
         algorithm: SaAlgorithm::Libsais,
         progress: false,
         part: None,
+        // A short reach (6 bytes), so that the filter's segments decide most queries.
+        filter: memaudit::index::format::FilterParams {
+            kgram: 3,
+            window: 4,
+            bits_per_key: 14,
+        },
     })
     .expect("the adversarial corpus builds");
     out

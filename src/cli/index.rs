@@ -1,4 +1,5 @@
-//! `memaudit index build | verify | stats | remove | add | compact | merge`: build, check, describe
+//! `memaudit index build | verify | stats | remove | add | compact | merge | rollback | upgrade`:
+//! build, check, describe
 //! and change a corpus index.
 
 use anyhow::{bail, Context, Result};
@@ -7,7 +8,7 @@ use memaudit::corpus::normalize::Normalization;
 use memaudit::index::build::{self, BuildOptions, SaAlgorithm};
 use memaudit::index::verify::{self, VerifyOptions};
 use memaudit::index::Index;
-use memaudit::index::{add, compact, merge, remove};
+use memaudit::index::{add, compact, merge, remove, upgrade};
 use memaudit::units::parse_size;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -31,6 +32,18 @@ pub enum IndexCommand {
     /// Publish the index on disk (an older generation restored from a backup) as a new
     /// generation, so that a daemon following the index takes it; recorded in the history.
     Rollback(RollbackArgs),
+    /// Bring an index written by an earlier version up to this one's layout (today: add the
+    /// presence filter that keeps novel text away from the suffix arrays), as a new generation.
+    Upgrade(UpgradeArgs),
+}
+
+#[derive(Args)]
+pub struct UpgradeArgs {
+    /// The index directory.
+    dir: PathBuf,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -212,6 +225,7 @@ pub fn run(c: IndexCommand) -> Result<()> {
         IndexCommand::Add(a) => index_add(a),
         IndexCommand::Compact(a) => index_compact(a),
         IndexCommand::Merge(a) => index_merge(a),
+        IndexCommand::Upgrade(a) => index_upgrade(a),
         IndexCommand::Rollback(a) => {
             let g = memaudit::index::generation::rollback(&a.dir, a.after, a.reason)?;
             eprintln!("published {} as generation {g}", a.dir.display());
@@ -322,6 +336,29 @@ fn index_add(a: AddArgs) -> Result<()> {
     Ok(())
 }
 
+fn index_upgrade(a: UpgradeArgs) -> Result<()> {
+    let s = upgrade::upgrade(&a.dir)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+    } else if s.upgraded.is_empty() {
+        eprintln!(
+            "{} is already current: generation {} stays",
+            a.dir.display(),
+            s.generation
+        );
+    } else {
+        eprintln!(
+            "upgraded in {:.1} s ({:.1} MB written): {}; generation {} ({})",
+            s.seconds,
+            s.bytes_written as f64 / 1e6,
+            s.upgraded.join("; "),
+            s.generation,
+            s.index_id
+        );
+    }
+    Ok(())
+}
+
 fn index_compact(a: CompactArgs) -> Result<()> {
     let s = compact::compact(
         &a.dir,
@@ -398,6 +435,7 @@ fn index_build(a: BuildArgs) -> Result<()> {
         algorithm: a.sa_algorithm.into(),
         progress: !a.quiet && std::io::stderr().is_terminal(),
         part: a.part,
+        filter: memaudit::index::format::FilterParams::current(),
     };
     let s = build::build(&opts)?;
     if a.json {
@@ -506,6 +544,17 @@ fn index_stats(a: StatsArgs) -> Result<()> {
         mb(s.input_bytes),
         mb(s.index_bytes)
     );
+    if s.filter_bytes == 0 {
+        println!(
+            "filter       none: every query searches every shard (`memaudit index upgrade` adds one)"
+        );
+    } else {
+        println!(
+            "filter       {} ({:.3} bytes per text byte): novel text reads no suffix array",
+            mb(s.filter_bytes),
+            s.filter_bytes as f64 / s.text_bytes.max(1) as f64
+        );
+    }
     println!(
         "normalized   whitespace {}, NFC {}, lowercase {}",
         if n.collapse_whitespace {

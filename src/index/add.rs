@@ -5,7 +5,9 @@
 //! generation's names and the manifest is swapped.
 
 use super::build::{self, BuildOptions, SaAlgorithm};
-use super::format::{generation_file_name, FileKind, Manifest, MAX_SKIPPED_LISTED};
+use super::format::{
+    filter_file_name, generation_file_name, FileKind, FilterParams, Manifest, MAX_SKIPPED_LISTED,
+};
 use super::generation::{self, WriterLock};
 use super::Index;
 use anyhow::{Context, Result};
@@ -69,6 +71,10 @@ pub fn add(dir: &Path, opts: &AddOptions) -> Result<AddSummary> {
         algorithm: opts.algorithm,
         progress: opts.progress,
         part: None,
+        filter: manifest
+            .filter
+            .as_ref()
+            .map_or_else(FilterParams::current, |f| f.params),
     })
     .context("building the new documents")?;
     let new: Manifest = serde_json::from_slice(&std::fs::read(Manifest::path(&work))?)
@@ -93,6 +99,29 @@ pub fn add(dir: &Path, opts: &AddOptions) -> Result<AddSummary> {
             entry.name = name;
         }
         manifest.shards.push(shard);
+    }
+    // The new shards' filter joins the index's, when the index has one built alike; an index
+    // without one stays without (`memaudit index upgrade` adds one for everything).
+    let joins = match (&mut manifest.filter, &new.filter) {
+        (Some(have), Some(added)) if have.params == added.params => Some((have, added)),
+        _ => None,
+    };
+    if let Some((have, added)) = joins {
+        for (k, f) in added.files.iter().enumerate() {
+            let mut f = f.clone();
+            let name = filter_file_name(next_generation, k);
+            std::fs::rename(work.join(&f.file.name), dir.join(&name))
+                .with_context(|| format!("cannot move {} into the index", f.file.name))?;
+            f.file.name = name;
+            have.files.push(f);
+        }
+    } else if manifest.filter.is_some() {
+        // Parameters differ: the union would not cover the new shards alike.
+        manifest.filter = None;
+        tracing::warn!(
+            "the index's presence filter was built with other parameters than this version's; \
+             it is dropped (run `memaudit index upgrade` to build one for everything)"
+        );
     }
     manifest.sources.extend(new.sources.iter().cloned());
     let room = MAX_SKIPPED_LISTED.saturating_sub(manifest.skipped.len());

@@ -12,9 +12,9 @@
 //! here in the order they run.
 
 use super::format::{
-    shard_file_name, BuildParams, Change, FileEntry, FileHeader, FileKind, Manifest, ShardEntry,
-    SkippedEntry, SourceEntry, Totals, FORMAT_NAME, FORMAT_VERSION, HEADER_LEN, MAX_SHARD_BYTES,
-    MAX_SKIPPED_LISTED, SEPARATOR,
+    filter_file_name, shard_file_name, BuildParams, Change, FileEntry, FileHeader, FileKind,
+    FilterParams, FilterSet, Manifest, ShardEntry, SkippedEntry, SourceEntry, Totals, FORMAT_NAME,
+    FORMAT_VERSION, HEADER_LEN, MAX_SHARD_BYTES, MAX_SKIPPED_LISTED, SEPARATOR,
 };
 use crate::corpus::normalize::{Normalization, Normalizer};
 use crate::corpus::{self, Item};
@@ -64,6 +64,9 @@ pub struct BuildOptions {
     pub progress: bool,
     /// Build only this part of the inputs ([`super::part`]).
     pub part: Option<super::part::Part>,
+    /// How the presence filter is built ([`FilterParams::current`] but in tests, which use a
+    /// short reach to exercise it on small texts).
+    pub filter: FilterParams,
 }
 
 /// What a build did, for the user.
@@ -187,12 +190,37 @@ pub fn build(opts: &BuildOptions) -> Result<BuildSummary> {
             return Err(e);
         }
     };
-    manifest.build.seconds = started.elapsed().as_secs_f64();
     let old = previous.as_ref().and_then(|(_, old)| old.as_ref());
     if let Some(old) = old {
         manifest.generation = old.generation + 1;
         manifest.history = old.history.clone();
     }
+    let filter_started = Instant::now();
+    let filter = super::filter::write(
+        &tmp,
+        &manifest.shards,
+        opts.filter,
+        filter_file_name(manifest.generation, 0),
+    );
+    match filter {
+        Ok(f) => {
+            tracing::info!(
+                seconds = filter_started.elapsed().as_secs_f64(),
+                bytes = f.file.bytes,
+                "presence filter built"
+            );
+            manifest.filter = Some(FilterSet {
+                params: opts.filter,
+                files: vec![f],
+            });
+            manifest.index_id = manifest.id();
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+    }
+    manifest.build.seconds = started.elapsed().as_secs_f64();
     manifest.history.push(Change {
         generation: manifest.generation,
         created_unix: manifest.created_unix,
@@ -468,7 +496,7 @@ fn build_into(
         let manifest = Manifest {
             format: FORMAT_NAME.into(),
             format_version: FORMAT_VERSION,
-            index_id: Manifest::compute_id(&shards, &[]),
+            index_id: Manifest::compute_id(&shards, &[], None),
             memaudit_version: env!("CARGO_PKG_VERSION").into(),
             created_unix: super::generation::now_unix(),
             normalization: opts.normalization,
@@ -494,13 +522,14 @@ fn build_into(
             removed: Vec::new(),
             erased: Vec::new(),
             history: Vec::new(),
+            filter: None,
         };
         Ok((manifest, found.ignored))
     })
 }
 
 /// A file writer that counts and hashes what it writes.
-struct HashingWriter {
+pub(crate) struct HashingWriter {
     inner: BufWriter<File>,
     hasher: blake3::Hasher,
     bytes: u64,
@@ -509,6 +538,11 @@ struct HashingWriter {
 
 impl HashingWriter {
     fn create(dir: &Path, name: String, header: FileHeader) -> Result<Self> {
+        Self::create_with(dir, name, &header.encode())
+    }
+
+    /// A writer whose file starts with the 32 header bytes `header`.
+    pub(crate) fn create_with(dir: &Path, name: String, header: &[u8]) -> Result<Self> {
         let path = dir.join(&name);
         let f = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
         let mut w = HashingWriter {
@@ -517,11 +551,11 @@ impl HashingWriter {
             bytes: 0,
             name,
         };
-        w.write(&header.encode())?;
+        w.write(header)?;
         Ok(w)
     }
 
-    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+    pub(crate) fn write(&mut self, bytes: &[u8]) -> Result<()> {
         self.hasher.update(bytes);
         self.bytes += bytes.len() as u64;
         self.inner
@@ -532,7 +566,7 @@ impl HashingWriter {
     /// Syncs the file and makes it read-only: a shard file never changes once written (later
     /// generations write new files), and a mapped file rewritten in place would crash its
     /// readers (SIGBUS on a truncation), so the mode refuses that to any user but root.
-    fn finish(self) -> Result<FileEntry> {
+    pub(crate) fn finish(self) -> Result<FileEntry> {
         use std::os::unix::fs::PermissionsExt;
         let f = self.inner.into_inner().map_err(|e| e.into_error())?;
         f.sync_all()

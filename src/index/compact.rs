@@ -11,7 +11,10 @@
 //! shard) stays bounded however many additions came before.
 
 use super::build::{build_shard, PendingShard, SaAlgorithm};
-use super::format::{generation_file_name, Manifest, ShardEntry, MAX_SHARD_BYTES, SEPARATOR};
+use super::format::{
+    filter_file_name, generation_file_name, FilterParams, FilterSet, Manifest, ShardEntry,
+    MAX_SHARD_BYTES, SEPARATOR,
+};
 use super::generation::{self, WriterLock};
 use super::reader::Shard;
 use super::Index;
@@ -159,6 +162,17 @@ pub fn compact(dir: &Path, opts: &CompactOptions) -> Result<CompactSummary> {
     }
     let mut manifest: Manifest = index.manifest.clone();
     drop(index);
+    // One new filter for everything: the old ones still cover the new shards, but they hold the
+    // erased documents' windows, and erasing means leaving no trace of them.
+    let params = manifest
+        .filter
+        .as_ref()
+        .map_or_else(FilterParams::current, |f| f.params);
+    let filter = super::filter::write(dir, &entries, params, filter_file_name(next_generation, 0))?;
+    manifest.filter = Some(FilterSet {
+        params,
+        files: vec![filter],
+    });
     let erased = manifest.removed.len() as u64;
     manifest.erased.append(&mut manifest.removed);
     manifest.erased.sort_unstable();

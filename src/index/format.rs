@@ -10,6 +10,8 @@
 //! shard-00000.docs       header + u64 LE pairs (text_start, meta_start), one per document plus an end
 //!                        sentinel; document k spans text[text_start(k) .. text_start(k+1) - 1]
 //! shard-00000.meta       header + concatenated JSON objects, one per document (its metadata)
+//! filter-g00001-000.filter  header + the presence filter's 64-byte blocks (`index::filter`); one
+//!                        file per operation that added text, their union covering every shard
 //! ```
 //!
 //! Every binary file starts with a 32-byte [`FileHeader`] (magic, kind, format version, element count),
@@ -81,6 +83,27 @@ impl FileKind {
     }
 }
 
+/// The header tag of a presence-filter file (`index::filter`), whose elements are 64-byte blocks.
+pub const FILTER_TAG: [u8; 4] = *b"FILT";
+
+/// Name of a presence-filter file: the `k`-th written by generation `generation` (a merge
+/// writes one per part).
+pub fn filter_file_name(generation: u64, k: usize) -> String {
+    format!("filter-g{generation:05}-{k:03}.filter")
+}
+
+/// Whether `name` is a name this format gives a presence-filter file.
+pub fn is_filter_file_name(name: &str) -> bool {
+    name.strip_prefix("filter-")
+        .and_then(|rest| rest.strip_suffix(".filter"))
+        .is_some_and(|stem| {
+            !stem.is_empty()
+                && stem
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
 /// File name of one shard file as a build writes it.
 pub fn shard_file_name(shard: u32, kind: FileKind) -> String {
     format!("shard-{shard:05}.{}", kind.ext())
@@ -116,58 +139,71 @@ pub struct FileHeader {
 
 impl FileHeader {
     pub fn encode(&self) -> [u8; HEADER_LEN] {
-        let mut h = [0u8; HEADER_LEN];
-        h[0..8].copy_from_slice(&MAGIC);
-        h[8..12].copy_from_slice(&self.kind.tag());
+        let mut h = encode_header(self.kind.tag(), self.count);
         h[12..16].copy_from_slice(&self.version.to_le_bytes());
-        h[16..24].copy_from_slice(&self.count.to_le_bytes());
         h
     }
 
     /// Checks a file's bytes against the header it must have; returns a reason when it does not.
     pub fn check(bytes: &[u8], kind: FileKind, count: u64) -> Result<(), String> {
-        if bytes.len() < HEADER_LEN {
-            return Err(format!(
-                "{} bytes, shorter than the {HEADER_LEN}-byte header",
-                bytes.len()
-            ));
-        }
-        if bytes[0..8] != MAGIC {
-            return Err("not a memaudit index file (bad magic)".into());
-        }
-        if bytes[8..12] != kind.tag() {
-            return Err(format!(
-                "holds a {:?} section where a {:?} section belongs",
-                String::from_utf8_lossy(&bytes[8..12]),
-                String::from_utf8_lossy(&kind.tag())
-            ));
-        }
-        let version = u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes"));
-        if version != FORMAT_VERSION {
-            return Err(format!(
-                "written by format version {version}; this memaudit reads version {FORMAT_VERSION}"
-            ));
-        }
-        let found = u64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes"));
-        if found != count {
-            return Err(format!(
-                "header counts {found} elements, the manifest {count}"
-            ));
-        }
-        let Some(want) = count
-            .checked_mul(kind.elem_size())
-            .and_then(|b| b.checked_add(HEADER_LEN as u64))
-        else {
-            return Err(format!("the manifest's count {count} is impossibly large"));
-        };
-        if bytes.len() as u64 != want {
-            return Err(format!(
-                "{} bytes where {want} belong (truncated or extended)",
-                bytes.len()
-            ));
-        }
-        Ok(())
+        check_header(bytes, kind.tag(), kind.elem_size(), count)
     }
+}
+
+/// The header of a file of another section than a shard's (a presence filter: [`FILTER_TAG`]).
+pub fn encode_header(tag: [u8; 4], count: u64) -> [u8; HEADER_LEN] {
+    let mut h = [0u8; HEADER_LEN];
+    h[0..8].copy_from_slice(&MAGIC);
+    h[8..12].copy_from_slice(&tag);
+    h[12..16].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    h[16..24].copy_from_slice(&count.to_le_bytes());
+    h
+}
+
+/// Checks a file's bytes against the header of section `tag` with `count` elements of
+/// `elem_size` bytes; returns a reason when they do not match.
+pub fn check_header(bytes: &[u8], tag: [u8; 4], elem_size: u64, count: u64) -> Result<(), String> {
+    if bytes.len() < HEADER_LEN {
+        return Err(format!(
+            "{} bytes, shorter than the {HEADER_LEN}-byte header",
+            bytes.len()
+        ));
+    }
+    if bytes[0..8] != MAGIC {
+        return Err("not a memaudit index file (bad magic)".into());
+    }
+    if bytes[8..12] != tag {
+        return Err(format!(
+            "holds a {:?} section where a {:?} section belongs",
+            String::from_utf8_lossy(&bytes[8..12]),
+            String::from_utf8_lossy(&tag)
+        ));
+    }
+    let version = u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes"));
+    if version != FORMAT_VERSION {
+        return Err(format!(
+            "written by format version {version}; this memaudit reads version {FORMAT_VERSION}"
+        ));
+    }
+    let found = u64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes"));
+    if found != count {
+        return Err(format!(
+            "header counts {found} elements, the manifest {count}"
+        ));
+    }
+    let Some(want) = count
+        .checked_mul(elem_size)
+        .and_then(|b| b.checked_add(HEADER_LEN as u64))
+    else {
+        return Err(format!("the manifest's count {count} is impossibly large"));
+    };
+    if bytes.len() as u64 != want {
+        return Err(format!(
+            "{} bytes where {want} belong (truncated or extended)",
+            bytes.len()
+        ));
+    }
+    Ok(())
 }
 
 /// One file's record in the manifest.
@@ -288,6 +324,41 @@ pub struct Change {
     pub shards: usize,
 }
 
+/// How the presence filter was built (`index::filter`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterParams {
+    /// Bytes of a k-gram.
+    pub kgram: u32,
+    /// K-grams per window; the filter holds each window's minimizer.
+    pub window: u32,
+    /// Filter bits per expected minimizer (sizing only).
+    pub bits_per_key: u32,
+}
+
+/// One presence-filter file in the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterFileEntry {
+    pub file: FileEntry,
+    /// 64-byte blocks (the header's element count).
+    pub blocks: u64,
+    /// Minimizer positions inserted.
+    pub keys: u64,
+    /// Text bytes it was built from.
+    pub text_bytes: u64,
+}
+
+/// The presence filter of an index: the union of its files holds every minimizer of every
+/// shard's text. Absent in an index built before filters (queries then search everything;
+/// `memaudit index upgrade` adds one).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterSet {
+    pub params: FilterParams,
+    pub files: Vec<FilterFileEntry>,
+}
+
 fn first_generation() -> u64 {
     1
 }
@@ -322,12 +393,21 @@ pub struct Manifest {
     /// One entry per generation, oldest first (empty for an index built before generations).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<Change>,
+    /// The presence filter, when the index has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<FilterSet>,
 }
 
 impl Manifest {
-    /// The index id: BLAKE3 over every file checksum in shard order and the hidden document ids,
-    /// first 16 hex digits. Two indexes with the same id answer every query the same.
-    pub fn compute_id(shards: &[ShardEntry], removed: &[u64]) -> String {
+    /// The index id: BLAKE3 over every file checksum in shard order, the hidden document ids and
+    /// the presence filter's files, first 16 hex digits. Two indexes with the same id answer
+    /// every query the same. (A filter changes no answer, only what a query reads; it is in the
+    /// id so that a daemon following the index moves to a generation that adds one.)
+    pub fn compute_id(
+        shards: &[ShardEntry],
+        removed: &[u64],
+        filter: Option<&FilterSet>,
+    ) -> String {
         let mut h = blake3::Hasher::new();
         for s in shards {
             for k in FileKind::ALL {
@@ -340,6 +420,12 @@ impl Manifest {
                 h.update(&id.to_le_bytes());
             }
         }
+        if let Some(f) = filter {
+            h.update(b"filter");
+            for file in &f.files {
+                h.update(file.file.blake3.as_bytes());
+            }
+        }
         h.finalize().to_hex()[..16].to_string()
     }
 
@@ -348,6 +434,24 @@ impl Manifest {
         self.totals
             .documents
             .saturating_sub(self.removed.len() as u64 + self.erased.len() as u64)
+    }
+
+    /// [`Manifest::compute_id`] of this manifest.
+    pub fn id(&self) -> String {
+        Manifest::compute_id(&self.shards, &self.removed, self.filter.as_ref())
+    }
+
+    /// Every file this manifest names: the shards' and the filter's.
+    pub fn file_names(&self) -> impl Iterator<Item = &str> {
+        let shards = self
+            .shards
+            .iter()
+            .flat_map(|s| FileKind::ALL.map(|k| s.file(k).name.as_str()));
+        let filters = self
+            .filter
+            .iter()
+            .flat_map(|f| f.files.iter().map(|e| e.file.name.as_str()));
+        shards.chain(filters)
     }
 
     pub fn path(dir: &Path) -> PathBuf {

@@ -10,11 +10,14 @@
 //!    ([`super::format::generation_file_name`]), never touching a file a manifest names;
 //! 3. [`WriterLock::publish`]: write the new manifest to a temporary file, sync it, and rename it over
 //!    `manifest.json` (atomic on POSIX), then sync the directory;
-//! 4. unlink the shard files the new manifest no longer names, and the leftovers of killed writers.
+//! 4. unlink the shard and filter files the new manifest no longer names, and the leftovers of
+//!    killed writers.
 //!    A reader that mapped them keeps its mapping; a reader opening the old manifest at that moment
 //!    finds a file gone and rereads the manifest ([`super::Index::open`]).
 
-use super::format::{is_shard_file_name, Change, FileKind, Manifest, MANIFEST};
+use super::format::{
+    is_filter_file_name, is_shard_file_name, Change, FileKind, Manifest, MANIFEST,
+};
 use anyhow::{bail, Context, Result};
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
@@ -107,12 +110,7 @@ impl WriterLock {
             return;
         };
         let named: HashSet<&str> = manifest
-            .map(|m| {
-                m.shards
-                    .iter()
-                    .flat_map(|s| FileKind::ALL.map(|k| s.file(k).name.as_str()))
-                    .collect()
-            })
+            .map(|m| m.file_names().collect())
             .unwrap_or_default();
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
@@ -121,7 +119,8 @@ impl WriterLock {
                 || name.starts_with(WORK_PREFIX)
                 || name.starts_with(&format!(".{WORK_PREFIX}"))
                 || (manifest.is_some()
-                    && FileKind::ALL.iter().any(|&k| is_shard_file_name(&name, k))
+                    && (FileKind::ALL.iter().any(|&k| is_shard_file_name(&name, k))
+                        || is_filter_file_name(&name))
                     && !named.contains(name.as_str()));
             if !stale {
                 continue;
@@ -156,7 +155,7 @@ impl WriterLock {
     /// new generation no longer names. Returns the new generation.
     pub fn publish(&self, manifest: &mut Manifest, mut change: Change) -> Result<u64> {
         manifest.generation += 1;
-        manifest.index_id = Manifest::compute_id(&manifest.shards, &manifest.removed);
+        manifest.index_id = manifest.id();
         manifest.created_unix = now_unix();
         manifest.memaudit_version = env!("CARGO_PKG_VERSION").into();
         change.generation = manifest.generation;

@@ -10,7 +10,10 @@
 //! each once, given in order.
 
 use super::build::{check_target, install, work_dir_beside};
-use super::format::{shard_file_name, Change, FileKind, Manifest, Totals, MAX_SKIPPED_LISTED};
+use super::format::{
+    filter_file_name, shard_file_name, Change, FileKind, FilterSet, Manifest, Totals,
+    MAX_SKIPPED_LISTED,
+};
 use super::generation::{now_unix, write_manifest};
 use super::Index;
 use anyhow::{bail, Context, Result};
@@ -229,7 +232,32 @@ fn merge_into(
         m.totals.skipped += part.totals.skipped;
         m.build.seconds += part.build.seconds;
     }
-    m.index_id = Manifest::compute_id(&m.shards, &m.removed);
+    // The parts' filters together cover every shard, when every part has one built alike.
+    m.filter = None;
+    let params = parts[0].1.filter.as_ref().map(|f| f.params);
+    if parts
+        .iter()
+        .all(|(_, p)| p.filter.as_ref().map(|f| f.params) == params)
+    {
+        if let Some(params) = params {
+            let mut files = Vec::new();
+            for (dir, part) in parts {
+                for f in &part.filter.as_ref().expect("checked above").files {
+                    let mut f = f.clone();
+                    let name = filter_file_name(1, files.len());
+                    if transfer(&dir.join(&f.file.name), &tmp.join(&name), how)? {
+                        linked += 1;
+                    } else {
+                        copied += 1;
+                    }
+                    f.file.name = name;
+                    files.push(f);
+                }
+            }
+            m.filter = Some(FilterSet { params, files });
+        }
+    }
+    m.index_id = m.id();
     m.history.push(Change {
         generation: 1,
         created_unix: m.created_unix,

@@ -15,6 +15,7 @@ pub mod add;
 #[allow(missing_docs)]
 pub mod build;
 pub mod compact;
+pub mod filter;
 // Documentation debt (Cargo.toml [lints] missing_docs): its public fields mirror formats
 // documented elsewhere (the manifest, config/memaudit.toml, the verdict JSON in the README).
 #[allow(missing_docs)]
@@ -30,6 +31,7 @@ pub mod part;
 pub mod reader;
 pub mod remove;
 pub mod search;
+pub mod upgrade;
 // Documentation debt (Cargo.toml [lints] missing_docs): its public fields mirror formats
 // documented elsewhere (the manifest, config/memaudit.toml, the verdict JSON in the README).
 #[allow(missing_docs)]

@@ -8,9 +8,11 @@
 //! bounds-checked, so a corrupted file can give a wrong answer for the corrupted region but can never
 //! make a query panic or read outside its mapping.
 
+use super::filter::{Presence, BLOCK_BYTES};
 use super::format::{
-    is_shard_file_name, FileHeader, FileKind, Manifest, ShardEntry, U32s, U64s, FORMAT_NAME,
-    FORMAT_VERSION, HEADER_LEN, MANIFEST,
+    check_header, is_filter_file_name, is_shard_file_name, FileEntry, FileHeader, FileKind,
+    Manifest, ShardEntry, U32s, U64s, FILTER_TAG, FORMAT_NAME, FORMAT_VERSION, HEADER_LEN,
+    MANIFEST,
 };
 use crate::corpus::normalize::Normalizer;
 use memmap2::Mmap;
@@ -74,13 +76,15 @@ impl Mapped {
     pub(crate) fn bytes(&self) -> &[u8] {
         &self.map[HEADER_LEN..]
     }
+
+    /// The file as it was when mapped.
+    pub(crate) fn file_id(&self) -> FileId {
+        self.id
+    }
 }
 
-// One of the two places with `unsafe` (Cargo.toml [lints]): mapping an index file.
-#[allow(unsafe_code)]
 fn map_file(dir: &Path, entry: &ShardEntry, kind: FileKind) -> Result<Mapped, OpenError> {
     let expected = entry.file(kind);
-    let path = dir.join(&expected.name);
     if !is_shard_file_name(&expected.name, kind) {
         return Err(OpenError::BadManifest {
             path: dir.join(MANIFEST),
@@ -93,6 +97,40 @@ fn map_file(dir: &Path, entry: &ShardEntry, kind: FileKind) -> Result<Mapped, Op
             ),
         });
     }
+    map_checked(dir, expected, |bytes| {
+        FileHeader::check(bytes, kind, entry.count(kind))
+    })
+}
+
+/// Maps presence-filter file `entry` of `blocks` blocks.
+pub(crate) fn map_filter(dir: &Path, entry: &FileEntry, blocks: u64) -> Result<Mapped, OpenError> {
+    if !is_filter_file_name(&entry.name) {
+        return Err(OpenError::BadManifest {
+            path: dir.join(MANIFEST),
+            reason: format!(
+                "the filter lists file {:?} (expected filter-*.filter)",
+                entry.name
+            ),
+        });
+    }
+    map_checked(dir, entry, |bytes| {
+        check_header(bytes, FILTER_TAG, BLOCK_BYTES as u64, blocks)
+    })
+}
+
+/// Maps the text file of shard `entry` (what a writer reads a shard's text from).
+pub(crate) fn map_text(dir: &Path, entry: &ShardEntry) -> Result<Mapped, OpenError> {
+    map_file(dir, entry, FileKind::Text)
+}
+
+// One of the two places with `unsafe` (Cargo.toml [lints]): mapping an index file.
+#[allow(unsafe_code)]
+fn map_checked(
+    dir: &Path,
+    expected: &FileEntry,
+    check: impl Fn(&[u8]) -> Result<(), String>,
+) -> Result<Mapped, OpenError> {
+    let path = dir.join(&expected.name);
     let file = File::open(&path).map_err(|cause| OpenError::Io {
         path: path.clone(),
         cause,
@@ -120,8 +158,7 @@ fn map_file(dir: &Path, entry: &ShardEntry, kind: FileKind) -> Result<Mapped, Op
         path: path.clone(),
         cause,
     })?;
-    FileHeader::check(&map, kind, entry.count(kind))
-        .map_err(|reason| OpenError::Corrupt { path, reason })?;
+    check(&map).map_err(|reason| OpenError::Corrupt { path, reason })?;
     Ok(Mapped {
         map,
         id: FileId::of(&meta),
@@ -358,6 +395,8 @@ pub struct Index {
     pub manifest: Manifest,
     pub normalizer: Normalizer,
     pub shards: Vec<Shard>,
+    /// The presence filter, when the index has one ([`super::filter`]).
+    pub presence: Option<Presence>,
 }
 
 impl Index {
@@ -427,7 +466,7 @@ impl Index {
             })?;
         // The id names the exact contents in verdicts and tells a reloading daemon whether
         // anything changed: one that does not match them is refused, never trusted.
-        let computed = Manifest::compute_id(&manifest.shards, &manifest.removed);
+        let computed = manifest.id();
         if manifest.index_id != computed {
             return Err(OpenError::BadManifest {
                 path,
@@ -468,11 +507,33 @@ impl Index {
             .iter()
             .map(|e| Shard::open(&dir, e, &manifest.removed))
             .collect::<Result<Vec<_>, _>>()?;
+        let presence = match &manifest.filter {
+            None => None,
+            Some(set) => {
+                if !set.params.valid() || set.files.is_empty() {
+                    return Err(OpenError::BadManifest {
+                        path,
+                        reason: format!("the filter's parameters {:?} are not valid", set.params),
+                    });
+                }
+                let files = set
+                    .files
+                    .iter()
+                    .map(|f| map_filter(&dir, &f.file, f.blocks))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Some(Presence {
+                    params: set.params,
+                    files,
+                    entries: set.files.iter().map(|f| f.file.clone()).collect(),
+                })
+            }
+        };
         Ok(Index {
             normalizer: Normalizer::new(manifest.normalization),
             dir,
             manifest,
             shards,
+            presence,
         })
     }
 

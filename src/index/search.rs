@@ -510,6 +510,41 @@ impl Runs {
         });
     }
 
+    /// Adds `more`, runs found in `t[offset..]` after every span here, grouped as if found
+    /// one by one: only the first of them may join the last run here, member by member (once
+    /// one member does not join, the rest group among themselves as they are).
+    pub fn append(&mut self, t: &[u8], more: &Runs, offset: usize) {
+        let mut rest = more.runs.iter().map(|r| Run {
+            start: r.start + offset,
+            end: r.end + offset,
+            ..*r
+        });
+        let Some(first) = rest.next() else {
+            return;
+        };
+        let before = self.runs.len();
+        self.push(t, first.start, first.end);
+        let joined = self.runs.len() == before;
+        if first.repeats > 1 {
+            let last = self.runs.last_mut().expect("just pushed");
+            if joined && last.period == first.period {
+                last.repeats += first.repeats - 1;
+            } else if !joined {
+                // The first member began a run of its own: it is `first` itself.
+                *last = first;
+            } else {
+                // The first member joined with another period: the others run on their own.
+                self.runs.push(Run {
+                    start: first.start + first.period,
+                    end: first.end + first.period,
+                    period: if first.repeats > 2 { first.period } else { 0 },
+                    repeats: first.repeats - 1,
+                });
+            }
+        }
+        self.runs.extend(rest);
+    }
+
     /// Every member of every run, in order: the maximal spans.
     pub fn spans(&self) -> Vec<(usize, usize)> {
         self.runs.iter().flat_map(|r| r.members()).collect()
@@ -722,7 +757,44 @@ impl Index {
     /// in `(s0, s]` repeat, shifted by `r·p`, for every `r` with `e⁺ + r·p ≤ z`, and the state
     /// after them is `(j, e)` shifted likewise. The search resumes there, near the end of the
     /// stretch: a periodic text of any length costs a few periods' searches and a scan.
+    ///
+    /// **The presence filter** ([`super::filter`]), when the index has one and `min_chars` is at
+    /// least its reach: only the filter's segments of `t` are searched, each on its own, since
+    /// every span lies inside one and whether a span is maximal is decided inside it (a longer
+    /// match holding it would be a span of the same segment). Novel text reads no suffix array.
     pub fn maximal_runs(&self, t: &[u8], min_chars: usize, budget: &Budget) -> Found {
+        let Some(segments) = self.filter_segments(t, min_chars) else {
+            return self.search_runs(t, min_chars, budget, 0);
+        };
+        let mut found = Found {
+            runs: Runs::default(),
+            checked: t.len(),
+        };
+        for (a, c) in segments {
+            let a = next_char_start(t, a);
+            if a >= c {
+                continue;
+            }
+            let part = self.search_runs(&t[a..c], min_chars, budget, found.runs.runs.len());
+            found.runs.append(t, &part.runs, a);
+            if part.checked < c - a {
+                found.checked = a + part.checked;
+                break;
+            }
+        }
+        found
+    }
+
+    /// The presence filter's segments of `t` ([`super::filter::segments`]), when the filter
+    /// applies to spans of `min_chars` characters (each of which is at least as many bytes).
+    pub fn filter_segments(&self, t: &[u8], min_chars: usize) -> Option<Vec<(usize, usize)>> {
+        let presence = self.presence.as_ref()?;
+        (min_chars >= presence.params.reach()).then(|| presence.segments(t))
+    }
+
+    /// [`Index::maximal_runs`] searching all of `t`, after `prior_runs` runs found elsewhere in
+    /// the text (they count against the budget's cap on spans).
+    fn search_runs(&self, t: &[u8], min_chars: usize, budget: &Budget, prior_runs: usize) -> Found {
         let n = t.len();
         let min_chars = min_chars.max(1);
         let chars = |a: usize, b: usize| t[a..b].iter().filter(|&&c| (c & 0xC0) != 0x80).count();
@@ -836,7 +908,7 @@ impl Index {
                 continue;
             }
             found.runs.push(t, start, end);
-            if !budget.spans_ok(found.runs.runs.len()) {
+            if !budget.spans_ok(prior_runs + found.runs.runs.len()) {
                 break j;
             }
             recent.push_back((start, end));
@@ -872,7 +944,7 @@ impl Index {
                     // Every member from the period's spans on lies in the stretch
                     // `[s - p + 1, z)`, which repeats with period p.
                     found.runs.push_within(t, x + r * p, y + r * p, p);
-                    if !budget.spans_ok(found.runs.runs.len()) {
+                    if !budget.spans_ok(prior_runs + found.runs.runs.len()) {
                         break 'search x + r * p + 1;
                     }
                 }

@@ -65,28 +65,37 @@ fn hash_file(path: &std::path::Path) -> std::io::Result<String> {
     Ok(h.finalize().to_hex().to_string())
 }
 
-/// Recomputes the BLAKE3 checksum of every shard file of `index` except those `skip` trusts;
-/// returns one problem per file that does not match its manifest entry, the file named.
-pub fn checksum_files(
-    index: &Index,
-    skip: impl Fn(&Shard, FileKind, &FileEntry) -> bool,
-) -> Vec<String> {
+/// Every file `index` mapped, with its manifest record and identity as mapped: the shards'
+/// files, then the presence filter's.
+fn mapped_files(index: &Index) -> Vec<(&FileEntry, FileId)> {
+    let shards = index
+        .shards
+        .iter()
+        .flat_map(|s| FileKind::ALL.map(|k| (s.entry.file(k), s.file_id(k))));
+    let filters = index
+        .presence
+        .iter()
+        .flat_map(|p| p.entries.iter().zip(p.files.iter().map(|f| f.file_id())));
+    shards.chain(filters).collect()
+}
+
+/// Recomputes the BLAKE3 checksum of every file of `index` (shards and filter) except those
+/// `skip` trusts; returns one problem per file that does not match its manifest entry, the
+/// file named.
+pub fn checksum_files(index: &Index, skip: impl Fn(&FileEntry, FileId) -> bool) -> Vec<String> {
     let mut problems = Vec::new();
-    for shard in &index.shards {
-        for kind in FileKind::ALL {
-            let entry = shard.entry.file(kind);
-            if skip(shard, kind, entry) {
-                continue;
-            }
-            let path = index.dir.join(&entry.name);
-            match hash_file(&path) {
-                Ok(sum) if sum == entry.blake3 => {}
-                Ok(_) => problems.push(format!(
-                    "{}: checksum does not match the manifest (the file's contents changed)",
-                    path.display()
-                )),
-                Err(e) => problems.push(format!("{}: cannot read: {e}", path.display())),
-            }
+    for (entry, id) in mapped_files(index) {
+        if skip(entry, id) {
+            continue;
+        }
+        let path = index.dir.join(&entry.name);
+        match hash_file(&path) {
+            Ok(sum) if sum == entry.blake3 => {}
+            Ok(_) => problems.push(format!(
+                "{}: checksum does not match the manifest (the file's contents changed)",
+                path.display()
+            )),
+            Err(e) => problems.push(format!("{}: cannot read: {e}", path.display())),
         }
     }
     problems
@@ -152,14 +161,12 @@ pub fn open_next(dir: &std::path::Path, current: &Index) -> Result<Index> {
     // A file `current` holds (same name, same checksum claim) and that is still the file it
     // mapped (same inode, size and modification time) is not read again; one replaced or
     // rewritten under its name since (`cp backup/* idx/`) is.
-    let known: std::collections::HashSet<(&str, &str, FileId)> = current
-        .shards
-        .iter()
-        .flat_map(|s| FileKind::ALL.map(|k| (s.entry.file(k), s.file_id(k))))
+    let known: std::collections::HashSet<(&str, &str, FileId)> = mapped_files(current)
+        .into_iter()
         .map(|(f, id)| (f.name.as_str(), f.blake3.as_str(), id))
         .collect();
-    let problems = checksum_files(&next, |shard, kind, f| {
-        known.contains(&(f.name.as_str(), f.blake3.as_str(), shard.file_id(kind)))
+    let problems = checksum_files(&next, |f, id| {
+        known.contains(&(f.name.as_str(), f.blake3.as_str(), id))
     });
     if !problems.is_empty() {
         anyhow::bail!("{}", problems.join("; "));
@@ -177,12 +184,12 @@ pub fn verify(dir: &std::path::Path, opts: VerifyOptions) -> Result<VerifyReport
         hidden_not_erased: index.manifest.removed.len() as u64,
         ..Default::default()
     };
-    report.problems = checksum_files(&index, |_, _, _| false);
+    report.problems = checksum_files(&index, |_, _| false);
+    for (entry, _) in mapped_files(&index) {
+        report.files_checked += 1;
+        report.bytes_hashed += entry.bytes;
+    }
     for shard in &index.shards {
-        for kind in FileKind::ALL {
-            report.files_checked += 1;
-            report.bytes_hashed += shard.entry.file(kind).bytes;
-        }
         check_documents(&index, shard, &mut report);
         check_erased(&index, shard, &mut report);
         check_suffixes(&index, shard, opts, &mut report);
@@ -344,6 +351,8 @@ pub struct Stats {
     pub text_bytes: u64,
     pub input_bytes: u64,
     pub index_bytes: u64,
+    /// Of `index_bytes`, the presence filter's files (0 without one).
+    pub filter_bytes: u64,
     pub skipped: u64,
     pub sources: usize,
     pub sa_algorithm: String,
@@ -374,10 +383,11 @@ pub fn stats(index: &Index) -> Stats {
         documents: m.totals.documents,
         text_bytes: m.totals.text_bytes,
         input_bytes: m.totals.input_bytes,
-        index_bytes: m
-            .shards
+        index_bytes: mapped_files(index).iter().map(|(f, _)| f.bytes).sum(),
+        filter_bytes: index
+            .presence
             .iter()
-            .flat_map(|s| FileKind::ALL.map(|k| s.file(k).bytes))
+            .flat_map(|p| p.entries.iter().map(|f| f.bytes))
             .sum(),
         skipped: m.totals.skipped,
         sources: m.sources.len(),

@@ -4,6 +4,7 @@
 
 use memaudit::corpus::normalize::Normalization;
 use memaudit::index::build::{build, BuildOptions, SaAlgorithm};
+use memaudit::index::format::FilterParams;
 use memaudit::index::Index;
 use std::path::{Path, PathBuf};
 
@@ -32,8 +33,18 @@ pub fn options(out: PathBuf, inputs: Vec<PathBuf>, shard_bytes: u64) -> BuildOpt
         algorithm: SaAlgorithm::Libsais,
         progress: false,
         part: None,
+        filter: SHORT_FILTER,
     }
 }
+
+/// The presence filter the tests build with: a reach of 6 bytes, so that the short spans of
+/// small test corpora are found through it (a query whose minimum span is shorter searches
+/// everything, which the same tests cover). Real builds use `FilterParams::current()`.
+pub const SHORT_FILTER: FilterParams = FilterParams {
+    kgram: 3,
+    window: 4,
+    bits_per_key: 14,
+};
 
 /// Builds an index of `docs` in `dir/index` with shards of `shard_bytes`, and opens it with its
 /// search sample read, as the daemon does (`Index::open` alone gives one without).

@@ -1,0 +1,413 @@
+//! The presence filter: a Bloom filter of the corpus's sampled windows, consulted before any
+//! suffix-array search, so that novel text never touches the arrays and the rest of a text is
+//! searched only where a copy can be.
+//!
+//! **What goes in.** Every `kgram`-byte substring of a shard's text has a 64-bit hash ([`kgram_keys`]).
+//! Of every `window` consecutive k-grams the one with the least hash is the window's *minimizer*
+//! (the leftmost, on ties); the filter holds the hashes of all minimizers of the shard texts.
+//! Which k-gram is chosen depends only on the window's bytes.
+//!
+//! **The guarantee.** A window covers `reach = kgram + window − 1` bytes. If a string of at least
+//! `reach` bytes occurs in a document, every window inside it occurs there too, with the same
+//! minimizer, so every such window of a query *hits* the filter. Hence every occurring string
+//! of at least `reach` bytes lies inside `[a, b + reach)` for a run `a..=b` of consecutive hitting
+//! windows of the query ([`Presence::segments`]). A span shorter than `reach` bytes (a
+//! minimum span of fewer characters than that, or near-verbatim seeds) gets no such promise:
+//! then the whole text is searched, as without a filter.
+//!
+//! **The filter.** A blocked Bloom filter: a key sets one bit in each of the eight 64-bit words
+//! of one 64-byte block, so a lookup is one cache line. Sized at [`BITS_PER_KEY`] bits per
+//! expected minimizer (`2 / (window + 1)` per text byte); the false-positive rate is measured by
+//! `cargo bench --bench scale`. A false positive only costs a search.
+//!
+//! **Files.** An index holds one filter file per writer operation that added text (a build, each
+//! merged part, each `index add`); `index compact` and `index upgrade` write one for everything.
+//! Their union covers every shard (stale keys of removed documents only cost false positives).
+//! Files are mapped, never copied, so daemons on one node share one copy in the page cache.
+
+use super::build::HashingWriter;
+use super::format::{
+    encode_header, FileEntry, FilterFileEntry, FilterParams, ShardEntry, FILTER_TAG,
+};
+use anyhow::{Context, Result};
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Bytes of a k-gram. Long enough that a novel text's windows seldom occur by chance in a large
+/// corpus, short enough that `reach` stays under the default minimum span.
+pub const KGRAM: u32 = 24;
+/// K-grams per window: with [`KGRAM`], `reach` is 48 bytes, under the default 50-character
+/// minimum span ([`crate::index::DEFAULT_MIN_LEN`]).
+pub const WINDOW: u32 = 25;
+/// Filter bits per expected minimizer.
+pub const BITS_PER_KEY: u32 = 14;
+/// Bytes of one block (one cache line).
+pub const BLOCK_BYTES: usize = 64;
+
+impl FilterParams {
+    /// The parameters new filters are built with.
+    pub fn current() -> FilterParams {
+        FilterParams {
+            kgram: KGRAM,
+            window: WINDOW,
+            bits_per_key: BITS_PER_KEY,
+        }
+    }
+
+    /// Bytes a window covers: every occurring string this long hits the filter.
+    pub fn reach(&self) -> usize {
+        (self.kgram + self.window - 1) as usize
+    }
+
+    /// Whether these parameters are ones this version can read (a k-gram and a window of at
+    /// least one).
+    pub fn valid(&self) -> bool {
+        (1..=1024).contains(&self.kgram)
+            && (1..=1024).contains(&self.window)
+            && (1..=64).contains(&self.bits_per_key)
+    }
+
+    /// Blocks of a filter for `text_bytes` of text.
+    pub fn blocks_for(&self, text_bytes: u64) -> u64 {
+        let keys = text_bytes.saturating_mul(2) / (self.window as u64 + 1) + 1;
+        (keys.saturating_mul(self.bits_per_key as u64)).div_ceil(8 * BLOCK_BYTES as u64)
+    }
+}
+
+/// The final mixing step of MurmurHash3: spreads a rolling hash's bits over the whole word, so
+/// that minimizers are chosen as by a random order.
+#[inline]
+fn mix(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
+/// Base of the polynomial rolling hash (odd, so powers never vanish modulo 2^64).
+const BASE: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// Calls `f(i, key)` for every k-gram `t[i..i + kgram]`, in order.
+pub fn kgram_keys(t: &[u8], kgram: usize, mut f: impl FnMut(usize, u64)) {
+    if kgram == 0 || t.len() < kgram {
+        return;
+    }
+    // BASE^kgram: what the byte leaving the k-gram was multiplied by, one step on.
+    let top = (0..kgram).fold(1u64, |p, _| p.wrapping_mul(BASE));
+    let mut h = 0u64;
+    for (i, &b) in t.iter().enumerate() {
+        h = h.wrapping_mul(BASE).wrapping_add(b as u64 + 1);
+        if i >= kgram {
+            h = h.wrapping_sub((t[i - kgram] as u64 + 1).wrapping_mul(top));
+        }
+        if i + 1 >= kgram {
+            f(i + 1 - kgram, mix(h));
+        }
+    }
+}
+
+/// Calls `f(j, m, key)` for every window `j` (the k-grams starting at `j .. j + window`, the bytes
+/// `t[j .. j + reach]`), in order, with its minimizer's position `m` and hash `key`.
+pub fn minimizers(t: &[u8], params: &FilterParams, mut f: impl FnMut(usize, usize, u64)) {
+    let (k, w) = (params.kgram as usize, params.window as usize);
+    // Candidates of the current window, increasing in hash, leftmost first among equals.
+    let mut queue: VecDeque<(u64, usize)> = VecDeque::with_capacity(w + 1);
+    kgram_keys(t, k, |i, key| {
+        while queue.back().is_some_and(|&(b, _)| b > key) {
+            queue.pop_back();
+        }
+        queue.push_back((key, i));
+        if i + 1 >= w {
+            let j = i + 1 - w;
+            while queue.front().is_some_and(|&(_, p)| p < j) {
+                queue.pop_front();
+            }
+            let &(key, m) = queue.front().expect("the newest k-gram is queued");
+            f(j, m, key);
+        }
+    });
+}
+
+/// Where a key's bits are: its block, and the bit of each of the block's eight words.
+#[inline]
+fn place(key: u64, blocks: u64) -> (usize, [u64; 8]) {
+    // A minimizer's hash is the least of its window's, so its high bits lean to zero: the block
+    // is chosen from a fresh mix of it.
+    let block = ((mix(key ^ 0x2545_f491_4f6c_dd1d) as u128 * blocks as u128) >> 64) as usize;
+    let h = mix(key ^ 0x5bd1_e995_5bd1_e995);
+    let mut bits = [0u64; 8];
+    for (w, bit) in bits.iter_mut().enumerate() {
+        *bit = 1 << ((h >> (6 * w)) & 63);
+    }
+    (block, bits)
+}
+
+/// A filter being built: blocks of atomic words, so shards insert in parallel.
+pub struct FilterBuilder {
+    params: FilterParams,
+    words: Vec<AtomicU64>,
+    inserted: AtomicU64,
+}
+
+impl FilterBuilder {
+    /// An empty filter sized for `text_bytes` of text.
+    pub fn new(params: FilterParams, text_bytes: u64) -> FilterBuilder {
+        let blocks = params.blocks_for(text_bytes).max(1) as usize;
+        FilterBuilder {
+            params,
+            words: (0..blocks * 8).map(|_| AtomicU64::new(0)).collect(),
+            inserted: AtomicU64::new(0),
+        }
+    }
+
+    /// Inserts every minimizer of `text` (a shard's whole text: windows across a document's end
+    /// only add keys).
+    pub fn insert_text(&self, text: &[u8]) {
+        let blocks = (self.words.len() / 8) as u64;
+        let mut last = usize::MAX;
+        let mut n = 0u64;
+        minimizers(text, &self.params, |_, m, key| {
+            if m != last {
+                last = m;
+                n += 1;
+                let (block, bits) = place(key, blocks);
+                for (w, bit) in bits.iter().enumerate() {
+                    self.words[block * 8 + w].fetch_or(*bit, Ordering::Relaxed);
+                }
+            }
+        });
+        self.inserted.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Minimizer positions inserted so far (a key chosen by several windows counts once).
+    pub fn inserted(&self) -> u64 {
+        self.inserted.load(Ordering::Relaxed)
+    }
+
+    /// Blocks of the filter.
+    pub fn blocks(&self) -> u64 {
+        (self.words.len() / 8) as u64
+    }
+
+    /// The filter's bytes as they are stored (little-endian words).
+    pub fn bytes(&self) -> impl Iterator<Item = [u8; 8]> + '_ {
+        self.words
+            .iter()
+            .map(|w| w.load(Ordering::Relaxed).to_le_bytes())
+    }
+}
+
+/// Builds one filter file, `dir/name`, holding the minimizers of the texts of `shards` (whose
+/// files are in `dir` too), with `params`. Shards are read in parallel from
+/// their mapped files; the filter is built in memory (its size: [`FilterParams::blocks_for`]).
+pub fn write(
+    dir: &Path,
+    shards: &[ShardEntry],
+    params: FilterParams,
+    name: String,
+) -> Result<FilterFileEntry> {
+    use rayon::prelude::*;
+    let text_bytes: u64 = shards.iter().map(|s| s.text_bytes).sum();
+    let builder = FilterBuilder::new(params, text_bytes);
+    shards.par_iter().try_for_each(|s| -> Result<()> {
+        let text = super::reader::map_text(dir, s)?;
+        builder.insert_text(text.bytes());
+        Ok(())
+    })?;
+    let mut w =
+        HashingWriter::create_with(dir, name, &encode_header(FILTER_TAG, builder.blocks()))?;
+    let mut buf = Vec::with_capacity(1 << 20);
+    for word in builder.bytes() {
+        buf.extend_from_slice(&word);
+        if buf.len() >= 1 << 20 {
+            w.write(&buf)?;
+            buf.clear();
+        }
+    }
+    w.write(&buf)?;
+    let file = w.finish().context("writing the presence filter")?;
+    Ok(FilterFileEntry {
+        file,
+        blocks: builder.blocks(),
+        keys: builder.inserted(),
+        text_bytes,
+    })
+}
+
+/// One mapped filter file's blocks.
+#[derive(Clone, Copy)]
+pub struct Blocks<'a>(pub &'a [u8]);
+
+impl Blocks<'_> {
+    /// Whether `key` may have been inserted (false: it certainly was not).
+    #[inline]
+    pub fn contains(&self, key: u64) -> bool {
+        let blocks = (self.0.len() / BLOCK_BYTES) as u64;
+        if blocks == 0 {
+            return false;
+        }
+        let (block, bits) = place(key, blocks);
+        let b = &self.0[block * BLOCK_BYTES..(block + 1) * BLOCK_BYTES];
+        bits.iter().enumerate().all(|(w, &bit)| {
+            let word = u64::from_le_bytes(b[w * 8..w * 8 + 8].try_into().expect("8 bytes"));
+            word & bit != 0
+        })
+    }
+}
+
+/// The filter of one open index: its parameters and the union of its files.
+pub struct Presence {
+    /// The parameters every file was built with.
+    pub params: FilterParams,
+    pub(crate) files: Vec<super::reader::Mapped>,
+    /// The manifest's records of the files, in the same order.
+    pub entries: Vec<FileEntry>,
+}
+
+impl Presence {
+    /// Whether any file may hold `key`.
+    #[inline]
+    pub fn contains(&self, key: u64) -> bool {
+        self.files.iter().any(|f| Blocks(f.bytes()).contains(key))
+    }
+
+    /// [`segments`] of `t` against this index's files.
+    pub fn segments(&self, t: &[u8]) -> Vec<(usize, usize)> {
+        segments(t, &self.params, |key| self.contains(key))
+    }
+}
+
+/// The stretches `[start, end)` of normalized text `t` that can hold a string of at least
+/// `reach` bytes occurring in the corpus, in order: for each run of consecutive windows whose
+/// minimizer the filter may hold (`contains`), from its first window's start to its last
+/// window's end, widened to a character boundary. Outside them no such string occurs (the
+/// module's guarantee). Each distinct minimizer is looked up once.
+pub fn segments(
+    t: &[u8],
+    params: &FilterParams,
+    contains: impl Fn(u64) -> bool,
+) -> Vec<(usize, usize)> {
+    let reach = params.reach();
+    let mut out: Vec<(usize, usize)> = Vec::new();
+    let close = |(a, b): (usize, usize), out: &mut Vec<(usize, usize)>| {
+        let mut end = (b + reach).min(t.len());
+        while end < t.len() && (t[end] & 0xC0) == 0x80 {
+            end += 1;
+        }
+        out.push((a, end));
+    };
+    let (mut last_m, mut last_hit) = (usize::MAX, false);
+    let mut run: Option<(usize, usize)> = None; // first and last hitting window
+    minimizers(t, params, |j, m, key| {
+        if m != last_m {
+            last_m = m;
+            last_hit = contains(key);
+        }
+        match (&mut run, last_hit) {
+            (Some((_, b)), true) => *b = j,
+            (None, true) => run = Some((j, j)),
+            (Some(r), false) => {
+                close(*r, &mut out);
+                run = None;
+            }
+            (None, false) => {}
+        }
+    });
+    if let Some(r) = run {
+        close(r, &mut out);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive_minimizers(t: &[u8], p: &FilterParams) -> Vec<(usize, u64)> {
+        let (k, w) = (p.kgram as usize, p.window as usize);
+        let mut keys = Vec::new();
+        kgram_keys(t, k, |_, key| keys.push(key));
+        (0..keys.len().saturating_sub(w - 1))
+            .map(|j| {
+                let m = (j..j + w).min_by_key(|&i| (keys[i], i)).expect("w ≥ 1");
+                (m, keys[m])
+            })
+            .collect()
+    }
+
+    #[test]
+    fn rolling_hash_is_the_hash_of_the_bytes() {
+        let t = b"the quick brown fox jumps over the lazy dog, the quick brown fox";
+        let mut at = Vec::new();
+        kgram_keys(t, 10, |i, key| at.push((i, key)));
+        assert_eq!(at.len(), t.len() - 9);
+        // The same 10 bytes hash the same wherever they are.
+        let first = at[0].1;
+        let again = at
+            .iter()
+            .find(|&&(i, _)| i > 0 && &t[i..i + 10] == b"the quick ");
+        assert_eq!(again.map(|&(_, k)| k), Some(first));
+        let mut alone = Vec::new();
+        kgram_keys(&t[..10], 10, |_, key| alone.push(key));
+        assert_eq!(alone, vec![first]);
+    }
+
+    #[test]
+    fn minimizers_match_the_definition() {
+        let p = FilterParams {
+            kgram: 4,
+            window: 5,
+            bits_per_key: 10,
+        };
+        for t in [
+            &b"abababababababababab"[..],
+            b"****************************",
+            b"a short text, then a longer one with some words repeated: words words words",
+            b"abc",
+        ] {
+            let mut got = Vec::new();
+            minimizers(t, &p, |j, m, key| got.push((j, m, key)));
+            let want = naive_minimizers(t, &p);
+            assert_eq!(got.len(), want.len());
+            for (j, &(m, key)) in want.iter().enumerate() {
+                assert_eq!(got[j], (j, m, key));
+            }
+        }
+    }
+
+    /// Every string of at least `reach` bytes of an inserted text lies inside one of a query's
+    /// segments, wherever it sits in the query; text never inserted mostly has none.
+    #[test]
+    fn an_occurring_string_is_inside_a_segment() {
+        let p = FilterParams::current();
+        let corpus: Vec<u8> = (0..20_000u32)
+            .flat_map(|i| {
+                format!("line {i} of the corpus says {}. ", i * 7919 % 10007).into_bytes()
+            })
+            .collect();
+        let b = FilterBuilder::new(p, corpus.len() as u64);
+        b.insert_text(&corpus);
+        let bytes: Vec<u8> = b.bytes().flatten().collect();
+        let filter = |t: &[u8]| segments(t, &p, |key| Blocks(&bytes).contains(key));
+        for (start, len) in [(0usize, 48usize), (1000, 60), (123_456, 300), (400_000, 49)] {
+            let copy = &corpus[start..start + len];
+            for pad in [0usize, 1, 7, 100] {
+                let mut q = vec![b'#'; pad];
+                q.extend_from_slice(copy);
+                q.extend_from_slice(&vec![b'%'; pad]);
+                let segs = filter(&q);
+                assert!(
+                    segs.iter().any(|&(a, e)| a <= pad && pad + len <= e),
+                    "copy at {start}+{len}, pad {pad}: {segs:?}"
+                );
+            }
+        }
+        let novel: Vec<u8> = (0..2000u32)
+            .flat_map(|i| format!("zq{i}xv ").into_bytes())
+            .collect();
+        let segs = filter(&novel);
+        assert!(segs.len() <= 3, "{} false segments", segs.len());
+    }
+}
