@@ -107,11 +107,6 @@ fn mb(b: u64) -> f64 {
     b as f64 / 1e6
 }
 
-/// Runs `scripts/peer-infini-gram.py` and parses the JSON it prints.
-fn peer(py: &Path, args: &[&Path]) -> serde_json::Value {
-    common::python_json(py, "scripts/peer-infini-gram.py", args)
-}
-
 /// One line of build figures.
 fn print_build(label: &str, b: &BuildFigures) {
     println!(
@@ -121,33 +116,6 @@ fn print_build(label: &str, b: &BuildFigures) {
         b.peak_rss as f64 / (1 << 20) as f64,
         b.peak_rss as f64 / b.shard_bytes as f64
     );
-}
-
-fn peer_python() -> PathBuf {
-    let venv = PathBuf::from("bench-data/peer-venv");
-    let py = venv.join("bin/python");
-    if !py.exists() {
-        eprintln!("installing the peer (infini-gram 2.6.0 and transformers, which its indexer imports) into {}", venv.display());
-        assert!(Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .unwrap()
-            .success());
-        assert!(Command::new(&py)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "-q",
-                "infini-gram==2.6.0",
-                "transformers"
-            ])
-            .status()
-            .unwrap()
-            .success());
-    }
-    py
 }
 
 fn main() {
@@ -194,7 +162,7 @@ fn main() {
     }
 
     let peer_build = if a.peer {
-        let py = peer_python();
+        let py = common::infini_gram_python();
         let data = PathBuf::from("bench-data/peer-data");
         let save = PathBuf::from("bench-data/peer-index");
         let _ = std::fs::remove_dir_all(&data);
@@ -203,7 +171,7 @@ fn main() {
         std::fs::hard_link(&a.corpus, data.join("corpus.jsonl"))
             .or_else(|_| std::fs::copy(&a.corpus, data.join("corpus.jsonl")).map(|_| ()))
             .unwrap();
-        let v = peer(&py, &[Path::new("build"), &data, &save]);
+        let v = common::infini_gram(&py, &[Path::new("build"), &data, &save]);
         let (secs, bytes, rss) = (
             v["seconds"].as_f64().unwrap(),
             v["input_bytes"].as_u64().unwrap(),
@@ -303,7 +271,7 @@ fn main() {
         for (set, ours) in sets.iter().zip(&ours_by_set) {
             let qfile = PathBuf::from("bench-data/peer-queries.json");
             std::fs::write(&qfile, serde_json::to_string(&set.texts).unwrap()).unwrap();
-            let v = peer(&py, &[Path::new("attribute"), &save, &qfile]);
+            let v = common::infini_gram(&py, &[Path::new("attribute"), &save, &qfile]);
             let lat: Vec<f64> = v["latencies_ms"]
                 .as_array()
                 .unwrap()

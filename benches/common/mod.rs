@@ -55,6 +55,44 @@ pub fn run_peer(script: &str, model: &Path, file: &Path, query: &str) -> serde_j
     python_json(&peer_python(), script, &[model, file])
 }
 
+/// Python with the peer span finder, infini-gram 2.6.0 (and transformers, which its indexer
+/// imports), installed into `bench-data/peer-venv` on first use.
+pub fn infini_gram_python() -> PathBuf {
+    let venv = PathBuf::from("bench-data/peer-venv");
+    let py = venv.join("bin/python");
+    if !py.exists() {
+        eprintln!(
+            "installing the peer (infini-gram 2.6.0 and transformers) into {}",
+            venv.display()
+        );
+        assert!(Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .unwrap()
+            .success());
+        assert!(Command::new(&py)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "infini-gram==2.6.0",
+                "transformers"
+            ])
+            .status()
+            .unwrap()
+            .success());
+    }
+    py
+}
+
+/// Runs `scripts/peer-infini-gram.py ARGS` (`build DATA SAVE` or `attribute SAVE QUERIES.json`)
+/// and returns the JSON it prints.
+pub fn infini_gram(py: &Path, args: &[&Path]) -> serde_json::Value {
+    python_json(py, "scripts/peer-infini-gram.py", args)
+}
+
 /// Runs the Python `script` with `args` under `py` and returns the JSON it prints; panics with
 /// its standard error when it fails.
 pub fn python_json(py: &Path, script: &str, args: &[&Path]) -> serde_json::Value {

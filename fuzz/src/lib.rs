@@ -88,6 +88,7 @@ fn build_index(name: &str, docs: &[String]) -> PathBuf {
             kgram: 3,
             window: 4,
             bits_per_key: 14,
+            route_bits_per_key: 14,
         },
     })
     .expect("the adversarial corpus builds");

@@ -113,6 +113,7 @@ pub fn add(dir: &Path, opts: &AddOptions) -> Result<AddSummary> {
             std::fs::rename(work.join(&f.file.name), dir.join(&name))
                 .with_context(|| format!("cannot move {} into the index", f.file.name))?;
             f.file.name = name;
+            f.first_shard += base_shard;
             have.files.push(f);
         }
     } else if manifest.filter.is_some() {

@@ -26,9 +26,7 @@
 //! Files are mapped, never copied, so daemons on one node share one copy in the page cache.
 
 use super::build::HashingWriter;
-use super::format::{
-    encode_header, FileEntry, FilterFileEntry, FilterParams, ShardEntry, FILTER_TAG,
-};
+use super::format::{encode_header, FilterFileEntry, FilterParams, ShardEntry, FILTER_TAG};
 use anyhow::{Context, Result};
 use std::collections::VecDeque;
 use std::path::Path;
@@ -42,6 +40,8 @@ pub const KGRAM: u32 = 24;
 pub const WINDOW: u32 = 25;
 /// Filter bits per expected minimizer.
 pub const BITS_PER_KEY: u32 = 14;
+/// Routing-slot bits per expected minimizer of a shard.
+pub const ROUTE_BITS_PER_KEY: u32 = 10;
 /// Bytes of one block (one cache line).
 pub const BLOCK_BYTES: usize = 64;
 
@@ -52,6 +52,7 @@ impl FilterParams {
             kgram: KGRAM,
             window: WINDOW,
             bits_per_key: BITS_PER_KEY,
+            route_bits_per_key: ROUTE_BITS_PER_KEY,
         }
     }
 
@@ -66,12 +67,15 @@ impl FilterParams {
         (1..=1024).contains(&self.kgram)
             && (1..=1024).contains(&self.window)
             && (1..=64).contains(&self.bits_per_key)
+            && (1..=64).contains(&self.route_bits_per_key)
     }
 
-    /// Blocks of a filter for `text_bytes` of text.
-    pub fn blocks_for(&self, text_bytes: u64) -> u64 {
+    /// Blocks of a filter of `bits_per_key` for `text_bytes` of text (at least one).
+    fn blocks_for(&self, text_bytes: u64, bits_per_key: u32) -> u64 {
         let keys = text_bytes.saturating_mul(2) / (self.window as u64 + 1) + 1;
-        (keys.saturating_mul(self.bits_per_key as u64)).div_ceil(8 * BLOCK_BYTES as u64)
+        (keys.saturating_mul(bits_per_key as u64))
+            .div_ceil(8 * BLOCK_BYTES as u64)
+            .max(1)
     }
 }
 
@@ -144,51 +148,61 @@ fn place(key: u64, blocks: u64) -> (usize, [u64; 8]) {
     (block, bits)
 }
 
-/// A filter being built: blocks of atomic words, so shards insert in parallel.
+/// A filter file being built: the union's blocks, then the routing rows (one slot per shard),
+/// as atomic words, so that shards insert in parallel.
 pub struct FilterBuilder {
     params: FilterParams,
+    blocks: u64,
+    route_rows: u64,
+    shards: usize,
     words: Vec<AtomicU64>,
     inserted: AtomicU64,
 }
 
 impl FilterBuilder {
-    /// An empty filter sized for `text_bytes` of text.
-    pub fn new(params: FilterParams, text_bytes: u64) -> FilterBuilder {
-        let blocks = params.blocks_for(text_bytes).max(1) as usize;
+    /// An empty filter for shards of `text_bytes` each: the union sized for them all, each
+    /// routing slot for the largest.
+    pub fn new(params: FilterParams, text_bytes: &[u64]) -> FilterBuilder {
+        let blocks = params.blocks_for(text_bytes.iter().sum(), params.bits_per_key);
+        let largest = text_bytes.iter().copied().max().unwrap_or(0);
+        let route_rows = params.blocks_for(largest, params.route_bits_per_key);
+        let total = blocks + route_rows * text_bytes.len() as u64;
         FilterBuilder {
             params,
-            words: (0..blocks * 8).map(|_| AtomicU64::new(0)).collect(),
+            blocks,
+            route_rows,
+            shards: text_bytes.len(),
+            words: (0..total * 8).map(|_| AtomicU64::new(0)).collect(),
             inserted: AtomicU64::new(0),
         }
     }
 
-    /// Inserts every minimizer of `text` (a shard's whole text: windows across a document's end
-    /// only add keys).
-    pub fn insert_text(&self, text: &[u8]) {
-        let blocks = (self.words.len() / 8) as u64;
+    fn set(&self, block: u64, bits: [u64; 8]) {
+        for (w, bit) in bits.iter().enumerate() {
+            self.words[block as usize * 8 + w].fetch_or(*bit, Ordering::Relaxed);
+        }
+    }
+
+    /// Inserts every minimizer of `text`, the whole text of shard `shard` (its place among the
+    /// file's shards; windows across a document's end only add keys), into the union and into
+    /// the shard's routing slots.
+    pub fn insert_text(&self, shard: usize, text: &[u8]) {
         let mut last = usize::MAX;
         let mut n = 0u64;
         minimizers(text, &self.params, |_, m, key| {
             if m != last {
                 last = m;
                 n += 1;
-                let (block, bits) = place(key, blocks);
-                for (w, bit) in bits.iter().enumerate() {
-                    self.words[block * 8 + w].fetch_or(*bit, Ordering::Relaxed);
-                }
+                let (block, bits) = place(key, self.blocks);
+                self.set(block as u64, bits);
+                let (row, bits) = place(key, self.route_rows);
+                self.set(
+                    self.blocks + row as u64 * self.shards as u64 + shard as u64,
+                    bits,
+                );
             }
         });
         self.inserted.fetch_add(n, Ordering::Relaxed);
-    }
-
-    /// Minimizer positions inserted so far (a key chosen by several windows counts once).
-    pub fn inserted(&self) -> u64 {
-        self.inserted.load(Ordering::Relaxed)
-    }
-
-    /// Blocks of the filter.
-    pub fn blocks(&self) -> u64 {
-        (self.words.len() / 8) as u64
     }
 
     /// The filter's bytes as they are stored (little-endian words).
@@ -209,15 +223,18 @@ pub fn write(
     name: String,
 ) -> Result<FilterFileEntry> {
     use rayon::prelude::*;
-    let text_bytes: u64 = shards.iter().map(|s| s.text_bytes).sum();
-    let builder = FilterBuilder::new(params, text_bytes);
-    shards.par_iter().try_for_each(|s| -> Result<()> {
-        let text = super::reader::map_text(dir, s)?;
-        builder.insert_text(text.bytes());
-        Ok(())
-    })?;
-    let mut w =
-        HashingWriter::create_with(dir, name, &encode_header(FILTER_TAG, builder.blocks()))?;
+    let sizes: Vec<u64> = shards.iter().map(|s| s.text_bytes).collect();
+    let builder = FilterBuilder::new(params, &sizes);
+    shards
+        .par_iter()
+        .enumerate()
+        .try_for_each(|(k, s)| -> Result<()> {
+            let text = super::reader::map_text(dir, s)?;
+            builder.insert_text(k, text.bytes());
+            Ok(())
+        })?;
+    let total = (builder.words.len() / 8) as u64;
+    let mut w = HashingWriter::create_with(dir, name, &encode_header(FILTER_TAG, total))?;
     let mut buf = Vec::with_capacity(1 << 20);
     for word in builder.bytes() {
         buf.extend_from_slice(&word);
@@ -230,30 +247,75 @@ pub fn write(
     let file = w.finish().context("writing the presence filter")?;
     Ok(FilterFileEntry {
         file,
-        blocks: builder.blocks(),
-        keys: builder.inserted(),
-        text_bytes,
+        blocks: builder.blocks,
+        route_rows: builder.route_rows,
+        first_shard: shards.first().map_or(0, |s| s.id),
+        shards: shards.len() as u32,
+        keys: builder.inserted.load(Ordering::Relaxed),
+        text_bytes: sizes.iter().sum(),
     })
 }
 
-/// One mapped filter file's blocks.
-#[derive(Clone, Copy)]
-pub struct Blocks<'a>(pub &'a [u8]);
+/// Whether the 64-byte block `b` has every bit of `bits`.
+#[inline]
+fn block_has(b: &[u8], bits: &[u64; 8]) -> bool {
+    bits.iter().enumerate().all(|(w, &bit)| {
+        let word = u64::from_le_bytes(b[w * 8..w * 8 + 8].try_into().expect("8 bytes"));
+        word & bit != 0
+    })
+}
 
-impl Blocks<'_> {
-    /// Whether `key` may have been inserted (false: it certainly was not).
+/// One filter file's blocks as mapped: the union, then the routing rows.
+#[derive(Clone, Copy)]
+pub struct Blocks<'a> {
+    bytes: &'a [u8],
+    blocks: u64,
+    route_rows: u64,
+    shards: u64,
+}
+
+impl<'a> Blocks<'a> {
+    /// The file's bytes (after the header) read with its manifest record's shape; `None` when
+    /// they do not have that size.
+    pub fn new(bytes: &'a [u8], entry: &FilterFileEntry) -> Option<Blocks<'a>> {
+        let total = entry
+            .route_rows
+            .checked_mul(entry.shards as u64)?
+            .checked_add(entry.blocks)?;
+        (entry.blocks > 0
+            && entry.route_rows > 0
+            && (bytes.len() as u64) == total.checked_mul(BLOCK_BYTES as u64)?)
+        .then_some(Blocks {
+            bytes,
+            blocks: entry.blocks,
+            route_rows: entry.route_rows,
+            shards: entry.shards as u64,
+        })
+    }
+
+    fn block(&self, i: u64) -> &'a [u8] {
+        let at = i as usize * BLOCK_BYTES;
+        &self.bytes[at..at + BLOCK_BYTES]
+    }
+
+    /// Whether `key` may be in the union (false: no shard of the file holds it).
     #[inline]
     pub fn contains(&self, key: u64) -> bool {
-        let blocks = (self.0.len() / BLOCK_BYTES) as u64;
-        if blocks == 0 {
-            return false;
+        let (block, bits) = place(key, self.blocks);
+        block_has(self.block(block as u64), &bits)
+    }
+
+    /// Calls `f(k)` for every shard `k` of the file (its place among them) whose routing slot
+    /// may hold `key`.
+    #[inline]
+    pub fn shards_with(&self, key: u64, mut f: impl FnMut(usize)) {
+        let (row, bits) = place(key, self.route_rows);
+        let first = self.blocks + row as u64 * self.shards;
+        for k in 0..self.shards {
+            if block_has(self.block(first + k), &bits) {
+                f(k as usize);
+            }
         }
-        let (block, bits) = place(key, blocks);
-        let b = &self.0[block * BLOCK_BYTES..(block + 1) * BLOCK_BYTES];
-        bits.iter().enumerate().all(|(w, &bit)| {
-            let word = u64::from_le_bytes(b[w * 8..w * 8 + 8].try_into().expect("8 bytes"));
-            word & bit != 0
-        })
     }
 }
 
@@ -263,20 +325,93 @@ pub struct Presence {
     pub params: FilterParams,
     pub(crate) files: Vec<super::reader::Mapped>,
     /// The manifest's records of the files, in the same order.
-    pub entries: Vec<FileEntry>,
+    pub entries: Vec<FilterFileEntry>,
 }
 
 impl Presence {
+    fn blocks(&self) -> impl Iterator<Item = (Blocks<'_>, u32)> + '_ {
+        self.files.iter().zip(&self.entries).filter_map(|(f, e)| {
+            // Shapes are checked when the index is opened.
+            Blocks::new(f.bytes(), e).map(|b| (b, e.first_shard))
+        })
+    }
+
     /// Whether any file may hold `key`.
     #[inline]
     pub fn contains(&self, key: u64) -> bool {
-        self.files.iter().any(|f| Blocks(f.bytes()).contains(key))
+        self.blocks().any(|(b, _)| b.contains(key))
+    }
+
+    /// Reads every page of the filter once (in parallel over files), so that queries find it
+    /// mapped and resident: [`crate::index::Index::prepare`] calls it, as it reads the search
+    /// samples. The pages are the page cache's, shared by every process mapping the files, not
+    /// this process's private memory. Returns a checksum of what was read (so the reads stay).
+    pub fn touch(&self) -> u64 {
+        use rayon::prelude::*;
+        self.files
+            .par_iter()
+            .map(|f| {
+                f.bytes()
+                    .chunks(4096)
+                    .fold(0u64, |x, page| x.wrapping_add(page[0] as u64))
+            })
+            .sum()
     }
 
     /// [`segments`] of `t` against this index's files.
     pub fn segments(&self, t: &[u8]) -> Vec<(usize, usize)> {
         segments(t, &self.params, |key| self.contains(key))
     }
+
+    /// The shards (ids, ascending) that may hold a string of at least `reach` bytes inside `t`
+    /// (`Route::Any`: a shard holding any window's minimizer), or all of `t` (`Route::All`:
+    /// a shard holding every window's minimizer). Shards not named certainly do not. `t` must
+    /// be at least `reach` bytes long.
+    pub fn route(&self, t: &[u8], how: Route, shard_count: usize) -> Vec<usize> {
+        let mut keys: Vec<u64> = Vec::new();
+        let mut last = usize::MAX;
+        minimizers(t, &self.params, |_, m, key| {
+            if m != last {
+                last = m;
+                keys.push(key);
+            }
+        });
+        keys.sort_unstable();
+        keys.dedup();
+        let mut held = vec![0u32; shard_count];
+        let mut out = Vec::new();
+        for (b, first) in self.blocks() {
+            let first = first as usize;
+            for &key in &keys {
+                if b.contains(key) {
+                    b.shards_with(key, |k| {
+                        if let Some(h) = held.get_mut(first + k) {
+                            *h += 1;
+                        }
+                    });
+                }
+            }
+        }
+        let need = match how {
+            Route::Any => 1,
+            Route::All => keys.len() as u32,
+        };
+        for (shard, &h) in held.iter().enumerate() {
+            if h >= need && h > 0 {
+                out.push(shard);
+            }
+        }
+        out
+    }
+}
+
+/// What [`Presence::route`] asks of a shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Holds some window of the text: it may hold a span inside it.
+    Any,
+    /// Holds every window of the text: it may hold the text itself.
+    All,
 }
 
 /// The stretches `[start, end)` of normalized text `t` that can hold a string of at least
@@ -324,6 +459,7 @@ pub fn segments(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::index::format::FileEntry;
 
     fn naive_minimizers(t: &[u8], p: &FilterParams) -> Vec<(usize, u64)> {
         let (k, w) = (p.kgram as usize, p.window as usize);
@@ -360,6 +496,7 @@ mod tests {
             kgram: 4,
             window: 5,
             bits_per_key: 10,
+            route_bits_per_key: 10,
         };
         for t in [
             &b"abababababababababab"[..],
@@ -387,10 +524,39 @@ mod tests {
                 format!("line {i} of the corpus says {}. ", i * 7919 % 10007).into_bytes()
             })
             .collect();
-        let b = FilterBuilder::new(p, corpus.len() as u64);
-        b.insert_text(&corpus);
+        // Two shards: the corpus's halves.
+        let half = corpus.len() / 2;
+        let b = FilterBuilder::new(p, &[half as u64, (corpus.len() - half) as u64]);
+        b.insert_text(0, &corpus[..half]);
+        b.insert_text(1, &corpus[half..]);
         let bytes: Vec<u8> = b.bytes().flatten().collect();
-        let filter = |t: &[u8]| segments(t, &p, |key| Blocks(&bytes).contains(key));
+        let entry = FilterFileEntry {
+            file: FileEntry {
+                name: "filter-test.filter".into(),
+                bytes: 0,
+                blake3: String::new(),
+            },
+            blocks: b.blocks,
+            route_rows: b.route_rows,
+            first_shard: 0,
+            shards: 2,
+            keys: 0,
+            text_bytes: 0,
+        };
+        let blocks = Blocks::new(&bytes, &entry).unwrap();
+        let filter = |t: &[u8]| segments(t, &p, |key| blocks.contains(key));
+        // Routing: every window of a copy from one half is in that half's slots.
+        let route = |t: &[u8]| {
+            let mut held = [0usize; 2];
+            let mut n = 0;
+            minimizers(t, &p, |_, _, key| {
+                n += 1;
+                blocks.shards_with(key, |k| held[k] += 1);
+            });
+            held.map(|h| h == n)
+        };
+        assert_eq!(route(&corpus[1000..1100]), [true, false]);
+        assert_eq!(route(&corpus[half + 1000..half + 1100])[1], true);
         for (start, len) in [(0usize, 48usize), (1000, 60), (123_456, 300), (400_000, 49)] {
             let copy = &corpus[start..start + len];
             for pad in [0usize, 1, 7, 100] {

@@ -334,6 +334,8 @@ pub struct FilterParams {
     pub window: u32,
     /// Filter bits per expected minimizer (sizing only).
     pub bits_per_key: u32,
+    /// Bits per expected minimizer of one shard in the routing slots (sizing only).
+    pub route_bits_per_key: u32,
 }
 
 /// One presence-filter file in the manifest.
@@ -341,8 +343,15 @@ pub struct FilterParams {
 #[serde(deny_unknown_fields)]
 pub struct FilterFileEntry {
     pub file: FileEntry,
-    /// 64-byte blocks (the header's element count).
+    /// 64-byte blocks of the presence filter proper (the union of its shards' minimizers).
     pub blocks: u64,
+    /// Rows of routing slots that follow them: one 64-byte slot per shard per row, each shard's
+    /// own filter (the header counts `blocks + route_rows * shards` blocks).
+    pub route_rows: u64,
+    /// The shards it covers: ids `first_shard .. first_shard + shards`.
+    pub first_shard: u32,
+    /// See `first_shard`.
+    pub shards: u32,
     /// Minimizer positions inserted.
     pub keys: u64,
     /// Text bytes it was built from.

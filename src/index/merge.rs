@@ -241,9 +241,11 @@ fn merge_into(
     {
         if let Some(params) = params {
             let mut files = Vec::new();
+            let mut base_shard = 0;
             for (dir, part) in parts {
                 for f in &part.filter.as_ref().expect("checked above").files {
                     let mut f = f.clone();
+                    f.first_shard += base_shard;
                     let name = filter_file_name(1, files.len());
                     if transfer(&dir.join(&f.file.name), &tmp.join(&name), how)? {
                         linked += 1;
@@ -253,6 +255,7 @@ fn merge_into(
                     f.file.name = name;
                     files.push(f);
                 }
+                base_shard += part.shards.len() as u32;
             }
             m.filter = Some(FilterSet { params, files });
         }

@@ -516,15 +516,57 @@ impl Index {
                         reason: format!("the filter's parameters {:?} are not valid", set.params),
                     });
                 }
+                for f in &set.files {
+                    let covers = f.first_shard as u64 + f.shards as u64;
+                    if f.shards == 0 || covers > manifest.shards.len() as u64 {
+                        return Err(OpenError::BadManifest {
+                            path,
+                            reason: format!(
+                                "filter file {} covers shards {}..{covers} of {}",
+                                f.file.name,
+                                f.first_shard,
+                                manifest.shards.len()
+                            ),
+                        });
+                    }
+                }
+                // Routing names only the shards a file covers: one no file covers would never
+                // be searched.
+                let mut covered = vec![false; manifest.shards.len()];
+                for f in &set.files {
+                    for c in &mut covered[f.first_shard as usize..][..f.shards as usize] {
+                        *c = true;
+                    }
+                }
+                if let Some(missing) = covered.iter().position(|&c| !c) {
+                    return Err(OpenError::BadManifest {
+                        path,
+                        reason: format!("no filter file covers shard {missing}"),
+                    });
+                }
                 let files = set
                     .files
                     .iter()
-                    .map(|f| map_filter(&dir, &f.file, f.blocks))
+                    .map(|f| {
+                        let total = f
+                            .route_rows
+                            .checked_mul(f.shards as u64)
+                            .and_then(|r| r.checked_add(f.blocks))
+                            .filter(|_| f.blocks > 0 && f.route_rows > 0)
+                            .ok_or_else(|| OpenError::BadManifest {
+                                path: path.clone(),
+                                reason: format!(
+                                    "filter file {} has an impossible shape",
+                                    f.file.name
+                                ),
+                            })?;
+                        map_filter(&dir, &f.file, total)
+                    })
                     .collect::<Result<Vec<_>, _>>()?;
                 Some(Presence {
                     params: set.params,
                     files,
-                    entries: set.files.iter().map(|f| f.file.clone()).collect(),
+                    entries: set.files.clone(),
                 })
             }
         };

@@ -635,7 +635,8 @@ pub fn covered_chars(ranges: impl IntoIterator<Item = (usize, usize)>) -> usize 
 }
 
 impl Index {
-    /// Reads every shard's [`Sample`] (in parallel), with which searches start in memory. For
+    /// Reads every shard's [`Sample`] (in parallel), with which searches start in memory, and
+    /// every page of the presence filter ([`super::filter::Presence::touch`]). For
     /// long-running users: it costs 70–180 ms on the 350 MB benchmark index in the page cache,
     /// 1.4 s cold (the daemon logs it as "search sample read"), which a one-shot `memaudit check` of one
     /// text would not win back. The daemon calls it before it is ready and before it moves to a
@@ -644,6 +645,9 @@ impl Index {
     pub fn prepare(&self) {
         use rayon::prelude::*;
         self.shards.par_iter().for_each(Shard::prepare);
+        if let Some(p) = &self.presence {
+            std::hint::black_box(p.touch());
+        }
     }
 
     /// [`Index::prepare`] for a new generation of `earlier`: a shard whose text and suffix-array
@@ -683,10 +687,20 @@ impl Index {
             .sum()
     }
 
-    /// Longest prefix of `pat` occurring in any shard, in bytes.
-    fn longest(&self, pat: &[u8]) -> usize {
+    /// The shards `only` names (all when `None`), in order.
+    fn each<'a>(&'a self, only: Option<&'a [usize]>) -> impl Iterator<Item = &'a Shard> + 'a {
+        let (all, some) = match only {
+            None => (Some(self.shards.iter()), None),
+            Some(ids) => (None, Some(ids.iter().map(|&i| &self.shards[i]))),
+        };
+        all.into_iter().flatten().chain(some.into_iter().flatten())
+    }
+
+    /// Longest prefix of `pat` occurring in any of the shards `only` names (all when `None`),
+    /// in bytes.
+    fn longest_in(&self, pat: &[u8], only: Option<&[usize]>) -> usize {
         let mut best = 0;
-        for s in &self.shards {
+        for s in self.each(only) {
             best = best.max(s.longest_prefix(pat));
             if best == pat.len() {
                 break;
@@ -697,7 +711,20 @@ impl Index {
 
     /// Whether `pat` occurs in any shard (in a live document).
     pub fn occurs(&self, pat: &[u8]) -> bool {
-        self.shards.iter().any(|s| s.occurs(pat))
+        self.occurs_in(pat, None)
+    }
+
+    /// Whether `pat` occurs in any of the shards `only` names (all when `None`).
+    fn occurs_in(&self, pat: &[u8], only: Option<&[usize]>) -> bool {
+        self.each(only).any(|s| s.occurs(pat))
+    }
+
+    /// The shards that may hold normalized text `p` whole, when the presence filter can say
+    /// (`p` at least its reach long): the others certainly do not.
+    fn route_all(&self, p: &[u8]) -> Option<Vec<usize>> {
+        let presence = self.presence.as_ref()?;
+        (p.len() >= presence.params.reach())
+            .then(|| presence.route(p, super::filter::Route::All, self.shards.len()))
     }
 
     /// Occurrences of `pattern` (normalized like the corpus) across all shards.
@@ -710,8 +737,8 @@ impl Index {
         if p.is_empty() || p.contains(&SEPARATOR) {
             return 0;
         }
-        self.shards
-            .iter()
+        let route = self.route_all(p);
+        self.each(route.as_deref())
             .map(|s| {
                 let (lo, hi) = s.range(p);
                 s.live_count(lo, hi)
@@ -719,9 +746,9 @@ impl Index {
             .sum()
     }
 
-    /// Longest match at `j` in whole characters: the end position.
-    fn match_end(&self, t: &[u8], j: usize) -> usize {
-        let mut e = j + self.longest(&t[j..]);
+    /// Longest match at `j` in whole characters, in the shards `only` names: the end position.
+    fn match_end(&self, t: &[u8], j: usize, only: Option<&[usize]>) -> usize {
+        let mut e = j + self.longest_in(&t[j..], only);
         while !is_char_start(t, e) {
             e -= 1;
         }
@@ -764,18 +791,33 @@ impl Index {
     /// match holding it would be a span of the same segment). Novel text reads no suffix array.
     pub fn maximal_runs(&self, t: &[u8], min_chars: usize, budget: &Budget) -> Found {
         let Some(segments) = self.filter_segments(t, min_chars) else {
-            return self.search_runs(t, min_chars, budget, 0);
+            return self.search_runs(t, min_chars, budget, 0, None);
         };
         let mut found = Found {
             runs: Runs::default(),
             checked: t.len(),
         };
+        let presence = self
+            .presence
+            .as_ref()
+            .expect("segments come from the filter");
         for (a, c) in segments {
             let a = next_char_start(t, a);
             if a >= c {
                 continue;
             }
-            let part = self.search_runs(&t[a..c], min_chars, budget, found.runs.runs.len());
+            // Only the shards holding some window of the segment can hold a span in it.
+            let route = presence.route(&t[a..c], super::filter::Route::Any, self.shards.len());
+            if route.is_empty() {
+                continue;
+            }
+            let part = self.search_runs(
+                &t[a..c],
+                min_chars,
+                budget,
+                found.runs.runs.len(),
+                Some(&route),
+            );
             found.runs.append(t, &part.runs, a);
             if part.checked < c - a {
                 found.checked = a + part.checked;
@@ -792,9 +834,17 @@ impl Index {
         (min_chars >= presence.params.reach()).then(|| presence.segments(t))
     }
 
-    /// [`Index::maximal_runs`] searching all of `t`, after `prior_runs` runs found elsewhere in
-    /// the text (they count against the budget's cap on spans).
-    fn search_runs(&self, t: &[u8], min_chars: usize, budget: &Budget, prior_runs: usize) -> Found {
+    /// [`Index::maximal_runs`] searching all of `t` in the shards `only` names (all when
+    /// `None`), after `prior_runs` runs found elsewhere in the text (they count against the
+    /// budget's cap on spans).
+    fn search_runs(
+        &self,
+        t: &[u8],
+        min_chars: usize,
+        budget: &Budget,
+        prior_runs: usize,
+        only: Option<&[usize]>,
+    ) -> Found {
         let n = t.len();
         let min_chars = min_chars.max(1);
         let chars = |a: usize, b: usize| t[a..b].iter().filter(|&&c| (c & 0xC0) != 0x80).count();
@@ -821,7 +871,7 @@ impl Index {
             // After a match too short to report: if j starts a long periodic stretch none of
             // whose span-long windows occurs, no span to report starts in it.
             if std::mem::take(&mut wasted) && j >= periodic_until {
-                match self.unmatched_stretch(t, j, min_chars, budget) {
+                match self.unmatched_stretch(t, j, min_chars, budget, only) {
                     Ok(next) => {
                         j = next_char_start(t, next);
                         passing_block = None;
@@ -844,7 +894,7 @@ impl Index {
                         break 'search j;
                     }
                     let mid = lo + (up - lo) / 2;
-                    if self.occurs(&t[mid..e2]) {
+                    if self.occurs_in(&t[mid..e2], only) {
                         up = mid;
                     } else {
                         lo = mid + 1;
@@ -870,7 +920,7 @@ impl Index {
                     if !budget.go() {
                         break 'search j.min(p);
                     }
-                    if self.occurs(&t[p..p + s]) {
+                    if self.occurs_in(&t[p..p + s], only) {
                         passing_block = Some(p);
                         break;
                     }
@@ -884,7 +934,7 @@ impl Index {
                         break 'search j.max((p + 1).saturating_sub(s));
                     }
                     let mid = lo + (hi - lo) / 2;
-                    if self.occurs(&t[mid..p + s]) {
+                    if self.occurs_in(&t[mid..p + s], only) {
                         hi = mid;
                     } else {
                         lo = mid + 1;
@@ -897,7 +947,7 @@ impl Index {
                 }
                 start = q;
             }
-            let end = self.match_end(t, start);
+            let end = self.match_end(t, start, only);
             j = next_char_start(t, start + 1);
             if end <= e {
                 continue;
@@ -975,6 +1025,7 @@ impl Index {
         j: usize,
         min_chars: usize,
         budget: &Budget,
+        only: Option<&[usize]>,
     ) -> Result<usize, usize> {
         const MAX_PERIOD: usize = 64;
         let n = t.len();
@@ -1006,7 +1057,7 @@ impl Index {
             return Err(z);
         }
         for k in 0..p {
-            if !budget.go() || self.occurs(&t[j + k..j + k + w]) {
+            if !budget.go() || self.occurs_in(&t[j + k..j + k + w], only) {
                 return Err(z);
             }
         }
@@ -1015,7 +1066,14 @@ impl Index {
 
     /// Provenance of normalized pattern `p`: up to `max` hits and the exact count.
     fn provenance(&self, p: &[u8], max: usize) -> (u64, Vec<Hit>) {
-        let ranges: Vec<(usize, usize)> = self.shards.iter().map(|s| s.range(p)).collect();
+        // Shards the filter rules out hold no occurrence: their range is empty.
+        let route = self.route_all(p);
+        let ranges: Vec<(usize, usize)> = (0..self.shards.len())
+            .map(|i| match &route {
+                Some(r) if r.binary_search(&i).is_err() => (0, 0),
+                _ => self.shards[i].range(p),
+            })
+            .collect();
         self.provenance_in(&ranges, max)
     }
 

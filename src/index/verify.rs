@@ -72,10 +72,12 @@ fn mapped_files(index: &Index) -> Vec<(&FileEntry, FileId)> {
         .shards
         .iter()
         .flat_map(|s| FileKind::ALL.map(|k| (s.entry.file(k), s.file_id(k))));
-    let filters = index
-        .presence
-        .iter()
-        .flat_map(|p| p.entries.iter().zip(p.files.iter().map(|f| f.file_id())));
+    let filters = index.presence.iter().flat_map(|p| {
+        p.entries
+            .iter()
+            .map(|e| &e.file)
+            .zip(p.files.iter().map(|f| f.file_id()))
+    });
     shards.chain(filters).collect()
 }
 
@@ -387,7 +389,7 @@ pub fn stats(index: &Index) -> Stats {
         filter_bytes: index
             .presence
             .iter()
-            .flat_map(|p| p.entries.iter().map(|f| f.bytes))
+            .flat_map(|p| p.entries.iter().map(|f| f.file.bytes))
             .sum(),
         skipped: m.totals.skipped,
         sources: m.sources.len(),

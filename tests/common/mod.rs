@@ -44,6 +44,7 @@ pub const SHORT_FILTER: FilterParams = FilterParams {
     kgram: 3,
     window: 4,
     bits_per_key: 14,
+    route_bits_per_key: 14,
 };
 
 /// Builds an index of `docs` in `dir/index` with shards of `shard_bytes`, and opens it with its
