@@ -556,7 +556,7 @@ mod tests {
             held.map(|h| h == n)
         };
         assert_eq!(route(&corpus[1000..1100]), [true, false]);
-        assert_eq!(route(&corpus[half + 1000..half + 1100])[1], true);
+        assert!(route(&corpus[half + 1000..half + 1100])[1]);
         for (start, len) in [(0usize, 48usize), (1000, 60), (123_456, 300), (400_000, 49)] {
             let copy = &corpus[start..start + len];
             for pad in [0usize, 1, 7, 100] {
