@@ -205,12 +205,14 @@ fn main() {
         mb(index.manifest.totals.text_bytes),
         index.shards.len()
     );
+    let rss_before = rss_bytes().unwrap_or(0);
     let t = Instant::now();
     index.prepare();
     println!(
-        "search sample read in {:.0} ms, {:.1} MiB (Index::prepare, as the daemon does)",
+        "filter and search samples read in {:.0} ms, {:.1} MiB of samples (Index::prepare, as the daemon does; mapped, RSS +{:.1} MiB of page cache)",
         t.elapsed().as_secs_f64() * 1000.0,
         index.sample_bytes() as f64 / (1 << 20) as f64,
+        (rss_bytes().unwrap_or(0).saturating_sub(rss_before)) as f64 / (1 << 20) as f64,
     );
     let docs = load_docs(&a.corpus, 4000);
     let sets = make_sets(&docs, a.queries);

@@ -257,14 +257,14 @@ fn warm(index: &Index, set: &QuerySet, opts: &SpanOptions) -> SetFigures {
     }
 }
 
-/// Cold queries: each runs on a freshly opened generation that shares the samples of the one
-/// before (as the daemon's reload does), with the arrays dropped from the page cache first.
+/// Cold queries: each runs on a freshly opened generation, prepared as the daemon's reload does
+/// (filter and samples read into the page cache), with the arrays dropped from it after.
 fn cold(mut index: Index, set: &QuerySet, n: usize, opts: &SpanOptions) -> (SetFigures, Index) {
     let mut evictor = Evictor::new(&array_files(&index));
     let (mut lat, mut reads, mut ok) = (Vec::new(), 0u64, 0);
     for (t, p) in set.texts.iter().zip(&set.passages).take(n) {
         let next = Index::open(&index.dir).unwrap();
-        next.prepare_from(&index);
+        next.prepare();
         drop(std::mem::replace(&mut index, next));
         evictor.evict();
         let faults = major_faults();

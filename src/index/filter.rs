@@ -22,11 +22,14 @@
 //!
 //! **Files.** An index holds one filter file per writer operation that added text (a build, each
 //! merged part, each `index add`); `index compact` and `index upgrade` write one for everything.
+//! A file holds the union's blocks, then rows of routing slots (one per shard), then each
+//! shard's search sample ([`crate::index::search::Sample`]).
 //! Their union covers every shard (stale keys of removed documents only cost false positives).
 //! Files are mapped, never copied, so daemons on one node share one copy in the page cache.
 
 use super::build::HashingWriter;
-use super::format::{encode_header, FilterFileEntry, FilterParams, ShardEntry, FILTER_TAG};
+use super::format::{encode_header, FilterFileEntry, FilterParams, ShardEntry, U32s, FILTER_TAG};
+use super::search::Sample;
 use anyhow::{Context, Result};
 use std::collections::VecDeque;
 use std::path::Path;
@@ -233,10 +236,26 @@ pub fn write(
             builder.insert_text(k, text.bytes());
             Ok(())
         })?;
-    let total = (builder.words.len() / 8) as u64;
+    // Each shard's search sample, padded to whole blocks.
+    let samples = shards
+        .par_iter()
+        .map(|s| -> Result<Vec<u64>> {
+            let text = super::reader::map_text(dir, s)?;
+            let sa = super::reader::map_sa(dir, s)?;
+            let mut keys: Vec<u64> = Sample::keys_of(text.bytes(), U32s(sa.bytes())).collect();
+            keys.resize(keys.len().next_multiple_of(BLOCK_BYTES / 8), 0);
+            Ok(keys)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let sample_blocks: u64 = samples
+        .iter()
+        .map(|k| (k.len() * 8 / BLOCK_BYTES) as u64)
+        .sum();
+    let total = (builder.words.len() / 8) as u64 + sample_blocks;
     let mut w = HashingWriter::create_with(dir, name, &encode_header(FILTER_TAG, total))?;
     let mut buf = Vec::with_capacity(1 << 20);
-    for word in builder.bytes() {
+    let samples = samples.iter().flatten().map(|k| k.to_le_bytes());
+    for word in builder.bytes().chain(samples) {
         buf.extend_from_slice(&word);
         if buf.len() >= 1 << 20 {
             w.write(&buf)?;
@@ -251,6 +270,7 @@ pub fn write(
         route_rows: builder.route_rows,
         first_shard: shards.first().map_or(0, |s| s.id),
         shards: shards.len() as u32,
+        sample_blocks,
         keys: builder.inserted.load(Ordering::Relaxed),
         text_bytes: sizes.iter().sum(),
     })
@@ -281,7 +301,8 @@ impl<'a> Blocks<'a> {
         let total = entry
             .route_rows
             .checked_mul(entry.shards as u64)?
-            .checked_add(entry.blocks)?;
+            .checked_add(entry.blocks)?
+            .checked_add(entry.sample_blocks)?;
         (entry.blocks > 0
             && entry.route_rows > 0
             && (bytes.len() as u64) == total.checked_mul(BLOCK_BYTES as u64)?)
@@ -323,7 +344,7 @@ impl<'a> Blocks<'a> {
 pub struct Presence {
     /// The parameters every file was built with.
     pub params: FilterParams,
-    pub(crate) files: Vec<super::reader::Mapped>,
+    pub(crate) files: Vec<std::sync::Arc<super::reader::Mapped>>,
     /// The manifest's records of the files, in the same order.
     pub entries: Vec<FilterFileEntry>,
 }
@@ -540,6 +561,7 @@ mod tests {
             route_rows: b.route_rows,
             first_shard: 0,
             shards: 2,
+            sample_blocks: 0,
             keys: 0,
             text_bytes: 0,
         };

@@ -10,8 +10,9 @@
 //! shard-00000.docs       header + u64 LE pairs (text_start, meta_start), one per document plus an end
 //!                        sentinel; document k spans text[text_start(k) .. text_start(k+1) - 1]
 //! shard-00000.meta       header + concatenated JSON objects, one per document (its metadata)
-//! filter-g00001-000.filter  header + the presence filter's 64-byte blocks (`index::filter`); one
-//!                        file per operation that added text, their union covering every shard
+//! filter-g00001-000.filter  header + the presence filter's 64-byte blocks (`index::filter`) and
+//!                        the search samples of the shards it covers; one file per operation that
+//!                        added text, together covering every shard
 //! ```
 //!
 //! Every binary file starts with a 32-byte [`FileHeader`] (magic, kind, format version, element count),
@@ -352,6 +353,10 @@ pub struct FilterFileEntry {
     pub first_shard: u32,
     /// See `first_shard`.
     pub shards: u32,
+    /// Blocks of search samples that follow the routing rows: for each shard in order, the
+    /// first 8 bytes of every few of its suffixes (`index::search::Sample`), as big-endian
+    /// numbers stored little-endian, padded to whole blocks.
+    pub sample_blocks: u64,
     /// Minimizer positions inserted.
     pub keys: u64,
     /// Text bytes it was built from.

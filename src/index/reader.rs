@@ -3,7 +3,8 @@
 //! Opening costs O(shards): each file's size and 32-byte header are checked against the manifest
 //! (wrong version, swapped, truncated or extended files are refused with the file named), but no
 //! content is read, so start-up time and resident memory do not grow with the corpus
-//! ([`Index::prepare`] reads the search sample, 1.6% of the text, for long-running users). Content
+//! ([`Index::prepare`] reads the presence filter and search samples into the page cache, for
+//! long-running users; they are mapped, never copied). Content
 //! corruption that keeps sizes intact is found by `index verify`; until then every access below is
 //! bounds-checked, so a corrupted file can give a wrong answer for the corrupted region but can never
 //! make a query panic or read outside its mapping.
@@ -14,6 +15,7 @@ use super::format::{
     Manifest, ShardEntry, U32s, U64s, FILTER_TAG, FORMAT_NAME, FORMAT_VERSION, HEADER_LEN,
     MANIFEST,
 };
+use super::search::Sample;
 use crate::corpus::normalize::Normalizer;
 use memmap2::Mmap;
 use std::fs::File;
@@ -123,6 +125,11 @@ pub(crate) fn map_text(dir: &Path, entry: &ShardEntry) -> Result<Mapped, OpenErr
     map_file(dir, entry, FileKind::Text)
 }
 
+/// Maps the suffix-array file of shard `entry`.
+pub(crate) fn map_sa(dir: &Path, entry: &ShardEntry) -> Result<Mapped, OpenError> {
+    map_file(dir, entry, FileKind::Sa)
+}
+
 // One of the two places with `unsafe` (Cargo.toml [lints]): mapping an index file.
 #[allow(unsafe_code)]
 fn map_checked(
@@ -178,9 +185,9 @@ pub struct Shard {
     /// Per 4 KiB page of text: [`PAGE_LIVE`], [`PAGE_REMOVED`] or [`PAGE_MIXED`], so most
     /// positions are classified by one lookup and only those in mixed pages search `removed`.
     removed_pages: Vec<u8>,
-    /// The first bytes of every few suffixes, once [`Index::prepare`] has read them.
-    /// Shared with the next generation when it holds the same files ([`Index::prepare_from`]).
-    pub(super) sample: std::sync::OnceLock<std::sync::Arc<super::search::Sample>>,
+    /// The first bytes of every few suffixes, mapped from the filter file covering the shard
+    /// (none for an index without a filter).
+    pub(super) sample: Option<super::search::Sample>,
 }
 
 const PAGE_SHIFT: u32 = 12;
@@ -241,7 +248,7 @@ impl Shard {
             meta: map_file(dir, entry, FileKind::Meta)?,
             removed: Vec::new(),
             removed_pages: Vec::new(),
-            sample: std::sync::OnceLock::new(),
+            sample: None,
         };
         let first = entry.first_doc;
         let end = first + entry.documents;
@@ -257,6 +264,11 @@ impl Shard {
             .collect();
         shard.removed_pages = page_map(&shard.removed, shard.entry.text_bytes);
         Ok(shard)
+    }
+
+    /// Whether the shard has a search sample (its index has a presence filter).
+    pub fn has_sample(&self) -> bool {
+        self.sample.is_some()
     }
 
     /// Whether the shard holds removed documents (queries take the slower, filtering path).
@@ -502,7 +514,7 @@ impl Index {
                 });
             }
         }
-        let shards = manifest
+        let mut shards = manifest
             .shards
             .iter()
             .map(|e| Shard::open(&dir, e, &manifest.removed))
@@ -552,6 +564,7 @@ impl Index {
                             .route_rows
                             .checked_mul(f.shards as u64)
                             .and_then(|r| r.checked_add(f.blocks))
+                            .and_then(|r| r.checked_add(f.sample_blocks))
                             .filter(|_| f.blocks > 0 && f.route_rows > 0)
                             .ok_or_else(|| OpenError::BadManifest {
                                 path: path.clone(),
@@ -560,9 +573,35 @@ impl Index {
                                     f.file.name
                                 ),
                             })?;
-                        map_filter(&dir, &f.file, total)
+                        map_filter(&dir, &f.file, total).map(std::sync::Arc::new)
                     })
                     .collect::<Result<Vec<_>, _>>()?;
+                // Each shard's search sample, in its file after the union and routing rows.
+                for (f, file) in set.files.iter().zip(&files) {
+                    let mut at = (f.blocks + f.route_rows * f.shards as u64) as usize * BLOCK_BYTES;
+                    for shard in &mut shards[f.first_shard as usize..][..f.shards as usize] {
+                        let n = shard.sa().len();
+                        let sample =
+                            Sample::new(file.clone(), at, n).ok_or_else(|| OpenError::Corrupt {
+                                path: dir.join(&f.file.name),
+                                reason: format!(
+                                    "holds no room for shard {}'s search sample",
+                                    shard.entry.id
+                                ),
+                            })?;
+                        at += sample.bytes().next_multiple_of(BLOCK_BYTES);
+                        shard.sample = Some(sample);
+                    }
+                    if at != file.bytes().len() {
+                        return Err(OpenError::Corrupt {
+                            path: dir.join(&f.file.name),
+                            reason: format!(
+                                "{} bytes where its shards' filter and samples take {at}",
+                                file.bytes().len()
+                            ),
+                        });
+                    }
+                }
                 Some(Presence {
                     params: set.params,
                     files,
@@ -577,6 +616,17 @@ impl Index {
             shards,
             presence,
         })
+    }
+
+    /// This index as it would answer without its presence filter (and so without search
+    /// samples): every shard searched, every search from the whole suffix array. The answers are
+    /// the same; for tests and benchmarks that compare the two.
+    pub fn without_filter(mut self) -> Index {
+        self.presence = None;
+        for s in &mut self.shards {
+            s.sample = None;
+        }
+        self
     }
 
     /// The index id recorded in the manifest.

@@ -32,8 +32,8 @@
 //!
 //! Property tests compare the result with a brute-force definition on random and adversarial inputs.
 
-use super::format::SEPARATOR;
-use super::reader::{Index, Shard};
+use super::format::{U32s, SEPARATOR};
+use super::reader::{Index, Mapped as MappedFile, Shard};
 use crate::budget::{Budget, Incomplete};
 use crate::corpus::normalize::Mapped;
 use serde::Serialize;
@@ -41,30 +41,66 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 /// At most one suffix in this many is sampled for [`Sample`] (8 bytes per 512 text bytes: 1.6%
-/// of the text).
+/// of the text, mapped from the filter file, not copied).
 pub const SAMPLE_STEP: usize = 512;
 
-/// The first 8 bytes of every `step`-th suffix in suffix-array order, kept in memory once
-/// [`Index::prepare`] has read them: a search first narrows to `step` slots here (in cache)
-/// before it reads the mapped suffix array and text (a cache and TLB miss each per step). One
-/// thread's query rate on the 350 MB benchmark index rose 1.15–1.48× with it (`cargo bench
-/// --bench index`, means of runs; README, Performance).
+/// The first 8 bytes of every `step`-th suffix in suffix-array order, as numbers that sort as
+/// the bytes do: a search first narrows to `step` slots here (in cache, once
+/// [`Index::prepare`] has read it) before it reads the mapped suffix array and text (a cache
+/// and TLB miss each per step). One thread's query rate on the 350 MB benchmark index rose
+/// 1.15–1.48× with it (README, Performance). Written by the build into the shard's filter file
+/// ([`super::filter`]) and mapped from there, so it is page cache shared by every process
+/// serving the index, not private memory.
 pub struct Sample {
+    file: Arc<MappedFile>,
+    /// Byte offset of the first key in the file's contents.
+    start: usize,
+    len: usize,
     step: usize,
-    keys: Vec<u64>,
 }
 
 impl Sample {
     /// The step for a shard of `n` suffixes: [`SAMPLE_STEP`] for large shards; smaller for small
     /// ones (never under 8), so that every shard has some 4096 keys and the narrowing is
     /// exercised on the small corpora of the tests too.
-    fn step(n: usize) -> usize {
+    pub(crate) fn step(n: usize) -> usize {
         (n / 4096).clamp(8, SAMPLE_STEP)
     }
 
-    /// Whether this is the shape of a sample of `n` suffixes (a check before sharing one).
-    fn fits(&self, n: usize) -> bool {
-        self.step == Sample::step(n) && self.keys.len() == n.div_ceil(self.step)
+    /// Keys in the sample of a shard of `n` suffixes.
+    pub(crate) fn len_for(n: usize) -> usize {
+        n.div_ceil(Sample::step(n))
+    }
+
+    /// The sample of a shard of `n` suffixes whose keys start at byte `start` of `file`'s
+    /// contents; `None` when they would not fit in it.
+    pub(crate) fn new(file: Arc<MappedFile>, start: usize, n: usize) -> Option<Sample> {
+        let len = Sample::len_for(n);
+        (start.checked_add(len.checked_mul(8)?)? <= file.bytes().len()).then_some(Sample {
+            file,
+            start,
+            len,
+            step: Sample::step(n),
+        })
+    }
+
+    /// The keys of the shard with `text` and suffix array `sa`, in order (what the writer
+    /// stores).
+    pub(crate) fn keys_of<'a>(text: &'a [u8], sa: U32s<'a>) -> impl Iterator<Item = u64> + 'a {
+        (0..sa.len())
+            .step_by(Sample::step(sa.len()))
+            .map(move |i| key(text.get(sa.get(i) as usize..).unwrap_or(&[])))
+    }
+
+    #[inline]
+    fn get(&self, i: usize) -> u64 {
+        let at = self.start + 8 * i;
+        u64::from_le_bytes(self.file.bytes()[at..at + 8].try_into().expect("8 bytes"))
+    }
+
+    /// Bytes of its keys.
+    pub fn bytes(&self) -> usize {
+        self.len * 8
     }
 }
 
@@ -98,20 +134,6 @@ fn common_prefix(a: &[u8], b: &[u8]) -> usize {
 }
 
 impl Shard {
-    /// Reads this shard's [`Sample`] (one random read per sampled slot), once.
-    fn prepare(&self) {
-        self.sample.get_or_init(|| {
-            let step = Sample::step(self.sa().len());
-            Arc::new(Sample {
-                step,
-                keys: (0..self.sa().len())
-                    .step_by(step)
-                    .map(|i| key(self.suffix(i)))
-                    .collect(),
-            })
-        });
-    }
-
     /// Binary search for `pat`. Returns the first suffix-array slot whose suffix is not less than
     /// `pat` (`upper = false`), or the first whose suffix is greater than `pat` and does not start
     /// with it (`upper = true`); and the longest common prefix of `pat` with the suffixes next to
@@ -180,29 +202,29 @@ impl Shard {
     /// decide nothing.
     fn sampled_bounds(&self, pat: &[u8]) -> (usize, usize) {
         let n = self.sa().len();
-        let Some(Sample { step, keys }) = self.sample.get().map(|s| &**s) else {
+        let Some(sample) = &self.sample else {
             return (0, n);
         };
-        let step = *step;
+        let step = sample.step;
         let m = pat.len().min(8);
         let (mut low, mut high) = ([0u8; 8], [0xFFu8; 8]);
         low[..m].copy_from_slice(&pat[..m]);
         high[..m].copy_from_slice(&pat[..m]);
         let (low, high) = (u64::from_be_bytes(low), u64::from_be_bytes(high));
-        let below = keys.partition_point(|&k| k < low);
-        let not_above = keys.partition_point(|&k| k <= high);
+        let below = partition_point(0, sample.len, |i| sample.get(i) < low);
+        let not_above = partition_point(below, sample.len, |i| sample.get(i) <= high);
         let lo = if below == 0 {
             0
         } else {
             (below - 1) * step + 1
         };
-        let hi = if not_above == keys.len() {
+        let hi = if not_above == sample.len {
             n
         } else {
             not_above * step
         };
         // Keys out of order (a corrupted file) can cross the bounds: search everything. (`hi`
-        // stays within the shard: every sample has its shard's shape, `Sample::fits`.)
+        // stays within the shard: every sample has its shard's shape, `Sample::new`.)
         if lo > hi {
             return (0, n);
         }
@@ -635,55 +657,25 @@ pub fn covered_chars(ranges: impl IntoIterator<Item = (usize, usize)>) -> usize 
 }
 
 impl Index {
-    /// Reads every shard's [`Sample`] (in parallel), with which searches start in memory, and
-    /// every page of the presence filter ([`super::filter::Presence::touch`]). For
-    /// long-running users: it costs 70–180 ms on the 350 MB benchmark index in the page cache,
-    /// 1.4 s cold (the daemon logs it as "search sample read"), which a one-shot `memaudit check` of one
-    /// text would not win back. The daemon calls it before it is ready and before it moves to a
-    /// new generation ([`Index::prepare_from`]); the benchmarks call it. Without it, searches run
-    /// the whole binary search on the mapped files, with the same answers.
+    /// Reads every page of the presence filter and the search samples once
+    /// ([`super::filter::Presence::touch`]), so that queries find them resident: for
+    /// long-running users (the daemon calls it before it is ready and before it moves to a new
+    /// generation; the benchmarks call it). They are mapped files, so this is page cache shared
+    /// with every process serving the index, not private memory, and a generation that keeps a
+    /// file finds it still in memory. Without it, the first queries fault the pages in, with
+    /// the same answers.
     pub fn prepare(&self) {
-        use rayon::prelude::*;
-        self.shards.par_iter().for_each(Shard::prepare);
         if let Some(p) = &self.presence {
             std::hint::black_box(p.touch());
         }
     }
 
-    /// [`Index::prepare`] for a new generation of `earlier`: a shard whose text and suffix-array
-    /// files `earlier` holds too (same names, same checksums, so the same bytes) shares its
-    /// sample instead of reading it again; the rest are read. A takedown publishes no new file,
-    /// so its generation reads nothing and holds no second copy; an addition reads its new
-    /// shards. Returns the bytes of sample shared.
-    pub fn prepare_from(&self, earlier: &Index) -> usize {
-        // What a sample is read from: the text and suffix-array files, by name and checksum.
-        fn files(s: &Shard) -> [&str; 4] {
-            let e = &s.entry;
-            [&e.text.name, &e.text.blake3, &e.sa.name, &e.sa.blake3]
-        }
-        let held: std::collections::HashMap<[&str; 4], &Arc<Sample>> = earlier
-            .shards
-            .iter()
-            .filter_map(|s| Some((files(s), s.sample.get()?)))
-            .collect();
-        let mut shared = 0;
-        for s in &self.shards {
-            if let Some(&sample) = held.get(&files(s)).filter(|x| x.fits(s.sa().len())) {
-                if s.sample.set(sample.clone()).is_ok() {
-                    shared += sample.keys.len() * 8;
-                }
-            }
-        }
-        self.prepare();
-        shared
-    }
-
-    /// Bytes of memory the shards' [`Sample`]s hold (0 before [`Index::prepare`]).
+    /// Bytes of the shards' [`Sample`]s (mapped, not private memory).
     pub fn sample_bytes(&self) -> usize {
         self.shards
             .iter()
-            .filter_map(|s| s.sample.get())
-            .map(|x| x.keys.len() * 8)
+            .filter_map(|s| s.sample.as_ref())
+            .map(Sample::bytes)
             .sum()
     }
 

@@ -111,7 +111,7 @@ fn analyzer(cfg: &Config) -> Result<Analyzer> {
         })
         .context("index.dir");
     }
-    reload::prepare(&index, None);
+    reload::prepare(&index);
     let model = cfg.model.resolved_path();
     let mut probe = None;
     let mut tokenizer = None;

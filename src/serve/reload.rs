@@ -5,11 +5,10 @@
 //!   generation does not already hold (same name, same checksum) is hashed against the manifest.
 //!   A takedown publishes no new file, so it costs nothing to check; an addition costs reading its
 //!   new shards once.
-//! - **Search sample.** Read before the swap, so no query waits for it: a shard whose files the
-//!   running generation holds shares that generation's sample
-//!   ([`crate::index::Index::prepare_from`]), so a takedown reads none and the two generations
-//!   hold one copy; new shards are read. Logged as "search sample read" (ms, bytes read, bytes
-//!   shared).
+//! - **Filter and search samples.** Read into the page cache before the swap, so no query waits
+//!   for them ([`crate::index::Index::prepare`]). They are mapped from the index's filter files,
+//!   so a generation keeping a file (a takedown keeps them all) finds it in memory already, and
+//!   the daemon holds no copy of its own. Logged as "presence filter and search samples read".
 //! - **Swap.** [`crate::analyze::Analyzer::replace_index`] replaces a pointer: a message that
 //!   started its search on the old generation finishes on it, every later one uses the new; the
 //!   old files are unmapped when the last message using them ends. The pipeline never waits on
@@ -46,23 +45,27 @@ pub(crate) fn publish_index_metrics(metrics: &Metrics, index: &Index) {
     metrics.index_generation.set(index.generation() as i64);
 }
 
-/// Reads `index`'s search sample before it serves, sharing what `earlier` (the generation in use)
-/// already holds ([`Index::prepare_from`]), and logs the time and bytes read and shared.
-pub(crate) fn prepare(index: &Index, earlier: Option<&Index>) {
+/// Reads `index`'s presence filter and search samples into the page cache before it serves
+/// ([`Index::prepare`]), and logs the time and bytes. They are mapped from its filter files, so a
+/// generation that keeps a file (a takedown keeps them all) finds it already in memory, and
+/// nothing is copied into this process. An index without a filter (built before filters) is
+/// served by searching every shard: the log says how to upgrade it.
+pub(crate) fn prepare(index: &Index) {
     let started = Instant::now();
-    let shared = match earlier {
-        Some(e) => index.prepare_from(e),
-        None => {
-            index.prepare();
-            0
-        }
-    };
-    tracing::info!(
-        ms = started.elapsed().as_millis() as u64,
-        bytes = index.sample_bytes() - shared,
-        shared_bytes = shared,
-        "search sample read"
-    );
+    index.prepare();
+    match &index.presence {
+        Some(p) => tracing::info!(
+            ms = started.elapsed().as_millis() as u64,
+            filter_bytes = p.entries.iter().map(|f| f.file.bytes).sum::<u64>(),
+            sample_bytes = index.sample_bytes(),
+            "presence filter and search samples read"
+        ),
+        None => tracing::warn!(
+            dir = %index.dir.display(),
+            "the index has no presence filter or search samples (built by an earlier version): \
+             every query searches every shard; run `memaudit index upgrade` on it"
+        ),
+    }
 }
 
 /// Starts following the index in `dir` until shutdown; `hup` is SIGHUP's stream (registered at
@@ -105,8 +108,8 @@ pub(crate) fn spawn(
             let opened = tokio::task::spawn_blocking(move || {
                 let next = crate::index::verify::open_next(&d, &current)?;
                 // Before the swap, so no query waits for it. An unchanged index (the first poll
-                // and a SIGHUP reread the manifest) shares every sample and reads nothing.
-                prepare(&next, Some(&current));
+                // and a SIGHUP reread the manifest) finds every page in memory already.
+                prepare(&next);
                 Ok(next)
             })
             .await;

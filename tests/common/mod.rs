@@ -48,7 +48,7 @@ pub const SHORT_FILTER: FilterParams = FilterParams {
 };
 
 /// Builds an index of `docs` in `dir/index` with shards of `shard_bytes`, and opens it with its
-/// search sample read, as the daemon does (`Index::open` alone gives one without).
+/// presence filter and search samples read into memory, as the daemon does.
 pub fn index_of(dir: &Path, docs: &[String], shard_bytes: u64, algorithm: SaAlgorithm) -> Index {
     let input = write_jsonl(dir, docs);
     let out = dir.join("index");
