@@ -350,6 +350,19 @@ fn measure(c: &Config, queries: usize, keep: bool) -> (Row, u64) {
         shards: index.shards.len(),
         sets: Vec::new(),
     };
+    // What the filter buys: the 1 KiB sets on the same index without it (every shard searched
+    // whole, as before filters), warm.
+    let plain = Index::open(&out).unwrap().without_filter();
+    let without: Vec<String> = sets
+        .iter()
+        .filter(|s| s.name.starts_with("1 KiB"))
+        .map(|s| {
+            let w = warm(&plain, s, &opts);
+            format!("{} p50 {:.3} ms", s.name, w.p50)
+        })
+        .collect();
+    drop(plain);
+    println!("{:<16} without the filter: {}", c.label, without.join(", "));
     let mut index = index;
     for set in &sets {
         let w = warm(&index, set, &opts);
