@@ -24,7 +24,7 @@
 //! time against one check of the whole text.
 
 use memaudit::analyze::{Analyzer, Options};
-use memaudit::index::incremental::Incremental;
+use memaudit::index::read::incremental::Incremental;
 use memaudit::index::Index;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -20,7 +20,7 @@ mod common;
 
 use common::{arg, load_docs, open_or_build_index};
 use memaudit::analyze::{Analyzer, Options};
-use memaudit::index::incremental::Incremental;
+use memaudit::index::read::incremental::Incremental;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::path::PathBuf;

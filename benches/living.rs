@@ -14,7 +14,7 @@
 //! warm, then once timed, one at a time on one thread. The swap: two threads judge texts
 //! through one shared `Analyzer` as the daemon's pipeline does, while a takedown is published and
 //! the new generation is opened, checked and swapped in by the daemon's own code path
-//! (`index::verify::open_next`, `Analyzer::replace_index`); throughput is read in 100 ms windows.
+//! (`index::read::live::open_next`, `Analyzer::replace_index`); throughput is read in 100 ms windows.
 
 mod common;
 
@@ -517,7 +517,7 @@ fn swap_under_load(idx: &Path, ids_path: &Path, ids: &[u64], texts: &[(String, b
     let (_, remove_s) = memaudit(&["index", "remove", "--ids-file"], &[ids_path, idx]);
     let swap_start = Instant::now();
     let current = analyzer.index();
-    let next = memaudit::index::verify::open_next(idx, &current).unwrap();
+    let next = memaudit::index::read::live::open_next(idx, &current).unwrap();
     let checked = swap_start.elapsed();
     let t = Instant::now();
     next.prepare();

@@ -19,8 +19,8 @@ mod common;
 
 use common::{arg, load_docs, open_or_build_index};
 use memaudit::analyze::{Analyzer, Options};
-use memaudit::index::near::NearOptions;
-use memaudit::index::search::covered_chars;
+use memaudit::index::read::near::NearOptions;
+use memaudit::index::read::search::covered_chars;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::path::PathBuf;

@@ -13,9 +13,9 @@
 
 use crate::budget::{Budget, Incomplete};
 use crate::corpus::fold::fold;
-use crate::index::incremental::Incremental;
-use crate::index::near::NearOptions;
-use crate::index::search::covered_chars;
+use crate::index::read::incremental::Incremental;
+use crate::index::read::near::NearOptions;
+use crate::index::read::search::covered_chars;
 use crate::index::{Index, Span, SpanOptions, SpanReport};
 use crate::probe::boundary::{self, Boundary, BoundaryOptions};
 use crate::probe::tokenizer::Tokenizer;
@@ -196,7 +196,7 @@ impl Analyzer {
         index: &Index,
         text: &str,
         spans: &mut Vec<Span>,
-        near: &mut Vec<crate::index::near::NearSpan>,
+        near: &mut Vec<crate::index::read::near::NearSpan>,
         budget: &Budget,
     ) -> Option<Option<Incomplete>> {
         let f = fold(text);
@@ -271,7 +271,7 @@ impl Analyzer {
     }
 
     /// Appends `delta` to a streamed text and updates its spans (see
-    /// [`crate::index::incremental`]); the cost is the delta plus the span in progress.
+    /// [`crate::index::read::incremental`]); the cost is the delta plus the span in progress.
     pub fn push(&self, text: &mut Incremental, delta: &str) {
         let index = self.index();
         self.with_span_options(&Budget::unlimited(), |opts| text.push(&index, delta, opts));

@@ -9,7 +9,7 @@
 
 use crate::config::{Config, FileConfig, ProbePolicy, SourceKind};
 use crate::corpus::normalize::Normalization;
-use crate::index::build::{self, BuildOptions, BuildSummary, SaAlgorithm};
+use crate::index::write::build::{self, BuildOptions, BuildSummary, SaAlgorithm};
 use anyhow::{Context, Result};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

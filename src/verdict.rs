@@ -467,7 +467,8 @@ pub fn judge(
             .filter(|(_, &e)| !e)
             .map(|(s, _)| s)
             .collect();
-        let covered = crate::index::search::covered_chars(kept.iter().map(|s| (s.start, s.end)));
+        let covered =
+            crate::index::read::search::covered_chars(kept.iter().map(|s| (s.start, s.end)));
         let coverage = if report.text_chars == 0 {
             0.0
         } else {
@@ -711,7 +712,7 @@ fn rule_values(r: &SourceRule) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::search::covered_chars;
+    use crate::index::read::search::covered_chars;
     use crate::index::Span;
     use crate::probe::boundary::{Run, SpanSignal};
 

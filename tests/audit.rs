@@ -123,7 +123,7 @@ fn licence_index(dir: &Path) -> PathBuf {
     let out = dir.join("index");
     let mut opts = common::options(out.clone(), vec![input], 1 << 30);
     opts.normalization.collapse_whitespace = false;
-    memaudit::index::build::build(&opts).unwrap();
+    memaudit::index::write::build::build(&opts).unwrap();
     out
 }
 

@@ -3,11 +3,11 @@
 
 mod common;
 
-use memaudit::index::build::SaAlgorithm;
 use memaudit::index::format::{
     filter_file_name, shard_file_name, FileKind, Manifest, HEADER_LEN, MANIFEST,
 };
-use memaudit::index::verify::{verify, VerifyOptions};
+use memaudit::index::read::verify::{verify, VerifyOptions};
+use memaudit::index::write::build::SaAlgorithm;
 use memaudit::index::{Index, SpanOptions};
 use proptest::prelude::*;
 use std::path::Path;
@@ -42,7 +42,7 @@ fn build(dir: &Path) -> std::path::PathBuf {
     idx
 }
 
-fn full_verify(idx: &Path) -> memaudit::index::verify::VerifyReport {
+fn full_verify(idx: &Path) -> memaudit::index::read::verify::VerifyReport {
     verify(
         idx,
         VerifyOptions {
@@ -256,7 +256,7 @@ fn a_file_replaced_under_its_name_is_checksummed_again_before_it_is_used() {
     let tmp = idx.join("replacement.tmp");
     std::fs::write(&tmp, &bytes).unwrap();
     std::fs::rename(&tmp, &path).unwrap();
-    let e = memaudit::index::verify::open_next(&idx, &current)
+    let e = memaudit::index::read::live::open_next(&idx, &current)
         .err()
         .expect("a replaced file is checked, not trusted")
         .to_string();
@@ -265,5 +265,5 @@ fn a_file_replaced_under_its_name_is_checksummed_again_before_it_is_used() {
     let d2 = tempfile::tempdir().unwrap();
     let idx2 = build(d2.path());
     let current = Index::open(&idx2).unwrap();
-    assert!(memaudit::index::verify::open_next(&idx2, &current).is_ok());
+    assert!(memaudit::index::read::live::open_next(&idx2, &current).is_ok());
 }

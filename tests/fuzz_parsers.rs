@@ -9,8 +9,8 @@ mod common;
 use memaudit::corpus::normalize::Normalization;
 use memaudit::corpus::normalize::Normalizer;
 use memaudit::corpus::{self, Item};
-use memaudit::index::build::SaAlgorithm;
 use memaudit::index::format::MANIFEST;
+use memaudit::index::write::build::SaAlgorithm;
 use memaudit::index::{Index, SpanOptions};
 use proptest::prelude::*;
 use std::sync::atomic::AtomicU64;
@@ -102,11 +102,11 @@ fn built() -> (tempfile::TempDir, std::path::PathBuf, String) {
     common::index_of(d.path(), &docs, 300, SaAlgorithm::Libsais);
     let idx = d.path().join("index");
     // A takedown, so the manifest has removed ids and a history to tamper with too.
-    let sel = memaudit::index::remove::Selection {
+    let sel = memaudit::index::write::remove::Selection {
         ids: vec![1, 7, 12],
         wheres: vec![],
     };
-    memaudit::index::remove::remove(&idx, &sel, Some("fuzz".into())).unwrap();
+    memaudit::index::write::remove::remove(&idx, &sel, Some("fuzz".into())).unwrap();
     let manifest = std::fs::read_to_string(idx.join(MANIFEST)).unwrap();
     (d, idx, manifest)
 }

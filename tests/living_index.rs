@@ -6,13 +6,13 @@
 mod common;
 
 use common::{bin, options};
-use memaudit::index::add::{add, AddOptions};
-use memaudit::index::build::{build, SaAlgorithm};
-use memaudit::index::compact::{compact, CompactOptions};
 use memaudit::index::format::Manifest;
-use memaudit::index::generation::WriterLock;
-use memaudit::index::merge::{merge, Transfer};
-use memaudit::index::remove::{remove, Selection};
+use memaudit::index::write::add::{add, AddOptions};
+use memaudit::index::write::build::{build, SaAlgorithm};
+use memaudit::index::write::compact::{compact, CompactOptions};
+use memaudit::index::write::generation::WriterLock;
+use memaudit::index::write::merge::{merge, Transfer};
+use memaudit::index::write::remove::{remove, Selection};
 use memaudit::index::{Index, SpanOptions};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -587,7 +587,7 @@ fn part_options(
     out: PathBuf,
     inputs: Vec<PathBuf>,
     part: &str,
-) -> memaudit::index::build::BuildOptions {
+) -> memaudit::index::write::build::BuildOptions {
     let mut o = options(out, inputs, 700);
     o.part = Some(part.parse().unwrap());
     o

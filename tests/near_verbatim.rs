@@ -8,8 +8,8 @@ mod common;
 use memaudit::budget::Budget;
 use memaudit::corpus::fold::fold;
 use memaudit::corpus::normalize::{Normalization, Normalizer};
-use memaudit::index::build::SaAlgorithm;
-use memaudit::index::near::{edit_distance, NearOptions};
+use memaudit::index::read::near::{edit_distance, NearOptions};
+use memaudit::index::write::build::SaAlgorithm;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 

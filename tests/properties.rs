@@ -10,9 +10,9 @@ mod common;
 use memaudit::budget::Budget;
 use memaudit::corpus::normalize::Normalization;
 use memaudit::corpus::normalize::Normalizer;
-use memaudit::index::build::SaAlgorithm;
-use memaudit::index::incremental::Incremental;
-use memaudit::index::search::Runs;
+use memaudit::index::read::incremental::Incremental;
+use memaudit::index::read::search::Runs;
+use memaudit::index::write::build::SaAlgorithm;
 use memaudit::index::{Index, SpanOptions};
 use proptest::prelude::*;
 

@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use memaudit::budget::Budget;
-use memaudit::index::near::NearOptions;
+use memaudit::index::read::near::NearOptions;
 use memaudit_fuzz::{index, Choices};
 
 fuzz_target!(|data: &[u8]| {

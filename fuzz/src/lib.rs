@@ -9,7 +9,7 @@
 
 use memaudit::analyze::{Analyzer, Options};
 use memaudit::corpus::normalize::Normalization;
-use memaudit::index::build::{build, BuildOptions, SaAlgorithm};
+use memaudit::index::write::build::{build, BuildOptions, SaAlgorithm};
 use memaudit::index::Index;
 use std::path::PathBuf;
 use std::sync::OnceLock;

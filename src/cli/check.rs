@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use memaudit::analyze::{self, Analyzer};
 use memaudit::budget::Budget;
-use memaudit::index::near::NearOptions;
+use memaudit::index::read::near::NearOptions;
 use memaudit::index::{Index, SpanReport, DEFAULT_MIN_LEN};
 use memaudit::probe::tokenizer::Tokenizer;
 use std::fmt::Write as _;

@@ -5,10 +5,10 @@
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use memaudit::corpus::normalize::Normalization;
-use memaudit::index::build::{self, BuildOptions, SaAlgorithm};
-use memaudit::index::verify::{self, VerifyOptions};
+use memaudit::index::read::verify::{self, VerifyOptions};
+use memaudit::index::write::build::{self, BuildOptions, SaAlgorithm};
+use memaudit::index::write::{add, compact, merge, remove, upgrade};
 use memaudit::index::Index;
-use memaudit::index::{add, compact, merge, remove, upgrade};
 use memaudit::units::parse_size;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -70,7 +70,7 @@ pub struct RemoveArgs {
     ids_file: Option<PathBuf>,
     /// Remove the documents whose metadata field KEY equals VALUE (all given must hold), e.g.
     /// `--where url=https://example.com/a` or `--where source=crawl-07.jsonl`.
-    #[arg(long = "where", value_name = "KEY=VALUE", value_parser = memaudit::index::remove::parse_where)]
+    #[arg(long = "where", value_name = "KEY=VALUE", value_parser = memaudit::index::write::remove::parse_where)]
     wheres: Vec<(String, String)>,
     /// Why, recorded in the manifest's history (e.g. a takedown ticket).
     #[arg(long)]
@@ -169,7 +169,7 @@ pub struct BuildArgs {
     /// about equal size, for N machines of a batch engine (e.g. a Kubernetes Indexed Job's
     /// JOB_COMPLETION_INDEX). Every machine must be given the same inputs.
     #[arg(long, value_name = "I/N")]
-    part: Option<memaudit::index::part::Part>,
+    part: Option<memaudit::index::write::part::Part>,
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -227,7 +227,7 @@ pub fn run(c: IndexCommand) -> Result<()> {
         IndexCommand::Merge(a) => index_merge(a),
         IndexCommand::Upgrade(a) => index_upgrade(a),
         IndexCommand::Rollback(a) => {
-            let g = memaudit::index::generation::rollback(&a.dir, a.after, a.reason)?;
+            let g = memaudit::index::write::generation::rollback(&a.dir, a.after, a.reason)?;
             eprintln!("published {} as generation {g}", a.dir.display());
             Ok(())
         }

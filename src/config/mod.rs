@@ -431,7 +431,7 @@ pub struct SpanConfig {
     /// Spans listed in a verdict: the longest ones, with the total in `spans_total` and
     /// `spans_truncated` set when some were left out. Bounds the verdict's size.
     pub max_reported: usize,
-    /// Look for near-verbatim spans too (`crate::index::near`).
+    /// Look for near-verbatim spans too (`crate::index::read::near`).
     pub near: bool,
     /// Their seeds' least length, characters.
     pub near_seed_chars: usize,
@@ -451,8 +451,8 @@ pub struct SpanConfig {
 
 impl SpanConfig {
     /// The near-verbatim options, when `near` is on.
-    pub fn near_options(&self) -> Option<crate::index::near::NearOptions> {
-        self.near.then_some(crate::index::near::NearOptions {
+    pub fn near_options(&self) -> Option<crate::index::read::near::NearOptions> {
+        self.near.then_some(crate::index::read::near::NearOptions {
             seed_chars: self.near_seed_chars,
             max_gap: self.near_max_gap,
             min_chars: self.near_min_chars,
@@ -464,7 +464,7 @@ impl SpanConfig {
 
 impl Default for SpanConfig {
     fn default() -> Self {
-        let near = crate::index::near::NearOptions::default();
+        let near = crate::index::read::near::NearOptions::default();
         SpanConfig {
             min_chars: crate::index::DEFAULT_MIN_LEN,
             min_tokens: 0,

@@ -11,7 +11,7 @@
 //!
 //! Case is not folded here: a case-sensitive index would then miss the text's capitals. A word
 //! whose case was changed is a changed word to the near-verbatim chaining
-//! ([`crate::index::near`]); an index built with `lowercase` matches any case.
+//! ([`crate::index::read::near`]); an index built with `lowercase` matches any case.
 
 use unicode_normalization::char::decompose_compatible;
 

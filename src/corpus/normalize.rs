@@ -171,7 +171,7 @@ impl Normalizer {
     /// not depend on anything before it (a non-space character no composition reaches back
     /// across). So `normalize(a + b) == normalize(a) + normalize(b)` when `b` starts with such a
     /// character, which lets a growing text be normalized from such a point on
-    /// ([`crate::index::incremental`]).
+    /// ([`crate::index::read::incremental`]).
     pub fn restarts_at(&self, c: char) -> bool {
         let is_space = c == '\0' || (self.spec.collapse_whitespace && c.is_whitespace());
         !is_space && (!self.spec.nfc || nfc_boundary(c))

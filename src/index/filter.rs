@@ -23,13 +23,15 @@
 //! **Files.** An index holds one filter file per writer operation that added text (a build, each
 //! merged part, each `index add`); `index compact` and `index upgrade` write one for everything.
 //! A file holds the union's blocks, then rows of routing slots (one per shard), then each
-//! shard's search sample ([`crate::index::search::Sample`]).
+//! shard's search sample ([`crate::index::read::search::Sample`]).
 //! Their union covers every shard (stale keys of removed documents only cost false positives).
 //! Files are mapped, never copied, so daemons on one node share one copy in the page cache.
 
-use super::build::HashingWriter;
-use super::format::{encode_header, FilterFileEntry, FilterParams, ShardEntry, U32s, FILTER_TAG};
-use super::search::Sample;
+use crate::index::format::{
+    encode_header, FilterFileEntry, FilterParams, ShardEntry, U32s, FILTER_TAG,
+};
+use crate::index::read::search::Sample;
+use crate::index::write::build::HashingWriter;
 use anyhow::{Context, Result};
 use std::collections::VecDeque;
 use std::path::Path;
@@ -232,7 +234,7 @@ pub fn write(
         .par_iter()
         .enumerate()
         .try_for_each(|(k, s)| -> Result<()> {
-            let text = super::reader::map_text(dir, s)?;
+            let text = crate::index::read::open::map_text(dir, s)?;
             builder.insert_text(k, text.bytes());
             Ok(())
         })?;
@@ -240,8 +242,8 @@ pub fn write(
     let samples = shards
         .par_iter()
         .map(|s| -> Result<Vec<u64>> {
-            let text = super::reader::map_text(dir, s)?;
-            let sa = super::reader::map_sa(dir, s)?;
+            let text = crate::index::read::open::map_text(dir, s)?;
+            let sa = crate::index::read::open::map_sa(dir, s)?;
             let mut keys: Vec<u64> = Sample::keys_of(text.bytes(), U32s(sa.bytes())).collect();
             keys.resize(keys.len().next_multiple_of(BLOCK_BYTES / 8), 0);
             Ok(keys)
@@ -344,7 +346,7 @@ impl<'a> Blocks<'a> {
 pub struct Presence {
     /// The parameters every file was built with.
     pub params: FilterParams,
-    pub(crate) files: Vec<std::sync::Arc<super::reader::Mapped>>,
+    pub(crate) files: Vec<std::sync::Arc<crate::index::read::open::Mapped>>,
     /// The manifest's records of the files, in the same order.
     pub entries: Vec<FilterFileEntry>,
 }

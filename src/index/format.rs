@@ -287,7 +287,7 @@ pub struct BuildParams {
     pub seconds: f64,
     /// The part of the inputs this index holds, when built with `--part I/N`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub part: Option<super::part::Part>,
+    pub part: Option<super::write::part::Part>,
 }
 
 /// Totals over the whole index.

@@ -1,41 +1,25 @@
-//! The corpus index: on-disk format, builder, memory-mapped reader, queries and verification.
+//! The corpus index, in two sides around one on-disk format.
 //!
-//! `Index::open(dir)` maps a directory made by [`build::build`] (or [`merge::merge`]);
-//! [`Index::spans`] and [`Index::count`] are the queries everything else (the `check` command, the
-//! daemon, the offline analyses) calls.
+//! - [`format`](mod@format): what the files of an index directory hold, the one place that says so; and
+//!   [`filter`], the presence filter's definition (hashing, minimizers, blocks), which the
+//!   writers build and the readers consult.
+//! - [`read`]: opening an index (`Index::open` maps a directory), the queries everything else
+//!   calls ([`Index::spans`], [`Index::count`]; near-verbatim and streamed matching), checking its
+//!   files, and moving to a new generation while serving.
+//! - [`write`](mod@write): building an index (whole, or by parts merged after), and changing it in place by
+//!   generations: takedown, additions, compaction, upgrades; the writer lock and the publishing
+//!   protocol every change follows.
 //!
-//! An index changes in place by generations ([`generation`]): [`remove::remove`] hides documents
-//! (takedown), [`add::add`] appends new shards, [`compact::compact`] erases removed text and merges
-//! small shards. Each publishes a new `manifest.json` atomically; readers open one generation and
-//! keep it until they reopen.
+//! Readers open one generation and keep it until they reopen; writers never change a file a
+//! manifest names.
 
-// Documentation debt (Cargo.toml [lints] missing_docs): its public fields mirror formats
-// documented elsewhere (the manifest, config/memaudit.toml, the verdict JSON in the README).
-pub mod add;
-#[allow(missing_docs)]
-pub mod build;
-pub mod compact;
 pub mod filter;
 // Documentation debt (Cargo.toml [lints] missing_docs): its public fields mirror formats
 // documented elsewhere (the manifest, config/memaudit.toml, the verdict JSON in the README).
 #[allow(missing_docs)]
 pub mod format;
-pub mod generation;
-pub mod incremental;
-pub mod merge;
-pub mod near;
-pub mod part;
-// Documentation debt (Cargo.toml [lints] missing_docs): its public fields mirror formats
-// documented elsewhere (the manifest, config/memaudit.toml, the verdict JSON in the README).
-#[allow(missing_docs)]
-pub mod reader;
-pub mod remove;
-pub mod search;
-pub mod upgrade;
-// Documentation debt (Cargo.toml [lints] missing_docs): its public fields mirror formats
-// documented elsewhere (the manifest, config/memaudit.toml, the verdict JSON in the README).
-#[allow(missing_docs)]
-pub mod verify;
+pub mod read;
+pub mod write;
 
-pub use reader::{Index, OpenError};
-pub use search::{Hit, Span, SpanOptions, SpanReport, DEFAULT_MIN_LEN};
+pub use read::open::{Index, OpenError};
+pub use read::search::{Hit, Span, SpanOptions, SpanReport, DEFAULT_MIN_LEN};

@@ -1,5 +1,5 @@
 //! Streamed outputs: the chunks of one LLM output (`{id, seq, delta, final}`), put back in
-//! order, matched as they arrive ([`crate::index::incremental`]: a chunk costs its own length
+//! order, matched as they arrive ([`crate::index::read::incremental`]: a chunk costs its own length
 //! plus the span in progress), and ended exactly once.
 //!
 //! - **Order.** A chunk is applied when every lower `seq` was; one that arrives early waits. A
@@ -30,7 +30,7 @@ use super::message::{dead, ChunkMark, DeadLetter, DeadLetterReason, Decoded, Env
 use super::offsets::Partition;
 use crate::analyze::Analyzer;
 use crate::config::{ChunksConfig, Limits};
-use crate::index::incremental::Incremental;
+use crate::index::read::incremental::Incremental;
 use crate::index::SpanReport;
 use crate::verdict::{Severity, Verdict};
 use serde::Serialize;

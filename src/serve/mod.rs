@@ -105,7 +105,7 @@ fn analyzer(cfg: &Config) -> Result<Analyzer> {
     // The index's errors name its files; the context names the key.
     let index = crate::index::Index::open(&cfg.index.dir).context("index.dir")?;
     if index.manifest.live_documents() == 0 {
-        return Err(crate::index::verify::Refused::Empty {
+        return Err(crate::index::read::live::Refused::Empty {
             manifest: crate::index::format::Manifest::path(&cfg.index.dir),
             generation: index.generation(),
         })

@@ -106,7 +106,7 @@ pub(crate) fn spawn(
             let started = Instant::now();
             let d = dir.clone();
             let opened = tokio::task::spawn_blocking(move || {
-                let next = crate::index::verify::open_next(&d, &current)?;
+                let next = crate::index::read::live::open_next(&d, &current)?;
                 // Before the swap, so no query waits for it. An unchanged index (the first poll
                 // and a SIGHUP reread the manifest) finds every page in memory already.
                 prepare(&next);
@@ -151,8 +151,8 @@ pub(crate) fn spawn(
                     // An index emptied of every document is what its owner now wants served:
                     // the previous one would let taken-down text pass. Fail closed: not ready.
                     if matches!(
-                        e.downcast_ref::<crate::index::verify::Refused>(),
-                        Some(crate::index::verify::Refused::Empty { .. })
+                        e.downcast_ref::<crate::index::read::live::Refused>(),
+                        Some(crate::index::read::live::Refused::Empty { .. })
                     ) {
                         ready.index_open.store(false, Ordering::Relaxed);
                     }

@@ -3,8 +3,8 @@
 #![allow(dead_code)]
 
 use memaudit::corpus::normalize::Normalization;
-use memaudit::index::build::{build, BuildOptions, SaAlgorithm};
 use memaudit::index::format::FilterParams;
+use memaudit::index::write::build::{build, BuildOptions, SaAlgorithm};
 use memaudit::index::Index;
 use std::path::{Path, PathBuf};
 

@@ -7,15 +7,15 @@
 //! 1. take the writer lock (`.memaudit-writer.lock`, an OS file lock: a second writer is refused
 //!    with a clear message, and a killed writer's lock goes with its process);
 //! 2. write any new shard files under names no earlier generation used
-//!    ([`super::format::generation_file_name`]), never touching a file a manifest names;
+//!    ([`crate::index::format::generation_file_name`]), never touching a file a manifest names;
 //! 3. [`WriterLock::publish`]: write the new manifest to a temporary file, sync it, and rename it over
 //!    `manifest.json` (atomic on POSIX), then sync the directory;
 //! 4. unlink the shard and filter files the new manifest no longer names, and the leftovers of
 //!    killed writers.
 //!    A reader that mapped them keeps its mapping; a reader opening the old manifest at that moment
-//!    finds a file gone and rereads the manifest ([`super::Index::open`]).
+//!    finds a file gone and rereads the manifest ([`crate::index::Index::open`]).
 
-use super::format::{
+use crate::index::format::{
     is_filter_file_name, is_shard_file_name, Change, FileKind, Manifest, MANIFEST,
 };
 use anyhow::{bail, Context, Result};
@@ -209,7 +209,7 @@ pub fn change(action: &str, documents: u64) -> Change {
 /// new generation.
 pub fn rollback(dir: &Path, after: u64, reason: Option<String>) -> Result<u64> {
     let lock = WriterLock::acquire(dir)?;
-    let index = super::Index::open(dir)?;
+    let index = crate::index::Index::open(dir)?;
     let mut manifest = index.manifest.clone();
     drop(index);
     if after < manifest.generation {

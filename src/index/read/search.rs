@@ -32,10 +32,10 @@
 //!
 //! Property tests compare the result with a brute-force definition on random and adversarial inputs.
 
-use super::format::{U32s, SEPARATOR};
-use super::reader::{Index, Mapped as MappedFile, Shard};
 use crate::budget::{Budget, Incomplete};
 use crate::corpus::normalize::Mapped;
+use crate::index::format::{U32s, SEPARATOR};
+use crate::index::read::open::{Index, Mapped as MappedFile, Shard};
 use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -49,7 +49,7 @@ pub const SAMPLE_STEP: usize = 512;
 /// [`Index::prepare`] has read it) before it reads the mapped suffix array and text (a cache
 /// and TLB miss each per step). One thread's query rate on the 350 MB benchmark index rose
 /// 1.15–1.48× with it (README, Performance). Written by the build into the shard's filter file
-/// ([`super::filter`]) and mapped from there, so it is page cache shared by every process
+/// ([`crate::index::filter`]) and mapped from there, so it is page cache shared by every process
 /// serving the index, not private memory.
 pub struct Sample {
     file: Arc<MappedFile>,
@@ -234,7 +234,7 @@ impl Shard {
     /// The slots of `[lo, hi)`, whose suffixes all share a prefix of `depth` bytes, whose next
     /// bytes are `more`: the range of a pattern extended by `more` from the range of the
     /// pattern, in two binary searches comparing only `more` (what a streamed span in progress
-    /// costs per chunk: [`crate::index::incremental`]).
+    /// costs per chunk: [`crate::index::read::incremental`]).
     pub fn narrow(&self, lo: usize, hi: usize, depth: usize, more: &[u8]) -> (usize, usize) {
         let next = |i: usize| {
             let s = self.suffix(i);
@@ -426,9 +426,9 @@ pub struct SpanReport {
     /// The spans, in text order.
     pub spans: Vec<Span>,
     /// Near-verbatim spans (corpus passages copied with small edits), when asked for
-    /// ([`crate::index::near`]), in text order.
+    /// ([`crate::index::read::near`]), in text order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub near: Vec<crate::index::near::NearSpan>,
+    pub near: Vec<crate::index::read::near::NearSpan>,
     /// The text was folded before matching ([`crate::corpus::fold`]); positions are the
     /// original text's.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -657,19 +657,6 @@ pub fn covered_chars(ranges: impl IntoIterator<Item = (usize, usize)>) -> usize 
 }
 
 impl Index {
-    /// Reads every page of the presence filter and the search samples once
-    /// ([`super::filter::Presence::touch`]), so that queries find them resident: for
-    /// long-running users (the daemon calls it before it is ready and before it moves to a new
-    /// generation; the benchmarks call it). They are mapped files, so this is page cache shared
-    /// with every process serving the index, not private memory, and a generation that keeps a
-    /// file finds it still in memory. Without it, the first queries fault the pages in, with
-    /// the same answers.
-    pub fn prepare(&self) {
-        if let Some(p) = &self.presence {
-            std::hint::black_box(p.touch());
-        }
-    }
-
     /// Bytes of the shards' [`Sample`]s (mapped, not private memory).
     pub fn sample_bytes(&self) -> usize {
         self.shards
@@ -716,7 +703,7 @@ impl Index {
     fn route_all(&self, p: &[u8]) -> Option<Vec<usize>> {
         let presence = self.presence.as_ref()?;
         (p.len() >= presence.params.reach())
-            .then(|| presence.route(p, super::filter::Route::All, self.shards.len()))
+            .then(|| presence.route(p, crate::index::filter::Route::All, self.shards.len()))
     }
 
     /// Occurrences of `pattern` (normalized like the corpus) across all shards.
@@ -777,7 +764,7 @@ impl Index {
     /// after them is `(j, e)` shifted likewise. The search resumes there, near the end of the
     /// stretch: a periodic text of any length costs a few periods' searches and a scan.
     ///
-    /// **The presence filter** ([`super::filter`]), when the index has one and `min_chars` is at
+    /// **The presence filter** ([`crate::index::filter`]), when the index has one and `min_chars` is at
     /// least its reach: only the filter's segments of `t` are searched, each on its own, since
     /// every span lies inside one and whether a span is maximal is decided inside it (a longer
     /// match holding it would be a span of the same segment). Novel text reads no suffix array.
@@ -799,7 +786,11 @@ impl Index {
                 continue;
             }
             // Only the shards holding some window of the segment can hold a span in it.
-            let route = presence.route(&t[a..c], super::filter::Route::Any, self.shards.len());
+            let route = presence.route(
+                &t[a..c],
+                crate::index::filter::Route::Any,
+                self.shards.len(),
+            );
             if route.is_empty() {
                 continue;
             }
@@ -819,7 +810,7 @@ impl Index {
         found
     }
 
-    /// The presence filter's segments of `t` ([`super::filter::segments`]), when the filter
+    /// The presence filter's segments of `t` ([`crate::index::filter::segments`]), when the filter
     /// applies to spans of `min_chars` characters (each of which is at least as many bytes).
     pub fn filter_segments(&self, t: &[u8], min_chars: usize) -> Option<Vec<(usize, usize)>> {
         let presence = self.presence.as_ref()?;
@@ -1111,7 +1102,7 @@ impl Index {
         &self,
         text: &str,
         opts: &SpanOptions,
-        near: &crate::index::near::NearOptions,
+        near: &crate::index::read::near::NearOptions,
     ) -> SpanReport {
         let mapped = self.normalizer.normalize_mapped(text);
         let t = mapped.text.as_bytes();

@@ -33,7 +33,7 @@
 //! copying a long document), the window is that span, and searching it again at each push would
 //! cost each chunk the copy so far. Instead the span's suffix-array range in each shard is kept,
 //! and a push whose normalized text only appends to it narrows those ranges by the appended bytes
-//! ([`crate::index::reader::Shard::narrow`]): while the copy goes on, the span is the window's only
+//! ([`crate::index::read::open::Shard::narrow`]): while the copy goes on, the span is the window's only
 //! maximal span ending past the old `cut` (any other would lie inside it), `q` stays its start and
 //! `p` does not move, so the push costs its own length. When the narrowed ranges hold no live
 //! suffix the copy ended, and the push takes the general way.
@@ -49,8 +49,8 @@
 //! on the old one are void. A push on another generation than the last one first matches the
 //! whole text again on the new one ([`Incremental::is_current`]), once.
 
-use super::search::{Run, Runs, Span, SpanOptions, SpanReport};
-use super::Index;
+use crate::index::read::search::{Run, Runs, Span, SpanOptions, SpanReport};
+use crate::index::Index;
 use std::collections::VecDeque;
 
 /// Members whose end (in characters) is kept, the last ones: see the module's description.

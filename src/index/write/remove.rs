@@ -1,9 +1,9 @@
 //! `memaudit index remove`: takedown. Documents chosen by id or by metadata are hidden from every
 //! query at once, in a new generation, without rewriting any shard; `index compact` erases them.
 
-use super::format::Manifest;
-use super::generation::{self, WriterLock};
-use super::Index;
+use crate::index::format::Manifest;
+use crate::index::write::generation::{self, WriterLock};
+use crate::index::Index;
 use anyhow::{bail, Result};
 use serde::Serialize;
 use std::path::Path;

@@ -10,14 +10,14 @@
 //! live bytes has fewer than `2T / shard size + 1` shards, and a query's cost (one search per
 //! shard) stays bounded however many additions came before.
 
-use super::build::{build_shard, PendingShard, SaAlgorithm};
-use super::format::{
+use crate::index::format::{
     filter_file_name, generation_file_name, FilterParams, FilterSet, Manifest, ShardEntry,
     MAX_SHARD_BYTES, SEPARATOR,
 };
-use super::generation::{self, WriterLock};
-use super::reader::Shard;
-use super::Index;
+use crate::index::read::open::Shard;
+use crate::index::write::build::{build_shard, PendingShard, SaAlgorithm};
+use crate::index::write::generation::{self, WriterLock};
+use crate::index::Index;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::path::Path;
@@ -168,7 +168,8 @@ pub fn compact(dir: &Path, opts: &CompactOptions) -> Result<CompactSummary> {
         .filter
         .as_ref()
         .map_or_else(FilterParams::current, |f| f.params);
-    let filter = super::filter::write(dir, &entries, params, filter_file_name(next_generation, 0))?;
+    let filter =
+        crate::index::filter::write(dir, &entries, params, filter_file_name(next_generation, 0))?;
     manifest.filter = Some(FilterSet {
         params,
         files: vec![filter],

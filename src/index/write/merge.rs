@@ -9,13 +9,13 @@
 //! is refused, naming the part and the difference. Parts that record `--part I/N` must be all N,
 //! each once, given in order.
 
-use super::build::{check_target, install, work_dir_beside};
-use super::format::{
+use crate::index::format::{
     filter_file_name, shard_file_name, Change, FileKind, FilterSet, Manifest, Totals,
     MAX_SKIPPED_LISTED,
 };
-use super::generation::{now_unix, write_manifest};
-use super::Index;
+use crate::index::write::build::{check_target, install, work_dir_beside};
+use crate::index::write::generation::{now_unix, write_manifest};
+use crate::index::Index;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};

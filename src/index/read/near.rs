@@ -14,10 +14,10 @@
 //! `1 - edits / longer side's characters`. Spans shorter than `min_chars` or less similar than
 //! `min_similarity` are dropped, and so is a span inside a longer one.
 
-use super::search::{Hit, Run};
-use super::Index;
 use crate::budget::Budget;
 use crate::corpus::normalize::Mapped;
+use crate::index::read::search::{Hit, Run};
+use crate::index::Index;
 use serde::{Deserialize, Serialize};
 
 /// How near-verbatim spans are found (`[spans]` `near_*` in the daemon's configuration).

@@ -11,13 +11,13 @@
 //! pool sorting shards within the memory limit, the writers, the manifest), its stages functions
 //! here in the order they run.
 
-use super::format::{
+use crate::corpus::normalize::{Normalization, Normalizer};
+use crate::corpus::{self, Item};
+use crate::index::format::{
     filter_file_name, shard_file_name, BuildParams, Change, FileEntry, FileHeader, FileKind,
     FilterParams, FilterSet, Manifest, ShardEntry, SkippedEntry, SourceEntry, Totals, FORMAT_NAME,
     FORMAT_VERSION, HEADER_LEN, MAX_SHARD_BYTES, MAX_SKIPPED_LISTED, SEPARATOR,
 };
-use crate::corpus::normalize::{Normalization, Normalizer};
-use crate::corpus::{self, Item};
 use anyhow::{bail, Context, Result};
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -62,8 +62,8 @@ pub struct BuildOptions {
     pub force: bool,
     pub algorithm: SaAlgorithm,
     pub progress: bool,
-    /// Build only this part of the inputs ([`super::part`]).
-    pub part: Option<super::part::Part>,
+    /// Build only this part of the inputs ([`crate::index::write::part`]).
+    pub part: Option<crate::index::write::part::Part>,
     /// How the presence filter is built ([`FilterParams::current`] but in tests, which use a
     /// short reach to exercise it on small texts).
     pub filter: FilterParams,
@@ -141,7 +141,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildSummary> {
     // runs meanwhile, and its history goes on, so the new build is the next generation and a
     // daemon following the directory moves to it rather than refusing it as older.
     let previous = if replace && Manifest::path(&opts.out).exists() {
-        let lock = super::generation::WriterLock::acquire(&opts.out)?;
+        let lock = crate::index::write::generation::WriterLock::acquire(&opts.out)?;
         let old: Option<Manifest> = std::fs::read(Manifest::path(&opts.out))
             .ok()
             .and_then(|raw| serde_json::from_slice(&raw).ok());
@@ -196,7 +196,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildSummary> {
         manifest.history = old.history.clone();
     }
     let filter_started = Instant::now();
-    let filter = super::filter::write(
+    let filter = crate::index::filter::write(
         &tmp,
         &manifest.shards,
         opts.filter,
@@ -231,7 +231,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildSummary> {
         reason: old.map(|o| format!("rebuilt with --force over generation {}", o.generation)),
         shards: manifest.shards.len(),
     });
-    super::generation::write_manifest(&tmp, &manifest)?;
+    crate::index::write::generation::write_manifest(&tmp, &manifest)?;
 
     install(&tmp, &opts.out, replace)?;
     drop(previous);
@@ -498,7 +498,7 @@ fn build_into(
             format_version: FORMAT_VERSION,
             index_id: Manifest::compute_id(&shards, &[], None),
             memaudit_version: env!("CARGO_PKG_VERSION").into(),
-            created_unix: super::generation::now_unix(),
+            created_unix: crate::index::write::generation::now_unix(),
             normalization: opts.normalization,
             build: BuildParams {
                 shard_bytes,

@@ -4,12 +4,12 @@
 //! time taken is that of the new data alone; the shard files are then moved in under this
 //! generation's names and the manifest is swapped.
 
-use super::build::{self, BuildOptions, SaAlgorithm};
-use super::format::{
+use crate::index::format::{
     filter_file_name, generation_file_name, FileKind, FilterParams, Manifest, MAX_SKIPPED_LISTED,
 };
-use super::generation::{self, WriterLock};
-use super::Index;
+use crate::index::write::build::{self, BuildOptions, SaAlgorithm};
+use crate::index::write::generation::{self, WriterLock};
+use crate::index::Index;
 use anyhow::{Context, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};

@@ -6,9 +6,8 @@
 //! sample of adjacent suffix-array slots, or on every slot with `--full`, which also proves the
 //! array a permutation of the document positions.
 
-use super::format::Manifest;
-use super::format::{FileEntry, FileKind, SEPARATOR};
-use super::reader::{FileId, Index, Shard};
+use crate::index::format::{FileEntry, FileKind, SEPARATOR};
+use crate::index::read::open::{FileId, Index, Shard};
 use anyhow::Result;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -67,7 +66,7 @@ fn hash_file(path: &std::path::Path) -> std::io::Result<String> {
 
 /// Every file `index` mapped, with its manifest record and identity as mapped: the shards'
 /// files, then the presence filter's.
-fn mapped_files(index: &Index) -> Vec<(&FileEntry, FileId)> {
+pub(crate) fn mapped_files(index: &Index) -> Vec<(&FileEntry, FileId)> {
     let shards = index
         .shards
         .iter()
@@ -101,79 +100,6 @@ pub fn checksum_files(index: &Index, skip: impl Fn(&FileEntry, FileId) -> bool) 
         }
     }
     problems
-}
-
-/// A generation [`open_next`] refuses to move to, though its files are sound.
-#[derive(Debug, thiserror::Error)]
-pub enum Refused {
-    /// Older than the one in use.
-    #[error(
-        "{}: generation {found} is older than generation {in_use} in use (a backup copied over \
-         the live index?); refused, since it would undo every change since. To serve it on \
-         purpose, publish it as a new generation: `memaudit index rollback {} --after {in_use}`",
-        manifest.display(),
-        dir.display()
-    )]
-    Older {
-        manifest: std::path::PathBuf,
-        found: u64,
-        in_use: u64,
-        dir: std::path::PathBuf,
-    },
-    /// No live document: it would allow every text.
-    #[error(
-        "{}: generation {generation} holds no live document; refused, since it would allow \
-         every text (the daemon reports not ready until a generation with documents is published)",
-        manifest.display()
-    )]
-    Empty {
-        manifest: std::path::PathBuf,
-        generation: u64,
-    },
-}
-
-/// Opens the index in `dir` as a reader that already has `current` open moves to a new
-/// generation: every file's size and header are checked by opening, and every shard file
-/// `current` does not already hold (same name, same checksum) is checksummed. A takedown adds no
-/// file, so this costs one manifest read; an addition, reading its new shards once.
-///
-/// Refused too: a generation older than `current`'s (a backup restored over a live index would
-/// silently undo every takedown since; a rollback is published as a new generation by
-/// `memaudit index rollback`), and an index with no live document (which would allow every
-/// text: the daemon fails closed instead).
-pub fn open_next(dir: &std::path::Path, current: &Index) -> Result<Index> {
-    let next = Index::open(dir)?;
-    let manifest = Manifest::path(dir);
-    if next.generation() < current.generation() {
-        return Err(Refused::Older {
-            manifest,
-            found: next.generation(),
-            in_use: current.generation(),
-            dir: dir.to_path_buf(),
-        }
-        .into());
-    }
-    if next.manifest.live_documents() == 0 {
-        return Err(Refused::Empty {
-            manifest,
-            generation: next.generation(),
-        }
-        .into());
-    }
-    // A file `current` holds (same name, same checksum claim) and that is still the file it
-    // mapped (same inode, size and modification time) is not read again; one replaced or
-    // rewritten under its name since (`cp backup/* idx/`) is.
-    let known: std::collections::HashSet<(&str, &str, FileId)> = mapped_files(current)
-        .into_iter()
-        .map(|(f, id)| (f.name.as_str(), f.blake3.as_str(), id))
-        .collect();
-    let problems = checksum_files(&next, |f, id| {
-        known.contains(&(f.name.as_str(), f.blake3.as_str(), id))
-    });
-    if !problems.is_empty() {
-        anyhow::bail!("{}", problems.join("; "));
-    }
-    Ok(next)
 }
 
 /// Verifies the index in `dir`. Errors only when it cannot be opened at all (the error names the
@@ -368,7 +294,7 @@ pub struct Stats {
     /// Documents removed and erased.
     pub erased: u64,
     /// Every generation, oldest first.
-    pub history: Vec<super::format::Change>,
+    pub history: Vec<crate::index::format::Change>,
 }
 
 /// Summarizes an index from its manifest (opening it checks the files are there and whole).

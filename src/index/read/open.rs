@@ -9,14 +9,14 @@
 //! bounds-checked, so a corrupted file can give a wrong answer for the corrupted region but can never
 //! make a query panic or read outside its mapping.
 
-use super::filter::{Presence, BLOCK_BYTES};
-use super::format::{
+use crate::corpus::normalize::Normalizer;
+use crate::index::filter::{Presence, BLOCK_BYTES};
+use crate::index::format::{
     check_header, is_filter_file_name, is_shard_file_name, FileEntry, FileHeader, FileKind,
     Manifest, ShardEntry, U32s, U64s, FILTER_TAG, FORMAT_NAME, FORMAT_VERSION, HEADER_LEN,
     MANIFEST,
 };
-use super::search::Sample;
-use crate::corpus::normalize::Normalizer;
+use crate::index::read::search::Sample;
 use memmap2::Mmap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -187,7 +187,7 @@ pub struct Shard {
     removed_pages: Vec<u8>,
     /// The first bytes of every few suffixes, mapped from the filter file covering the shard
     /// (none for an index without a filter).
-    pub(super) sample: Option<super::search::Sample>,
+    pub(super) sample: Option<crate::index::read::search::Sample>,
 }
 
 const PAGE_SHIFT: u32 = 12;
@@ -407,7 +407,7 @@ pub struct Index {
     pub manifest: Manifest,
     pub normalizer: Normalizer,
     pub shards: Vec<Shard>,
-    /// The presence filter, when the index has one ([`super::filter`]).
+    /// The presence filter, when the index has one ([`crate::index::filter`]).
     pub presence: Option<Presence>,
 }
 

@@ -1,14 +1,14 @@
 //! `memaudit index upgrade`: brings an index written by an earlier version up to this one's
 //! layout, in place, as a new generation.
 //!
-//! Today that means the presence filter ([`super::filter`]): an index built before filters
+//! Today that means the presence filter ([`crate::index::filter`]): an index built before filters
 //! answers every query by searching every shard; upgrading writes one filter file for all its
 //! shards (reading each shard's text once) and publishes it. Answers do not change; what a
 //! query reads does. An index already current is left as it is.
 
-use super::format::{filter_file_name, FilterParams, FilterSet};
-use super::generation::{self, WriterLock};
-use super::Index;
+use crate::index::format::{filter_file_name, FilterParams, FilterSet};
+use crate::index::write::generation::{self, WriterLock};
+use crate::index::Index;
 use anyhow::Result;
 use serde::Serialize;
 use std::path::Path;
@@ -40,7 +40,7 @@ pub fn upgrade(dir: &Path) -> Result<UpgradeSummary> {
     let mut upgraded = Vec::new();
     let mut bytes_written = 0;
     if manifest.filter.as_ref().map(|f| f.params) != Some(current) {
-        let f = super::filter::write(
+        let f = crate::index::filter::write(
             dir,
             &manifest.shards,
             current,
