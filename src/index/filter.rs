@@ -441,7 +441,7 @@ pub enum Route {
 /// `reach` bytes occurring in the corpus, in order: for each run of consecutive windows whose
 /// minimizer the filter may hold (`contains`), from its first window's start to its last
 /// window's end, widened to a character boundary. Outside them no such string occurs (the
-/// module's guarantee). Each distinct minimizer is looked up once.
+/// module's guarantee). Each minimizer is looked up once.
 pub fn segments(
     t: &[u8],
     params: &FilterParams,
@@ -456,14 +456,23 @@ pub fn segments(
         }
         out.push((a, end));
     };
-    let (mut last_m, mut last_hit) = (usize::MAX, false);
-    let mut run: Option<(usize, usize)> = None; // first and last hitting window
-    minimizers(t, params, |j, m, key| {
+    // First the windows and their minimizers, then every distinct minimizer looked up in one
+    // tight loop: the lookups do not depend on each other, so their cache misses overlap
+    // instead of each stalling the hashing between them.
+    let mut windows: Vec<u32> = Vec::new(); // per window, its minimizer's place in `keys`
+    let mut keys: Vec<u64> = Vec::new();
+    let mut last_m = usize::MAX;
+    minimizers(t, params, |_, m, key| {
         if m != last_m {
             last_m = m;
-            last_hit = contains(key);
+            keys.push(key);
         }
-        match (&mut run, last_hit) {
+        windows.push(keys.len() as u32 - 1);
+    });
+    let hit: Vec<bool> = keys.iter().map(|&k| contains(k)).collect();
+    let mut run: Option<(usize, usize)> = None; // first and last hitting window
+    for (j, &k) in windows.iter().enumerate() {
+        match (&mut run, hit[k as usize]) {
             (Some((_, b)), true) => *b = j,
             (None, true) => run = Some((j, j)),
             (Some(r), false) => {
@@ -472,7 +481,7 @@ pub fn segments(
             }
             (None, false) => {}
         }
-    });
+    }
     if let Some(r) = run {
         close(r, &mut out);
     }
