@@ -120,19 +120,7 @@ fn print_build(label: &str, b: &BuildFigures) {
 
 fn main() {
     let a = args();
-    if !a.corpus.exists() {
-        eprintln!(
-            "{} missing: assembling it with scripts/bench-corpus.py",
-            a.corpus.display()
-        );
-        let ok = Command::new("python3")
-            .arg("scripts/bench-corpus.py")
-            .arg(&a.corpus)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "scripts/bench-corpus.py failed");
-    }
+    common::ensure_corpus(&a.corpus);
     let index_dir = a.index.clone();
     println!(
         "memaudit index benchmark · corpus {} ({:.1} MB)",

@@ -514,19 +514,7 @@ fn peer(corpus: &Path, rows: &[Row], queries: usize) {
 
 fn main() {
     let a = args();
-    if !a.corpus.exists() {
-        eprintln!(
-            "{} missing: assembling it with scripts/bench-corpus.py",
-            a.corpus.display()
-        );
-        let ok = Command::new("python3")
-            .arg("scripts/bench-corpus.py")
-            .arg(&a.corpus)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "scripts/bench-corpus.py failed");
-    }
+    common::ensure_corpus(&a.corpus);
     println!(
         "memaudit scale benchmark · {} · queries: benches/common make_sets",
         a.corpus.display()

@@ -261,6 +261,19 @@ fn any_sequence_of_changes_answers_like_a_fresh_build_of_what_remains() {
     }
 }
 
+/// Runs `memaudit index WHAT DIR`: whether it succeeded, and its standard error.
+fn index_command(what: &str, dir: &Path) -> (bool, String) {
+    let out = Command::new(bin())
+        .args(["index", what])
+        .arg(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// An index written before presence filters (its manifest names none, as version 1 indexes of
 /// earlier releases) opens and answers by searching everything; `memaudit index upgrade` adds a
 /// filter for all its shards as a new generation, with the same answers, and a second upgrade
@@ -312,16 +325,8 @@ fn an_index_without_a_filter_opens_and_upgrades_to_one() {
         "some long span"
     );
 
-    let out = Command::new(bin())
-        .args(["index", "upgrade"])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && said.contains("presence filter"),
-        "{said}"
-    );
+    let (ok, said) = index_command("upgrade", &dir);
+    assert!(ok && said.contains("presence filter"), "{said}");
     let upgraded = Index::open(&dir).unwrap();
     assert_eq!(upgraded.generation(), 2);
     assert_ne!(upgraded.id(), old.id(), "a following daemon moves to it");
@@ -338,27 +343,11 @@ fn an_index_without_a_filter_opens_and_upgrades_to_one() {
             "{q:?}"
         );
     }
-    let verify = Command::new(bin())
-        .args(["index", "verify"])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(
-        verify.status.success(),
-        "{}",
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    let (ok, said) = index_command("verify", &dir);
+    assert!(ok, "{said}");
 
-    let again = Command::new(bin())
-        .args(["index", "upgrade"])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&again.stderr);
-    assert!(
-        again.status.success() && said.contains("already current"),
-        "{said}"
-    );
+    let (ok, said) = index_command("upgrade", &dir);
+    assert!(ok && said.contains("already current"), "{said}");
     assert_eq!(Index::open(&dir).unwrap().generation(), 2);
     assert_no_leftovers(&dir);
 }

@@ -23,15 +23,12 @@ pub fn model_path() -> PathBuf {
 }
 
 /// Python with llama-cpp-python and numpy, installed into `bench-data/llama-venv` on first use
-/// (pip builds llama.cpp from source: minutes).
-pub fn peer_python() -> PathBuf {
-    let venv = PathBuf::from("bench-data/llama-venv");
+/// The Python of virtual environment `dir`, created with `packages` installed on first use.
+fn venv_with(dir: &str, packages: &[&str], what: &str) -> PathBuf {
+    let venv = PathBuf::from(dir);
     let py = venv.join("bin/python");
     if !py.exists() {
-        eprintln!(
-            "installing llama-cpp-python and numpy into {} (builds llama.cpp: minutes)",
-            venv.display()
-        );
+        eprintln!("installing {what} into {}", venv.display());
         assert!(Command::new("python3")
             .args(["-m", "venv"])
             .arg(&venv)
@@ -39,12 +36,23 @@ pub fn peer_python() -> PathBuf {
             .unwrap()
             .success());
         let ok = Command::new(&py)
-            .args(["-m", "pip", "install", "-q", "llama-cpp-python", "numpy"])
+            .args(["-m", "pip", "install", "-q"])
+            .args(packages)
             .status()
             .unwrap();
-        assert!(ok.success());
+        assert!(ok.success(), "installing {what} failed");
     }
     py
+}
+
+/// Python with llama-cpp-python and numpy, installed into `bench-data/llama-venv` on first use
+/// (pip builds llama.cpp from source: minutes).
+pub fn peer_python() -> PathBuf {
+    venv_with(
+        "bench-data/llama-venv",
+        &["llama-cpp-python", "numpy"],
+        "llama-cpp-python and numpy (builds llama.cpp: minutes)",
+    )
 }
 
 /// Runs the llama-cpp-python peer `script` on `model` with `query` written to `file` (its
@@ -58,33 +66,29 @@ pub fn run_peer(script: &str, model: &Path, file: &Path, query: &str) -> serde_j
 /// Python with the peer span finder, infini-gram 2.6.0 (and transformers, which its indexer
 /// imports), installed into `bench-data/peer-venv` on first use.
 pub fn infini_gram_python() -> PathBuf {
-    let venv = PathBuf::from("bench-data/peer-venv");
-    let py = venv.join("bin/python");
-    if !py.exists() {
-        eprintln!(
-            "installing the peer (infini-gram 2.6.0 and transformers) into {}",
-            venv.display()
-        );
-        assert!(Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .unwrap()
-            .success());
-        assert!(Command::new(&py)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "-q",
-                "infini-gram==2.6.0",
-                "transformers"
-            ])
-            .status()
-            .unwrap()
-            .success());
+    venv_with(
+        "bench-data/peer-venv",
+        &["infini-gram==2.6.0", "transformers"],
+        "the peer (infini-gram 2.6.0 and transformers)",
+    )
+}
+
+/// Assembles the benchmark corpus at `path` with `scripts/bench-corpus.py` when it is missing.
+pub fn ensure_corpus(path: &Path) {
+    if path.exists() {
+        return;
     }
-    py
+    eprintln!(
+        "{} missing: assembling it with scripts/bench-corpus.py",
+        path.display()
+    );
+    let ok = Command::new("python3")
+        .arg("scripts/bench-corpus.py")
+        .arg(path)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "scripts/bench-corpus.py failed");
 }
 
 /// Runs `scripts/peer-infini-gram.py ARGS` (`build DATA SAVE` or `attribute SAVE QUERIES.json`)
