@@ -5,9 +5,12 @@
 //! cargo bench --bench index                    # memaudit only
 //! cargo bench --bench index -- --peer          # and infini-gram on the same corpus and texts
 //! cargo bench --bench index -- --suffix        # also build with the `suffix` crate, for comparison
+//! cargo bench --bench index -- --against-step 1  # and an index of another suffix-array step
+//!                                              # (1: every suffix), queries interleaved
 //! options: --corpus FILE.jsonl (default bench-data/corpus.jsonl, made by scripts/bench-corpus.py)
 //!          --queries N (texts per set, default 200) --no-build (reuse the index)
-//!          --index DIR (default bench-data/index) --shard-size SIZE (passed to the build)
+//!          --index DIR (default bench-data/index) --shard-size SIZE, --sa-step K (passed to the
+//!          build; the default step is the build's)
 //! ```
 //!
 //! Query texts are seeded: "novel" texts are real corpus words in a new random order; "copy" texts
@@ -31,6 +34,8 @@ struct Args {
     build: bool,
     index: PathBuf,
     shard_size: Option<String>,
+    sa_step: Option<String>,
+    against_step: Option<String>,
 }
 
 fn args() -> Args {
@@ -42,6 +47,8 @@ fn args() -> Args {
         build: true,
         index: PathBuf::from("bench-data/index"),
         shard_size: None,
+        sa_step: None,
+        against_step: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -53,6 +60,8 @@ fn args() -> Args {
             "--no-build" => a.build = false,
             "--index" => a.index = it.next().expect("--index DIR").into(),
             "--shard-size" => a.shard_size = Some(it.next().expect("--shard-size SIZE")),
+            "--sa-step" => a.sa_step = Some(it.next().expect("--sa-step K")),
+            "--against-step" => a.against_step = Some(it.next().expect("--against-step K")),
             "--bench" => {}
             other => panic!("unknown argument {other:?}; see the doc comment of benches/index.rs"),
         }
@@ -67,7 +76,13 @@ struct BuildFigures {
     shard_bytes: u64,
 }
 
-fn build(corpus: &Path, out: &Path, algorithm: &str, shard_size: Option<&str>) -> BuildFigures {
+fn build(
+    corpus: &Path,
+    out: &Path,
+    algorithm: &str,
+    shard_size: Option<&str>,
+    sa_step: Option<&str>,
+) -> BuildFigures {
     let o = Command::new(env!("CARGO_BIN_EXE_memaudit"))
         .args([
             "index",
@@ -83,6 +98,7 @@ fn build(corpus: &Path, out: &Path, algorithm: &str, shard_size: Option<&str>) -
                 .map(|s| vec!["--shard-size", s])
                 .unwrap_or_default(),
         )
+        .args(sa_step.map(|s| vec!["--sa-step", s]).unwrap_or_default())
         .arg("--out")
         .arg(out)
         .arg(corpus)
@@ -130,7 +146,13 @@ fn main() {
     println!();
 
     let ours = if a.build || !index_dir.join("manifest.json").exists() {
-        let b = build(&a.corpus, &index_dir, "libsais", a.shard_size.as_deref());
+        let b = build(
+            &a.corpus,
+            &index_dir,
+            "libsais",
+            a.shard_size.as_deref(),
+            a.sa_step.as_deref(),
+        );
         print_build("memaudit (libsais)", &b);
         Some(b)
     } else {
@@ -138,7 +160,13 @@ fn main() {
     };
     if a.suffix {
         let dir = PathBuf::from("bench-data/index-suffix");
-        let b = build(&a.corpus, &dir, "suffix", a.shard_size.as_deref());
+        let b = build(
+            &a.corpus,
+            &dir,
+            "suffix",
+            a.shard_size.as_deref(),
+            a.sa_step.as_deref(),
+        );
         print_build("memaudit (suffix)", &b);
         if let Some(o) = &ours {
             println!(
@@ -251,6 +279,9 @@ fn main() {
         "peak RSS of this process: {:.0} MiB",
         peak_rss_bytes().unwrap_or(0) as f64 / (1 << 20) as f64
     );
+    if let Some(k) = &a.against_step {
+        against_step(&a, &index, &sets, k);
+    }
 
     if let Some((py, save)) = peer_build {
         println!();
@@ -281,4 +312,86 @@ fn main() {
             );
         }
     }
+}
+
+/// Bytes of every file an index's manifest names, per byte of its normalized text.
+fn disk_ratio(index: &Index) -> f64 {
+    let bytes: u64 = index
+        .manifest
+        .file_names()
+        .map(|f| std::fs::metadata(index.dir.join(f)).map_or(0, |m| m.len()))
+        .sum();
+    bytes as f64 / index.manifest.totals.text_bytes.max(1) as f64
+}
+
+/// The same queries on an index of suffix-array step `k` built from the same corpus, one text
+/// on each index in turn (the order alternating), so that both see the same machine: latency
+/// ratios, answers compared, and each index's size.
+fn against_step(a: &Args, index: &Index, sets: &[common::QuerySet], k: &str) {
+    let dir = PathBuf::from(format!("bench-data/index-step-{k}"));
+    let b = build(&a.corpus, &dir, "libsais", a.shard_size.as_deref(), Some(k));
+    println!();
+    print_build(&format!("memaudit (step {k})"), &b);
+    let other = Index::open(&dir).expect("open the other index");
+    other.prepare();
+    let step = |i: &Index| i.shards.iter().map(|s| s.step()).max().unwrap_or(1);
+    println!(
+        "disk   step {}: {:.2}× the text, step {}: {:.2}×",
+        step(index),
+        disk_ratio(index),
+        step(&other),
+        disk_ratio(&other)
+    );
+    println!(
+        "{:<14} {:>6} {:>12} {:>12} {:>8} {:>12} {:>12} {:>8}  answers",
+        "interleaved",
+        "n",
+        format!("p50 ms s{}", step(index)),
+        format!("p50 ms s{}", step(&other)),
+        "ratio",
+        format!("p99 ms s{}", step(index)),
+        format!("p99 ms s{}", step(&other)),
+        "ratio"
+    );
+    let opts = SpanOptions::default();
+    for set in sets {
+        let (mut mine, mut theirs) = (Vec::new(), Vec::new());
+        let mut same = 0;
+        for (i, t) in set.texts.iter().enumerate() {
+            let time = |ix: &Index, lat: &mut Vec<f64>| {
+                let start = Instant::now();
+                let r = std::hint::black_box(ix.spans(t, &opts));
+                lat.push(start.elapsed().as_secs_f64() * 1000.0);
+                r
+            };
+            let (r1, r2) = if i % 2 == 0 {
+                let r1 = time(index, &mut mine);
+                (r1, time(&other, &mut theirs))
+            } else {
+                let r2 = time(&other, &mut theirs);
+                (time(index, &mut mine), r2)
+            };
+            let key = |r: &memaudit::index::SpanReport| {
+                r.spans
+                    .iter()
+                    .map(|s| (s.start, s.end, s.count))
+                    .collect::<Vec<_>>()
+            };
+            same += usize::from(key(&r1) == key(&r2));
+        }
+        let (f1, f2) = (summarize(mine), summarize(theirs));
+        println!(
+            "{:<14} {:>6} {:>12.3} {:>12.3} {:>7.2}× {:>12.3} {:>12.3} {:>7.2}×  {same}/{} equal",
+            set.name,
+            set.texts.len(),
+            f1.p50_ms,
+            f2.p50_ms,
+            f1.p50_ms / f2.p50_ms,
+            f1.p99_ms,
+            f2.p99_ms,
+            f1.p99_ms / f2.p99_ms,
+            set.texts.len()
+        );
+    }
+    let _ = std::fs::remove_dir_all(dir);
 }

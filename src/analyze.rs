@@ -83,6 +83,22 @@ pub struct Probed {
     pub boundary: Boundary,
 }
 
+/// Says (once per index put in use) when `min_chars` is below the shortest span `index` finds
+/// ([`Index::min_span_chars`]: a sparse suffix array), so that nobody waits for spans it cannot
+/// report; reports carry the minimum in force.
+fn warn_if_short(index: &Index, min_chars: usize) {
+    let least = index.min_span_chars();
+    if min_chars < least {
+        tracing::warn!(
+            min_chars,
+            least,
+            "the index keeps one suffix per {} positions, so spans shorter than {least} \
+             characters are not reported; build it with `--sa-step 1` to find them",
+            index.min_pattern_bytes()
+        );
+    }
+}
+
 impl Analyzer {
     /// `tokenizer` counts span tokens; with a probe and no tokenizer, the probe's is used.
     pub fn new(
@@ -96,6 +112,7 @@ impl Analyzer {
             options.min_tokens == 0 || tokenizer.is_some(),
             "a minimum span length in tokens needs a tokenizer"
         );
+        warn_if_short(&index, options.min_chars);
         Ok(Analyzer {
             index: RwLock::new(Arc::new(index)),
             probe,
@@ -117,6 +134,7 @@ impl Analyzer {
     /// Puts `index` in use for every later call; calls already running finish on the old one,
     /// which is closed when the last of them drops it. Returns the old one.
     pub fn replace_index(&self, index: Index) -> Arc<Index> {
+        warn_if_short(&index, self.options.min_chars);
         let mut current = self.index.write().unwrap_or_else(|e| e.into_inner());
         std::mem::replace(&mut *current, Arc::new(index))
     }

@@ -63,6 +63,7 @@ pub fn prepare(o: &DemoOptions) -> Result<Prepared> {
         progress: false,
         part: None,
         filter: crate::index::format::FilterParams::current(),
+        sa_step: crate::index::format::DEFAULT_SA_STEP,
     })?;
 
     let outputs = expand_outputs(&o.data.join("outputs.jsonl"), &corpus)?;

@@ -108,14 +108,28 @@ fn missing_file_wrong_version_and_bad_manifest_are_refused() {
     let original = std::fs::read_to_string(&manifest).unwrap();
     std::fs::write(
         &manifest,
-        original.replace("\"format_version\": 1", "\"format_version\": 7"),
+        original.replace("\"format_version\": 2", "\"format_version\": 7"),
     )
     .unwrap();
     let e = open_err(&idx);
     assert!(
-        e.contains("manifest.json") && e.contains("version 7"),
+        e.contains("manifest.json") && e.contains("version 7") && e.contains("versions 1 to 2"),
         "{e}"
     );
+    // A sparse array whose step or slot count the manifest gets wrong.
+    let mut m: serde_json::Value = serde_json::from_str(&original).unwrap();
+    m["shards"][0]["sa_step"] = 0.into();
+    std::fs::write(&manifest, serde_json::to_vec(&m).unwrap()).unwrap();
+    let e = open_err(&idx);
+    assert!(e.contains("manifest.json") && e.contains("step 0"), "{e}");
+    m["shards"][0]["sa_step"] = 4.into();
+    std::fs::write(&manifest, serde_json::to_vec(&m).unwrap()).unwrap();
+    let e = open_err(&idx);
+    assert!(e.contains("manifest.json") && e.contains("step 4"), "{e}");
+    m["shards"][0]["sa_slots"] = 3.into();
+    std::fs::write(&manifest, serde_json::to_vec(&m).unwrap()).unwrap();
+    let e = open_err(&idx);
+    assert!(e.contains("shard-00000.sa"), "{e}");
     std::fs::write(&manifest, &original[..original.len() / 2]).unwrap();
     let e = open_err(&idx);
     assert!(

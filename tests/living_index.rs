@@ -105,7 +105,8 @@ fn fresh(dir: &Path, live: &[(u64, String)]) -> Index {
 
 /// Spans, counts and provenance after any sequence of remove / add / compact equal those of an
 /// index built from scratch on the remaining documents, with the presence filter and search
-/// samples each change leaves (a takedown keeps every filter file).
+/// samples each change leaves (a takedown keeps every filter file). Odd seeds keep a sparse
+/// suffix array (every third suffix), which every change keeps, against a full one's answers.
 #[test]
 fn any_sequence_of_changes_answers_like_a_fresh_build_of_what_remains() {
     for seed in 0..16u64 {
@@ -116,7 +117,10 @@ fn any_sequence_of_changes_answers_like_a_fresh_build_of_what_remains() {
         let mut removed: BTreeSet<u64> = BTreeSet::new();
         let input = tmp.path().join("first.jsonl");
         write_docs(&input, &all);
-        build(&options(dir.clone(), vec![input], 400)).unwrap();
+        let sa_step = if seed % 2 == 1 { 3 } else { 1 };
+        let mut o = options(dir.clone(), vec![input], 400);
+        o.sa_step = sa_step;
+        build(&o).unwrap();
         let mut log = Vec::new();
         let mut previous = Index::open(&dir).unwrap();
         previous.prepare();
@@ -215,6 +219,10 @@ fn any_sequence_of_changes_answers_like_a_fresh_build_of_what_remains() {
                 assert_eq!(filter.files.len(), 1, "seed {seed}: {log:?}");
             }
             living.prepare();
+            assert!(
+                living.shards.iter().all(|s| s.step() == sa_step as usize),
+                "seed {seed}: every change keeps the step ({log:?})"
+            );
             // Every shard has its search sample, mapped from the filter files.
             assert!(
                 living.shards.iter().all(|s| s.has_sample()),
@@ -274,12 +282,14 @@ fn index_command(what: &str, dir: &Path) -> (bool, String) {
     )
 }
 
-/// An index written before presence filters (its manifest names none, as version 1 indexes of
-/// earlier releases) opens and answers by searching everything; `memaudit index upgrade` adds a
-/// filter for all its shards as a new generation, with the same answers, and a second upgrade
-/// changes nothing. A daemon following the index moves to it (the id changes).
+/// An index in format version 1 (every suffix in its arrays, no presence filter, as earlier
+/// releases wrote it) opens and answers by searching everything; `memaudit index upgrade` makes
+/// its arrays sparse (every 8th suffix) and adds a filter for all its shards as a new
+/// generation, with the same answers, its arrays in under a sixth of the bytes, and a second upgrade changes
+/// nothing. A daemon following the index moves to it (the id changes). A step that would need
+/// suffixes the arrays no longer have is refused, naming the rebuild.
 #[test]
-fn an_index_without_a_filter_opens_and_upgrades_to_one() {
+fn a_version_1_index_opens_and_upgrades_to_sparse_arrays_and_a_filter() {
     let mut rng = StdRng::seed_from_u64(3);
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("index");
@@ -297,6 +307,11 @@ fn an_index_without_a_filter_opens_and_upgrades_to_one() {
     let mut raw = serde_json::to_value(&m).unwrap();
     assert!(raw.get("filter").is_none());
     raw["generation"] = 1.into();
+    raw["format_version"] = 1.into();
+    assert!(
+        raw["shards"][0].get("sa_step").is_none(),
+        "a full array, as version 1"
+    );
     std::fs::write(
         dir.join("manifest.json"),
         serde_json::to_vec_pretty(&raw).unwrap(),
@@ -313,22 +328,40 @@ fn an_index_without_a_filter_opens_and_upgrades_to_one() {
                 .map(|(_, d)| format!("novel words first, then {d}")),
         )
         .collect();
+    // Spans of 15 characters: the shortest that an array of every 8th suffix finds.
     let before: Vec<(Answer, Answer)> = queries
         .iter()
-        .map(|q| (answer(&built, q), answer_at(&built, q, 50)))
+        .map(|q| (answer_at(&built, q, 15), answer_at(&built, q, 50)))
         .collect();
     for (q, want) in queries.iter().zip(&before) {
-        assert_eq!(&(answer(&old, q), answer_at(&old, q, 50)), want, "{q:?}");
+        assert_eq!(
+            &(answer_at(&old, q, 15), answer_at(&old, q, 50)),
+            want,
+            "{q:?}"
+        );
     }
+    // The suffix arrays' bytes (each file has a 32-byte header).
+    let bytes = |index: &Index| -> u64 { index.manifest.shards.iter().map(|s| s.sa.bytes).sum() };
+    let old_bytes = bytes(&old);
     assert!(
         before.iter().any(|(_, long)| !long.is_empty()),
         "some long span"
     );
 
     let (ok, said) = index_command("upgrade", &dir);
-    assert!(ok && said.contains("presence filter"), "{said}");
+    assert!(
+        ok && said.contains("presence filter") && said.contains("one suffix per 8 positions"),
+        "{said}"
+    );
     let upgraded = Index::open(&dir).unwrap();
     assert_eq!(upgraded.generation(), 2);
+    assert_eq!(upgraded.manifest.format_version, 2);
+    assert!(upgraded.shards.iter().all(|s| s.step() == 8));
+    assert!(
+        bytes(&upgraded) * 6 < old_bytes,
+        "{} bytes from {old_bytes}",
+        bytes(&upgraded)
+    );
     assert_ne!(upgraded.id(), old.id(), "a following daemon moves to it");
     assert_eq!(
         upgraded.manifest.history.last().map(|c| c.action.as_str()),
@@ -338,13 +371,33 @@ fn an_index_without_a_filter_opens_and_upgrades_to_one() {
     assert!(reach <= 50);
     for (q, want) in queries.iter().zip(&before) {
         assert_eq!(
-            &(answer(&upgraded, q), answer_at(&upgraded, q, 50)),
+            &(answer_at(&upgraded, q, 15), answer_at(&upgraded, q, 50)),
             want,
             "{q:?}"
         );
     }
     let (ok, said) = index_command("verify", &dir);
     assert!(ok, "{said}");
+    let out = Command::new(bin())
+        .args(["index", "verify", "--full"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(bin())
+        .args(["index", "upgrade", "--sa-step", "4"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && said.contains("memaudit index build --sa-step 4"),
+        "{said}"
+    );
 
     let (ok, said) = index_command("upgrade", &dir);
     assert!(ok && said.contains("already current"), "{said}");

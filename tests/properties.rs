@@ -188,6 +188,42 @@ proptest! {
         prop_assert_eq!(index.filter_segments(t.as_bytes(), min_len).is_some(), min_len >= reach);
     }
 
+    /// A sparse suffix array (every `step`-th suffix) gives the definition's spans, counts and
+    /// provenance for every minimum span of at least `2 step - 1` characters; a shorter
+    /// minimum is raised to that and reported; a growing text has the whole text's spans.
+    #[test]
+    fn sparse_arrays_answer_like_the_definition(
+        docs in prop::collection::vec(doc_strategy(ALPHABET), 1..8),
+        queries in prop::collection::vec(doc_strategy(ALPHABET), 1..5),
+        shard_bytes in 250u64..1000,
+        step in 2u32..6,
+        extra in 0usize..8,
+        seed in any::<u64>(),
+        cuts in prop::collection::vec(any::<usize>(), 0..8),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let index = common::sparse_index_of(dir.path(), &docs, shard_bytes, SaAlgorithm::Libsais, step);
+        let min_len = 2 * step as usize - 1 + extra;
+        prop_assert_eq!(index.min_span_chars(), 2 * step as usize - 1);
+        for q in &queries {
+            check_against_reference(&index, &docs, q, min_len);
+        }
+        let glued: String = docs.iter().enumerate()
+            .map(|(i, d)| { let c: Vec<char> = d.chars().collect(); let k = (seed as usize + i) % c.len(); c[k..].iter().collect::<String>() })
+            .collect();
+        check_against_reference(&index, &docs, &glued, min_len);
+        for d in &docs {
+            check_against_reference(&index, &docs, d, min_len);
+        }
+        check_against_reference(&index, &docs, &docs.concat(), min_len);
+        let plain = Index::open(dir.path().join("index")).unwrap().without_filter();
+        check_against_reference(&plain, &docs, &glued, min_len);
+        check_incremental(&index, &glued, &cuts, min_len);
+        // A minimum below what the array can answer is raised, and the report says so.
+        let report = index.spans(&glued, &SpanOptions { min_len: 1, ..SpanOptions::default() });
+        prop_assert_eq!(report.min_len, index.min_span_chars());
+    }
+
     #[test]
     fn growing_text_spans_equal_whole_text_spans(
         docs in prop::collection::vec(doc_strategy(ALPHABET), 1..8),

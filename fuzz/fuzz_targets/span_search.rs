@@ -1,12 +1,13 @@
 //! Span search on the adversarial corpus: the maximal spans of any text equal the brute-force
 //! definition (texts up to 300 bytes, min lengths 1-64), the runs expand to exactly those
-//! spans, and a whole report within a span cap never panics and stays within its cap.
+//! spans, the index with a sparse suffix array finds the same spans from its minimum length on,
+//! and a whole report within a span cap never panics and stays within its cap.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use memaudit::budget::Budget;
 use memaudit::index::SpanOptions;
-use memaudit_fuzz::{brute_force_spans, index, Choices};
+use memaudit_fuzz::{brute_force_spans, index, sparse_index, Choices};
 
 fuzz_target!(|data: &[u8]| {
     let mut c = Choices::new(data);
@@ -25,6 +26,12 @@ fuzz_target!(|data: &[u8]| {
     let spans = found.runs.spans();
     if t.len() <= 300 {
         assert_eq!(spans, brute_force_spans(index, t, min_len), "text {text:?}");
+    }
+    // A sparse suffix array finds the same spans, from its minimum span length on.
+    let sparse = sparse_index();
+    if min_len >= sparse.min_span_chars() {
+        let found = sparse.maximal_runs(t, min_len, &Budget::unlimited());
+        assert_eq!(found.runs.spans(), spans, "sparse, text {text:?}");
     }
     // Each run's members are its first shifted by the period, with the same bytes.
     for r in &found.runs.runs {

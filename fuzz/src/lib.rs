@@ -59,7 +59,21 @@ pub fn half_index_dir() -> &'static PathBuf {
     })
 }
 
+/// The adversarial corpus with a sparse suffix array (one suffix per [`SPARSE_STEP`]
+/// positions), to fuzz against the definition for spans of its minimum length and more.
+pub fn sparse_index() -> &'static Index {
+    static INDEX: OnceLock<Index> = OnceLock::new();
+    INDEX.get_or_init(|| open(&build_index_with("sparse", &documents(), SPARSE_STEP)))
+}
+
+/// The step of [`sparse_index`].
+pub const SPARSE_STEP: u32 = 4;
+
 fn build_index(name: &str, docs: &[String]) -> PathBuf {
+    build_index_with(name, docs, 1)
+}
+
+fn build_index_with(name: &str, docs: &[String], sa_step: u32) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("memaudit-fuzz-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("a temporary directory");
@@ -90,6 +104,9 @@ fn build_index(name: &str, docs: &[String]) -> PathBuf {
             bits_per_key: 14,
             route_bits_per_key: 14,
         },
+        // Every suffix but for `sparse_index`: the targets ask for spans of any length (a
+        // sparse array answers spans of at least 2 * step - 1 characters).
+        sa_step,
     })
     .expect("the adversarial corpus builds");
     out

@@ -41,6 +41,10 @@ pub enum IndexCommand {
 pub struct UpgradeArgs {
     /// The index directory.
     dir: PathBuf,
+    /// Keep every STEP-th suffix in every shard's array (default: 8 for a version 1 index, whose
+    /// arrays hold every suffix; a version 2 index keeps its step). The step can only grow.
+    #[arg(long)]
+    sa_step: Option<u32>,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
@@ -165,6 +169,12 @@ pub struct BuildArgs {
     /// Suffix array construction.
     #[arg(long, value_enum, default_value = "libsais")]
     sa_algorithm: SaArg,
+    /// Keep the suffix of every STEP-th position (1: every suffix, 4 bytes per text byte). The
+    /// default 8 keeps the array at 0.5x the text; queries then find spans of at least
+    /// 2*STEP-1 characters (15), exactly as a full array would.
+    #[arg(long, default_value_t = memaudit::index::format::DEFAULT_SA_STEP,
+          value_parser = clap::value_parser!(u32).range(1..=memaudit::index::format::MAX_SA_STEP as i64))]
+    sa_step: u32,
     /// Build only part I of N (0 <= I < N) of the inputs, split by whole files into N runs of
     /// about equal size, for N machines of a batch engine (e.g. a Kubernetes Indexed Job's
     /// JOB_COMPLETION_INDEX). Every machine must be given the same inputs.
@@ -337,7 +347,7 @@ fn index_add(a: AddArgs) -> Result<()> {
 }
 
 fn index_upgrade(a: UpgradeArgs) -> Result<()> {
-    let s = upgrade::upgrade(&a.dir)?;
+    let s = upgrade::upgrade(&a.dir, a.sa_step)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&s)?);
     } else if s.upgraded.is_empty() {
@@ -436,6 +446,7 @@ fn index_build(a: BuildArgs) -> Result<()> {
         progress: !a.quiet && std::io::stderr().is_terminal(),
         part: a.part,
         filter: memaudit::index::format::FilterParams::current(),
+        sa_step: a.sa_step,
     };
     let s = build::build(&opts)?;
     if a.json {
@@ -543,6 +554,16 @@ fn index_stats(a: StatsArgs) -> Result<()> {
         s.shards,
         mb(s.input_bytes),
         mb(s.index_bytes)
+    );
+    println!(
+        "arrays       {} ({:.3} bytes per text byte): {}; spans of {}+ characters",
+        mb(s.sa_bytes),
+        s.sa_bytes as f64 / s.text_bytes.max(1) as f64,
+        match s.sa_step {
+            1 => "every suffix".to_string(),
+            k => format!("one suffix per {k} positions"),
+        },
+        s.min_span_chars
     );
     if s.filter_bytes == 0 {
         println!(

@@ -5,8 +5,10 @@
 //! ```text
 //! manifest.json          format version, normalization, build parameters, sources, shards, checksums
 //! shard-00000.text       header + the shard's normalized documents, each followed by SEPARATOR
-//! shard-00000.sa         header + suffix array: u32 LE start positions of every suffix that does not
-//!                        begin with SEPARATOR, in lexicographic byte order
+//! shard-00000.sa         header + sparse suffix array: u32 LE start positions of every suffix that
+//!                        does not begin with SEPARATOR and starts at a multiple of the shard's
+//!                        `sa_step` (8 by default, 1 in version 1: every suffix), in lexicographic
+//!                        byte order
 //! shard-00000.docs       header + u64 LE pairs (text_start, meta_start), one per document plus an end
 //!                        sentinel; document k spans text[text_start(k) .. text_start(k+1) - 1]
 //! shard-00000.meta       header + concatenated JSON objects, one per document (its metadata)
@@ -24,8 +26,20 @@ use crate::corpus::normalize::Normalization;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-/// Version of this format. Bump it on any incompatible change; readers refuse other versions.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of this format, written by every writer. Bump it on any incompatible change.
+///
+/// Version 2 made the suffix array sparse: a shard records its `sa_step` and the number of
+/// slots its array holds ([`ShardEntry::sa_step`]). Every file keeps its version 1 layout, so a
+/// version 1 index is a version 2 index whose shards all have step 1: it opens and answers as
+/// before, and `memaudit index upgrade DIR` makes its arrays sparse.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest version this memaudit reads.
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
+/// The default [`ShardEntry::sa_step`] of a build: an array of 4 bytes per 8 bytes of text
+/// (0.5×), so that the index with its presence filter stays under 2× the text.
+pub const DEFAULT_SA_STEP: u32 = 8;
+/// The largest [`ShardEntry::sa_step`] an index may have (queries cost up to a search per step).
+pub const MAX_SA_STEP: u32 = 64;
 /// The `format` field of the manifest.
 pub const FORMAT_NAME: &str = "memaudit-index";
 /// Name of the manifest inside an index directory.
@@ -181,9 +195,10 @@ pub fn check_header(bytes: &[u8], tag: [u8; 4], elem_size: u64, count: u64) -> R
         ));
     }
     let version = u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes"));
-    if version != FORMAT_VERSION {
+    if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
         return Err(format!(
-            "written by format version {version}; this memaudit reads version {FORMAT_VERSION}"
+            "written by format version {version}; this memaudit reads versions \
+             {OLDEST_FORMAT_VERSION} to {FORMAT_VERSION}"
         ));
     }
     let found = u64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes"));
@@ -231,6 +246,23 @@ pub struct ShardEntry {
     pub sa: FileEntry,
     pub docs: FileEntry,
     pub meta: FileEntry,
+    /// The suffix array holds the suffixes starting at multiples of this (1: every suffix, as in
+    /// version 1). Any occurrence of a pattern at least this long holds a sampled start within
+    /// its first `sa_step` bytes ([`crate::index::read::search`]).
+    #[serde(default = "dense_step", skip_serializing_if = "is_dense")]
+    pub sa_step: u32,
+    /// Slots of the suffix array (recorded when `sa_step` is above 1; with step 1 it is every
+    /// position less the separators).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sa_slots: Option<u64>,
+}
+
+fn dense_step() -> u32 {
+    1
+}
+
+fn is_dense(step: &u32) -> bool {
+    *step == 1
 }
 
 impl ShardEntry {
@@ -247,7 +279,9 @@ impl ShardEntry {
     pub fn count(&self, kind: FileKind) -> u64 {
         match kind {
             FileKind::Text => self.text_bytes,
-            FileKind::Sa => self.text_bytes.saturating_sub(self.documents),
+            FileKind::Sa => self
+                .sa_slots
+                .unwrap_or(self.text_bytes.saturating_sub(self.documents)),
             FileKind::Docs => self.documents.saturating_add(1),
             FileKind::Meta => self.meta_bytes,
         }
@@ -441,6 +475,12 @@ impl Manifest {
             }
         }
         h.finalize().to_hex()[..16].to_string()
+    }
+
+    /// The suffix-array step of the index: its shards' largest (what `index add` and `index
+    /// compact` write new shards with; 1 for an empty or version 1 index).
+    pub fn sa_step(&self) -> u32 {
+        self.shards.iter().map(|s| s.sa_step).max().unwrap_or(1)
     }
 
     /// Documents a query can find: every document slot less the removed and erased ones.

@@ -34,6 +34,9 @@ pub fn options(out: PathBuf, inputs: Vec<PathBuf>, shard_bytes: u64) -> BuildOpt
         progress: false,
         part: None,
         filter: SHORT_FILTER,
+        // Every suffix, so that spans of any length are found; the tests of sparse arrays
+        // ask for their step.
+        sa_step: 1,
     }
 }
 
@@ -50,10 +53,22 @@ pub const SHORT_FILTER: FilterParams = FilterParams {
 /// Builds an index of `docs` in `dir/index` with shards of `shard_bytes`, and opens it with its
 /// presence filter and search samples read into memory, as the daemon does.
 pub fn index_of(dir: &Path, docs: &[String], shard_bytes: u64, algorithm: SaAlgorithm) -> Index {
+    sparse_index_of(dir, docs, shard_bytes, algorithm, 1)
+}
+
+/// [`index_of`] with a suffix array of every `sa_step`-th suffix.
+pub fn sparse_index_of(
+    dir: &Path,
+    docs: &[String],
+    shard_bytes: u64,
+    algorithm: SaAlgorithm,
+    sa_step: u32,
+) -> Index {
     let input = write_jsonl(dir, docs);
     let out = dir.join("index");
     let mut opts = options(out.clone(), vec![input], shard_bytes);
     opts.algorithm = algorithm;
+    opts.sa_step = sa_step;
     build(&opts).unwrap();
     let index = Index::open(&out).unwrap();
     index.prepare();

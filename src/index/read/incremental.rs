@@ -49,7 +49,7 @@
 //! on the old one are void. A push on another generation than the last one first matches the
 //! whole text again on the new one ([`Incremental::is_current`]), once.
 
-use crate::index::read::search::{Run, Runs, Span, SpanOptions, SpanReport};
+use crate::index::read::search::{Matches, Run, Runs, Span, SpanOptions, SpanReport};
 use crate::index::Index;
 use std::collections::VecDeque;
 
@@ -88,7 +88,7 @@ pub struct Incremental {
     cut_chars: usize,
     /// While the last span runs to the end of the text from `q`: its suffix-array range in each
     /// shard (see the module's description).
-    progress: Option<Vec<(usize, usize)>>,
+    progress: Option<Vec<Matches>>,
 }
 
 impl Incremental {
@@ -183,16 +183,18 @@ impl Incremental {
         self.cut_chars = self.p_chars + restart_char;
 
         // q: the first start from which [q, cut) occurs (monotone: a suffix of what occurs
-        // occurs), moved to a character start.
+        // occurs), moved to a character start. A tail too short for a sparse suffix array to
+        // look up counts as occurring: a q too early only widens the window.
         // The usual case while a long copy streams in: the whole stable window still occurs,
         // and one query says so.
+        let may_occur = |pat: &[u8]| pat.len() < index.min_pattern_bytes() || index.occurs(pat);
         let (mut lo, mut hi) = (0usize, cut);
-        if cut > 0 && index.occurs(&t[..cut]) {
+        if cut > 0 && may_occur(&t[..cut]) {
             hi = 0;
         }
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            if index.occurs(&t[mid..cut]) {
+            if may_occur(&t[mid..cut]) {
                 hi = mid;
             } else {
                 lo = mid + 1;
@@ -212,7 +214,7 @@ impl Incremental {
         if let Some(r) = self.runs.runs.last() {
             if r.repeats == 1 && r.start == q_abs && r.end == self.norm.len() {
                 let pat = &self.norm.as_bytes()[r.start..r.end];
-                self.progress = Some(index.shards.iter().map(|s| s.range(pat)).collect());
+                self.progress = Some(index.shards.iter().map(|s| s.matches(pat)).collect());
             }
         }
         let new_p = index
@@ -305,11 +307,11 @@ impl Incremental {
             return None;
         }
         let added = &mapped.text[before.len()..];
-        let narrowed: Vec<(usize, usize)> = index
+        let narrowed: Vec<Matches> = index
             .shards
             .iter()
             .zip(ranges)
-            .map(|(s, &(lo, hi))| s.narrow(lo, hi, r.len(), added.as_bytes()))
+            .map(|(s, m)| s.narrow_matches(m, added.as_bytes()))
             .collect();
         let (count, hits) = index.provenance_in(&narrowed, opts.max_hits);
         if count == 0 {

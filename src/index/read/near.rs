@@ -213,13 +213,12 @@ impl Index {
             let mut found = Vec::new();
             let mut total = 0u64;
             for (si, shard) in self.shards.iter().enumerate() {
-                let (lo, hi) = shard.range(pat);
-                total += shard.live_count(lo, hi);
+                let m = shard.matches(pat);
+                total += shard.occurrence_count(&m);
                 if total > opts.max_seed_hits as u64 {
                     break;
                 }
-                for slot in shard.live_slots(lo, hi) {
-                    let pos = shard.sa().get(slot) as u64;
+                for pos in shard.occurrences(&m) {
                     if let Some(d) = shard.locate_doc(pos) {
                         found.push(Occurrence {
                             a,

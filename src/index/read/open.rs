@@ -14,7 +14,7 @@ use crate::index::filter::{Presence, BLOCK_BYTES};
 use crate::index::format::{
     check_header, is_filter_file_name, is_shard_file_name, FileEntry, FileHeader, FileKind,
     Manifest, ShardEntry, U32s, U64s, FILTER_TAG, FORMAT_NAME, FORMAT_VERSION, HEADER_LEN,
-    MANIFEST,
+    MANIFEST, MAX_SA_STEP, OLDEST_FORMAT_VERSION,
 };
 use crate::index::read::search::Sample;
 use memmap2::Mmap;
@@ -33,7 +33,7 @@ pub enum OpenError {
     },
     #[error("{path}: the index manifest is not valid: {reason}. Rebuild the index with `memaudit index build`.")]
     BadManifest { path: PathBuf, reason: String },
-    #[error("{path}: index format version {found}; this memaudit reads version {FORMAT_VERSION}. Rebuild the index with this version's `memaudit index build`.")]
+    #[error("{path}: index format version {found}; this memaudit reads versions {OLDEST_FORMAT_VERSION} to {FORMAT_VERSION}. An index older than that: rebuild it with this version's `memaudit index build`; a newer one: use the memaudit that wrote it.")]
     Version { path: PathBuf, found: u32 },
     #[error("{path}: cannot open index file: {cause}")]
     Io {
@@ -237,6 +237,17 @@ impl Shard {
                 reason: format!(
                     "shard {} has {} documents in {} bytes",
                     entry.id, entry.documents, entry.text_bytes
+                ),
+            });
+        }
+        let step_ok = (1..=MAX_SA_STEP).contains(&entry.sa_step)
+            && (entry.sa_step == 1 || entry.sa_slots.is_some_and(|n| n <= entry.text_bytes));
+        if !step_ok {
+            return Err(OpenError::BadManifest {
+                path: dir.join(MANIFEST),
+                reason: format!(
+                    "shard {} has a suffix array of step {} and {:?} slots",
+                    entry.id, entry.sa_step, entry.sa_slots
                 ),
             });
         }
@@ -457,7 +468,7 @@ impl Index {
             });
         }
         match value.get("format_version").and_then(|v| v.as_u64()) {
-            Some(v) if v == FORMAT_VERSION as u64 => {}
+            Some(v) if (OLDEST_FORMAT_VERSION as u64..=FORMAT_VERSION as u64).contains(&v) => {}
             Some(v) => {
                 return Err(OpenError::Version {
                     path,

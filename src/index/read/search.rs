@@ -25,10 +25,26 @@
 //!   searches and nothing else. Starts before a passing block are found by another monotone binary
 //!   search ("text[q..block end] occurs").
 //!
+//! **A sparse suffix array** ([`ShardEntry::sa_step`] `k` above 1) holds only the suffixes starting
+//! at multiples of `k`. An occurrence of a pattern at `c` holds the sampled start `c + j`, with
+//! `j = (-c) mod k`, whenever the pattern is longer than `j`; so a pattern of at least `k` bytes
+//! is looked up once per shift `j < k` as `pat[j..]`, and a slot found at shift `j` is an
+//! occurrence when the `j` text bytes before it are `pat[..j]` ("extended by comparing text").
+//! Every primitive below ([`Shard::occurs`], [`Shard::longest_prefix`], [`Shard::matches`])
+//! does this, so each is exact for patterns of at least `k` bytes, and the span search only asks
+//! about such patterns when spans have at least `2k - 1` characters: its blocks are then at least
+//! `k` bytes ([`Index::min_span_chars`]; a shorter minimum asked for is raised to it, and the
+//! report says so in `min_len`). Counts stay exact: each occurrence has exactly one shift. A
+//! query costs up to `k` searches where a full array costs one; the presence filter keeps
+//! novel text from them all.
+//!
 //! **Removed documents** (taken down, not yet erased by `index compact`) stay in the suffix array;
-//! every query here goes through [`Shard::longest_prefix`] and [`Shard::live_slots`], which skip
-//! suffixes inside them, so a passage found only in removed documents yields no span, and counts
-//! and provenance leave them out. A shard without removed documents pays nothing for this.
+//! every query here goes through [`Shard::longest_prefix`], [`Shard::occurs`] and
+//! [`Shard::occurrences`], which skip suffixes inside them, so a passage found only in removed
+//! documents yields no span, and counts and provenance leave them out. A shard without removed
+//! documents pays nothing for this.
+//!
+//! [`ShardEntry::sa_step`]: crate::index::format::ShardEntry::sa_step
 //!
 //! Property tests compare the result with a brute-force definition on random and adversarial inputs.
 
@@ -257,30 +273,84 @@ impl Shard {
         (lo, self.bound(pat, true).0.max(lo))
     }
 
-    /// Longest prefix of `pat` that occurs in a live document of this shard, in bytes.
+    /// Every how many text positions a suffix is in the array ([`ShardEntry::sa_step`]; 1: all).
     ///
-    /// Without removed documents this is the search's own longest common prefix. With them, the
-    /// common prefix of `pat` and the suffix at slot `i` never grows as `i` moves away from the
-    /// insertion point, so the answer is the prefix shared with the nearest live slot on either
-    /// side. The search already knows the prefixes at the two slots beside the insertion point,
-    /// so when those are live (the usual case) nothing more is read; otherwise the walk outward
-    /// compares only up to the prefix of the slot before, and stops at any slot sharing no more
-    /// than the best found so far.
+    /// [`ShardEntry::sa_step`]: crate::index::format::ShardEntry::sa_step
     #[inline]
-    pub fn longest_prefix(&self, pat: &[u8]) -> usize {
+    pub fn step(&self) -> usize {
+        self.entry.sa_step.max(1) as usize
+    }
+
+    /// The shifts a pattern of `len` bytes is looked up at: an occurrence at `c` holds a sampled
+    /// start at `c + j`, with `j = (-c) mod step`, when the pattern is longer than `j`.
+    #[inline]
+    fn shifts(&self, len: usize) -> std::ops::Range<usize> {
+        0..self.step().min(len).max(1)
+    }
+
+    /// The occurrence that the suffix at slot `i` ends, when it is one: the `left.len()` bytes
+    /// before the suffix are `left` (a pattern's first bytes) and they lie in a live document.
+    /// Its text position.
+    #[inline]
+    fn occurrence_at(&self, i: usize, left: &[u8]) -> Option<u64> {
+        let p = self.sa().get(i) as usize;
+        let start = p.checked_sub(left.len())?;
+        if !left.is_empty() && self.text().get(start..p) != Some(left) {
+            return None;
+        }
+        (!self.has_removed() || !self.is_removed_pos(start as u64)).then_some(start as u64)
+    }
+
+    /// Longest prefix of `pat` that occurs in a live document of this shard, in bytes, when it
+    /// is at least `at_least` bytes (at least [`Shard::step`]; a shorter one may be missed and
+    /// is reported as less).
+    ///
+    /// Each shift `j` looks `pat[j..]` up and keeps the slots whose `j` bytes before are
+    /// `pat[..j]` ([`Shard::longest_at`]); the answer is the best `j` plus what follows. A
+    /// shift only looks at slots that would make a match of `at_least` bytes or better than the
+    /// best so far: the caller's bound keeps a shift from walking the many slots that share a
+    /// byte or two with `pat` to find one preceded by `pat[..j]`.
+    #[inline]
+    pub fn longest_prefix(&self, pat: &[u8], at_least: usize) -> usize {
+        let at_least = at_least.max(self.step());
+        let mut best = 0;
+        for j in self.shifts(pat.len()) {
+            if best >= pat.len() {
+                break;
+            }
+            let floor = best.max(at_least - 1).saturating_sub(j);
+            if let Some(l) = self.longest_at(&pat[j..], &pat[..j], floor) {
+                best = best.max(j + l);
+            }
+        }
+        best
+    }
+
+    /// The longest prefix of `pat` shared with a slot that [`Shard::occurrence_at`] accepts
+    /// after `left`, when it is longer than `floor`.
+    ///
+    /// Without removed documents and without `left` this is the search's own longest common
+    /// prefix. Otherwise: the common prefix of `pat` and the suffix at slot `i` never grows as
+    /// `i` moves away from the insertion point, so the answer is the prefix shared with the
+    /// nearest accepted slot on either side. The search already knows the prefixes at the two
+    /// slots beside the insertion point, so when those are accepted (the usual case) nothing
+    /// more is read; otherwise the walk outward compares only up to the prefix of the slot
+    /// before, and stops at any slot sharing no more than the best found so far.
+    fn longest_at(&self, pat: &[u8], left: &[u8], floor: usize) -> Option<usize> {
         let (lo, llcp, rlcp) = self.search(pat, false);
-        if !self.has_removed() {
-            return llcp.max(rlcp);
+        if left.is_empty() && !self.has_removed() {
+            let l = llcp.max(rlcp);
+            return (l > floor).then_some(l);
         }
         let n = self.sa().len();
-        // Nearest live slot of one side, starting at `first` whose prefix is `first_lcp`.
+        // Nearest accepted slot of one side, starting at `first` whose prefix is `first_lcp`.
         let walk = |mut i: usize, up: bool, first_lcp: usize, best: usize| -> usize {
             let mut l = first_lcp;
             loop {
                 if l <= best {
                     return best;
                 }
-                if self.is_live_slot(i) {
+                if self.occurrence_at(i, left).is_some() {
                     return l;
                 }
                 if up {
@@ -312,29 +382,38 @@ impl Shard {
             }
         };
         // The side sharing more first, so the other can stop at once.
-        if rlcp >= llcp {
-            down(up(0))
+        let best = if rlcp >= llcp {
+            down(up(floor))
         } else {
-            up(down(0))
-        }
+            up(down(floor))
+        };
+        (best > floor).then_some(best)
     }
 
-    /// Whether `pat` occurs in a live document of this shard. Every suffix starting with `pat`
-    /// sits at or after the insertion point, so only that side is walked, and only while the
-    /// suffixes still start with `pat`.
+    /// Whether `pat` occurs in a live document of this shard: exact when `pat` is at least
+    /// [`Shard::step`] bytes long.
     #[inline]
     pub fn occurs(&self, pat: &[u8]) -> bool {
+        self.shifts(pat.len())
+            .any(|j| self.occurs_at(&pat[j..], &pat[..j]))
+    }
+
+    /// Whether a suffix starting with `pat` is accepted after `left`
+    /// ([`Shard::occurrence_at`]). Every suffix starting with `pat` sits at or after the
+    /// insertion point, so only that side is walked, and only while the suffixes still start
+    /// with `pat`.
+    fn occurs_at(&self, pat: &[u8], left: &[u8]) -> bool {
         let (lo, _, rlcp) = self.search(pat, false);
         if rlcp < pat.len() {
             return false;
         }
-        if !self.has_removed() {
+        if left.is_empty() && !self.has_removed() {
             return true;
         }
         let sa = self.sa();
         let mut i = lo;
         while i < sa.len() {
-            if self.is_live_slot(i) {
+            if self.occurrence_at(i, left).is_some() {
                 return true;
             }
             i += 1;
@@ -345,19 +424,86 @@ impl Shard {
         false
     }
 
-    /// Live suffix-array slots in `[lo, hi)`, in order.
-    pub fn live_slots(&self, lo: usize, hi: usize) -> impl Iterator<Item = usize> + '_ {
-        let all = !self.has_removed();
-        (lo..hi).filter(move |&i| all || self.is_live_slot(i))
+    /// Where `pat` occurs in this shard ([`Matches`]): exact when `pat` is at least
+    /// [`Shard::step`] bytes long.
+    pub fn matches(&self, pat: &[u8]) -> Matches {
+        Matches {
+            parts: self
+                .shifts(pat.len())
+                .map(|j| {
+                    let (lo, hi) = self.range(&pat[j..]);
+                    (j, lo, hi)
+                })
+                .filter(|&(_, lo, hi)| lo < hi)
+                .collect(),
+            left: pat[..(self.step() - 1).min(pat.len())].to_vec(),
+            depth: pat.len(),
+        }
     }
 
-    /// Live slots in `[lo, hi)`: the range's size, less the removed ones (counted one by one,
-    /// only when the shard has removed documents).
-    pub fn live_count(&self, lo: usize, hi: usize) -> u64 {
-        if !self.has_removed() {
-            return (hi - lo) as u64;
+    /// The [`Matches`] of `m`'s pattern followed by `more`: each part narrowed by `more`
+    /// ([`Shard::narrow`]).
+    pub fn narrow_matches(&self, m: &Matches, more: &[u8]) -> Matches {
+        Matches {
+            parts: m
+                .parts
+                .iter()
+                .map(|&(j, lo, hi)| {
+                    let (lo, hi) = self.narrow(lo, hi, m.depth - j, more);
+                    (j, lo, hi)
+                })
+                .filter(|&(_, lo, hi)| lo < hi)
+                .collect(),
+            left: m.left.clone(),
+            depth: m.depth + more.len(),
         }
-        self.live_slots(lo, hi).count() as u64
+    }
+
+    /// The text positions of `m`'s occurrences in live documents, part by part, each part in
+    /// suffix order.
+    pub fn occurrences<'a>(&'a self, m: &'a Matches) -> impl Iterator<Item = u64> + 'a {
+        m.parts.iter().flat_map(move |&(j, lo, hi)| {
+            (lo..hi).filter_map(move |i| self.occurrence_at(i, &m.left[..j]))
+        })
+    }
+
+    /// How many occurrences `m` holds: a part at shift 0 of a shard without removed documents
+    /// is its size, every other slot is checked one by one.
+    pub fn occurrence_count(&self, m: &Matches) -> u64 {
+        m.parts
+            .iter()
+            .map(|&(j, lo, hi)| {
+                if j == 0 && !self.has_removed() {
+                    (hi - lo) as u64
+                } else {
+                    (lo..hi)
+                        .filter(|&i| self.occurrence_at(i, &m.left[..j]).is_some())
+                        .count() as u64
+                }
+            })
+            .sum()
+    }
+}
+
+/// Where a pattern occurs in one shard ([`Shard::matches`]), as suffix-array slots: for each
+/// shift `j` below the shard's step (and the pattern's length), the slots `[lo, hi)` whose
+/// suffix starts with the pattern from its byte `j` on. Those whose `j` bytes before are the
+/// pattern's first `j` are occurrences, `j` bytes before their position
+/// ([`Shard::occurrences`]). With step 1 there is one part, and each of its slots is one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Matches {
+    /// `(j, lo, hi)`, by `j`; empty parts left out.
+    parts: Vec<(usize, usize, usize)>,
+    /// The pattern's first bytes, as many as the shard's step less one (the left contexts).
+    left: Vec<u8>,
+    /// The pattern's length.
+    depth: usize,
+}
+
+impl Matches {
+    /// No slot can hold an occurrence.
+    pub fn is_empty(&self) -> bool {
+        self.parts.is_empty()
     }
 }
 
@@ -657,6 +803,19 @@ pub fn covered_chars(ranges: impl IntoIterator<Item = (usize, usize)>) -> usize 
 }
 
 impl Index {
+    /// The shortest spans this index finds exactly, in characters: `2k - 1` for a sparse
+    /// suffix array of step `k` (its blocks must be `k` bytes), 1 for a full one. A search for
+    /// shorter spans finds those of this length.
+    pub fn min_span_chars(&self) -> usize {
+        2 * self.min_pattern_bytes() - 1
+    }
+
+    /// The shortest patterns [`Index::occurs`] and [`Index::count`] answer exactly, in bytes: the
+    /// largest suffix-array step of the shards (shorter ones may be missed).
+    pub fn min_pattern_bytes(&self) -> usize {
+        self.shards.iter().map(Shard::step).max().unwrap_or(1)
+    }
+
     /// Bytes of the shards' [`Sample`]s (mapped, not private memory).
     pub fn sample_bytes(&self) -> usize {
         self.shards
@@ -676,11 +835,11 @@ impl Index {
     }
 
     /// Longest prefix of `pat` occurring in any of the shards `only` names (all when `None`),
-    /// in bytes.
-    fn longest_in(&self, pat: &[u8], only: Option<&[usize]>) -> usize {
+    /// in bytes, when it is at least `at_least` bytes ([`Shard::longest_prefix`]).
+    fn longest_in(&self, pat: &[u8], at_least: usize, only: Option<&[usize]>) -> usize {
         let mut best = 0;
         for s in self.each(only) {
-            best = best.max(s.longest_prefix(pat));
+            best = best.max(s.longest_prefix(pat, at_least.max(best)));
             if best == pat.len() {
                 break;
             }
@@ -718,16 +877,14 @@ impl Index {
         }
         let route = self.route_all(p);
         self.each(route.as_deref())
-            .map(|s| {
-                let (lo, hi) = s.range(p);
-                s.live_count(lo, hi)
-            })
+            .map(|s| s.occurrence_count(&s.matches(p)))
             .sum()
     }
 
-    /// Longest match at `j` in whole characters, in the shards `only` names: the end position.
-    fn match_end(&self, t: &[u8], j: usize, only: Option<&[usize]>) -> usize {
-        let mut e = j + self.longest_in(&t[j..], only);
+    /// Longest match at `j` in whole characters, in the shards `only` names, known to be at
+    /// least `at_least` bytes: the end position.
+    fn match_end(&self, t: &[u8], j: usize, at_least: usize, only: Option<&[usize]>) -> usize {
+        let mut e = j + self.longest_in(&t[j..], at_least, only);
         while !is_char_start(t, e) {
             e -= 1;
         }
@@ -769,6 +926,7 @@ impl Index {
     /// every span lies inside one and whether a span is maximal is decided inside it (a longer
     /// match holding it would be a span of the same segment). Novel text reads no suffix array.
     pub fn maximal_runs(&self, t: &[u8], min_chars: usize, budget: &Budget) -> Found {
+        let min_chars = min_chars.max(self.min_span_chars());
         let Some(segments) = self.filter_segments(t, min_chars) else {
             return self.search_runs(t, min_chars, budget, 0, None);
         };
@@ -930,7 +1088,8 @@ impl Index {
                 }
                 start = q;
             }
-            let end = self.match_end(t, start, only);
+            // The match at `start` reaches the block's end or past `e` (at least `s` bytes).
+            let end = self.match_end(t, start, s, only);
             j = next_char_start(t, start + 1);
             if end <= e {
                 continue;
@@ -1049,27 +1208,26 @@ impl Index {
 
     /// Provenance of normalized pattern `p`: up to `max` hits and the exact count.
     fn provenance(&self, p: &[u8], max: usize) -> (u64, Vec<Hit>) {
-        // Shards the filter rules out hold no occurrence: their range is empty.
+        // Shards the filter rules out hold no occurrence: nothing matches there.
         let route = self.route_all(p);
-        let ranges: Vec<(usize, usize)> = (0..self.shards.len())
+        let matches: Vec<Matches> = (0..self.shards.len())
             .map(|i| match &route {
-                Some(r) if r.binary_search(&i).is_err() => (0, 0),
-                _ => self.shards[i].range(p),
+                Some(r) if r.binary_search(&i).is_err() => Matches::default(),
+                _ => self.shards[i].matches(p),
             })
             .collect();
-        self.provenance_in(&ranges, max)
+        self.provenance_in(&matches, max)
     }
 
-    /// [`Index::provenance`] of the pattern whose suffix-array range in shard `k` is
-    /// `ranges[k]` (one per shard, in order).
-    pub fn provenance_in(&self, ranges: &[(usize, usize)], max: usize) -> (u64, Vec<Hit>) {
+    /// [`Index::provenance`] of the pattern whose [`Matches`] in shard `k` are `matches[k]`
+    /// (one per shard, in order).
+    pub fn provenance_in(&self, matches: &[Matches], max: usize) -> (u64, Vec<Hit>) {
         let mut count = 0u64;
         let mut hits = Vec::new();
-        for (shard, &(lo, hi)) in self.shards.iter().zip(ranges) {
+        for (shard, m) in self.shards.iter().zip(matches) {
             let want = max.saturating_sub(hits.len());
-            count += shard.live_count(lo, hi);
-            for slot in shard.live_slots(lo, hi).take(want) {
-                let pos = shard.sa().get(slot) as u64;
+            count += shard.occurrence_count(m);
+            for pos in shard.occurrences(m).take(want) {
                 if let Some(d) = shard.locate_doc(pos) {
                     hits.push(Hit {
                         doc: shard.entry.first_doc + d.local,
@@ -1189,7 +1347,7 @@ impl Index {
         SpanReport {
             index_id: self.id().to_string(),
             index_generation: self.generation(),
-            min_len: opts.min_len,
+            min_len: opts.min_len.max(self.min_span_chars()),
             text_chars,
             covered_chars: covered,
             coverage: if text_chars == 0 {

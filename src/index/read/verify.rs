@@ -214,9 +214,11 @@ fn check_suffixes(index: &Index, shard: &Shard, opts: VerifyOptions, report: &mu
     let sa = shard.sa();
     let text = shard.text();
     let len = sa.len();
+    let step = shard.step();
+    // A document position, at a multiple of the shard's step (every one for step 1).
     let valid = |i: usize| {
         let p = sa.get(i) as usize;
-        p < text.len() && text[p] != SEPARATOR
+        p < text.len() && text[p] != SEPARATOR && p.is_multiple_of(step)
     };
     let ordered = |i: usize| shard.suffix(i) < shard.suffix(i + 1);
     let mut bad = None;
@@ -225,7 +227,7 @@ fn check_suffixes(index: &Index, shard: &Shard, opts: VerifyOptions, report: &mu
         for i in 0..len {
             if !valid(i) {
                 bad = Some(format!(
-                    "slot {i} holds position {}, not a document position",
+                    "slot {i} holds position {}, not a sampled document position",
                     sa.get(i)
                 ));
                 break;
@@ -242,13 +244,23 @@ fn check_suffixes(index: &Index, shard: &Shard, opts: VerifyOptions, report: &mu
             }
             report.suffix_pairs_checked += 1;
         }
+        // Distinct sampled positions, as many as there are: every one is there.
+        let sampled = (0..text.len())
+            .step_by(step)
+            .filter(|&p| text[p] != SEPARATOR)
+            .count();
+        if bad.is_none() && sampled != len {
+            bad = Some(format!(
+                "holds {len} suffixes where the text has {sampled} sampled document positions"
+            ));
+        }
     } else if len > 0 {
         let mut rng = rand::rngs::StdRng::seed_from_u64(opts.seed ^ shard.entry.id as u64);
         for _ in 0..opts.samples.min(len) {
             let i = rng.random_range(0..len);
             if !valid(i) {
                 bad = Some(format!(
-                    "slot {i} holds position {}, not a document position",
+                    "slot {i} holds position {}, not a sampled document position",
                     sa.get(i)
                 ));
                 break;
@@ -281,6 +293,13 @@ pub struct Stats {
     pub index_bytes: u64,
     /// Of `index_bytes`, the presence filter's files (0 without one).
     pub filter_bytes: u64,
+    /// Of `index_bytes`, the suffix arrays.
+    pub sa_bytes: u64,
+    /// The suffix arrays' step: every how many positions a suffix is kept (the shards'
+    /// largest; 1: every suffix).
+    pub sa_step: u32,
+    /// The shortest spans the index finds, characters ([`Index::min_span_chars`]).
+    pub min_span_chars: usize,
     pub skipped: u64,
     pub sources: usize,
     pub sa_algorithm: String,
@@ -312,6 +331,9 @@ pub fn stats(index: &Index) -> Stats {
         text_bytes: m.totals.text_bytes,
         input_bytes: m.totals.input_bytes,
         index_bytes: mapped_files(index).iter().map(|(f, _)| f.bytes).sum(),
+        sa_bytes: m.shards.iter().map(|s| s.sa.bytes).sum(),
+        sa_step: m.sa_step(),
+        min_span_chars: index.min_span_chars(),
         filter_bytes: index
             .presence
             .iter()

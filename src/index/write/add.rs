@@ -75,6 +75,7 @@ pub fn add(dir: &Path, opts: &AddOptions) -> Result<AddSummary> {
             .filter
             .as_ref()
             .map_or_else(FilterParams::current, |f| f.params),
+        sa_step: manifest.sa_step(),
     })
     .context("building the new documents")?;
     let new: Manifest = serde_json::from_slice(&std::fs::read(Manifest::path(&work))?)

@@ -67,6 +67,9 @@ pub struct BuildOptions {
     /// How the presence filter is built ([`FilterParams::current`] but in tests, which use a
     /// short reach to exercise it on small texts).
     pub filter: FilterParams,
+    /// Every how many positions a suffix goes into the array ([`ShardEntry::sa_step`]):
+    /// [`crate::index::format::DEFAULT_SA_STEP`] but where a test or a user asks for another.
+    pub sa_step: u32,
 }
 
 /// What a build did, for the user.
@@ -349,6 +352,7 @@ fn build_into(
             let rx = Arc::clone(&rx);
             let built = Arc::clone(&built);
             let algorithm = opts.algorithm;
+            let sa_step = opts.sa_step;
             handles.push(scope.spawn(move || -> Result<Vec<ShardEntry>> {
                 let mut out = Vec::new();
                 loop {
@@ -359,6 +363,7 @@ fn build_into(
                         shard,
                         algorithm,
                         sort_threads,
+                        sa_step,
                         &shard_file_name,
                     )?);
                     built.fetch_add(1, Ordering::Relaxed);
@@ -616,14 +621,26 @@ pub fn suffix_array(
     Ok(sa)
 }
 
-/// Sorts a packed shard's suffixes and writes its four files into `dir`, named by `name`.
+/// Keeps the suffixes of `sa` that start at a multiple of `step`, in order: the sparse suffix
+/// array of [`ShardEntry::sa_step`].
+pub fn sparse(sa: &mut Vec<u32>, step: u32) {
+    if step > 1 {
+        sa.retain(|&p| p.is_multiple_of(step));
+        sa.shrink_to_fit();
+    }
+}
+
+/// Sorts a packed shard's suffixes and writes its four files into `dir`, named by `name`, with
+/// a suffix array of every `sa_step`-th suffix.
 pub(crate) fn build_shard(
     dir: &Path,
     shard: PendingShard,
     algorithm: SaAlgorithm,
     threads: usize,
+    sa_step: u32,
     name: &dyn Fn(u32, FileKind) -> String,
 ) -> Result<ShardEntry> {
+    anyhow::ensure!(sa_step >= 1, "the suffix array step must be at least 1");
     let n_docs = shard.docs.len() as u64;
     let text_bytes = shard.text.len() as u64;
     let header = |kind, count| FileHeader {
@@ -633,7 +650,8 @@ pub(crate) fn build_shard(
     };
 
     let sort_started = Instant::now();
-    let sa = suffix_array(&shard.text, shard.docs.len(), algorithm, threads)?;
+    let mut sa = suffix_array(&shard.text, shard.docs.len(), algorithm, threads)?;
+    sparse(&mut sa, sa_step);
     let sort_seconds = sort_started.elapsed().as_secs_f64();
     let write_started = Instant::now();
 
@@ -660,6 +678,7 @@ pub(crate) fn build_shard(
         w.write(&buf)?;
     }
     let sa_entry = w.finish()?;
+    let sa_slots = sa.len() as u64;
     drop(sa);
 
     let mut w = HashingWriter::create(
@@ -704,5 +723,7 @@ pub(crate) fn build_shard(
         sa: sa_entry,
         docs,
         meta,
+        sa_step,
+        sa_slots: (sa_step > 1).then_some(sa_slots),
     })
 }

@@ -116,6 +116,7 @@ pub fn compact(dir: &Path, opts: &CompactOptions) -> Result<CompactSummary> {
         });
     }
     let next_generation = index.manifest.generation + 1;
+    let sa_step = index.manifest.sa_step();
     let name = move |id, kind| generation_file_name(next_generation, id, kind);
     let mut entries: Vec<ShardEntry> = Vec::with_capacity(groups.len());
     let (mut written, mut bytes_written) = (0usize, 0u64);
@@ -157,6 +158,7 @@ pub fn compact(dir: &Path, opts: &CompactOptions) -> Result<CompactSummary> {
             pending,
             opts.algorithm,
             opts.threads,
+            sa_step,
             &name,
         )?);
     }
