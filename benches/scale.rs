@@ -10,6 +10,9 @@
 //!          --queries N (texts per 1 KiB set, default 200; 8 KiB sets and cold runs take N/2 and N/4)
 //!          --peer (infini-gram 2.6.0, byte level, on the real corpus in the same run)
 //!          --keep (keep the indexes under bench-data/scale/)
+//!          --size-shards SIZE and --memory-limit SIZE (passed to the synthetic corpora's builds:
+//!          e.g. `--sizes 5.6GB --size-shards 3GiB --memory-limit 9GiB` builds shards past 2 GiB,
+//!          sorted in parts within the limit)
 //! ```
 //!
 //! For each index: build throughput and peak RSS (the build's own report), bytes on disk and of
@@ -40,6 +43,8 @@ struct Args {
     queries: usize,
     peer: bool,
     keep: bool,
+    size_shards: Option<String>,
+    memory_limit: Option<String>,
 }
 
 fn list<T>(s: &str, f: impl Fn(&str) -> T) -> Vec<T> {
@@ -54,6 +59,8 @@ fn args() -> Args {
         queries: 200,
         peer: false,
         keep: false,
+        size_shards: None,
+        memory_limit: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -65,6 +72,8 @@ fn args() -> Args {
             "--queries" => a.queries = value("N").parse().expect("a number"),
             "--peer" => a.peer = true,
             "--keep" => a.keep = true,
+            "--size-shards" => a.size_shards = Some(value("SIZE")),
+            "--memory-limit" => a.memory_limit = Some(value("SIZE")),
             "--bench" => {}
             other => panic!("unknown argument {other:?}; see the doc comment of benches/scale.rs"),
         }
@@ -76,7 +85,8 @@ fn args() -> Args {
 struct Config {
     label: String,
     corpus: PathBuf,
-    shard_size: Option<u64>,
+    shard_size: Option<String>,
+    memory_limit: Option<String>,
 }
 
 /// What a build reported.
@@ -87,13 +97,16 @@ struct Built {
     peak_rss: u64,
 }
 
-fn build(corpus: &Path, out: &Path, shard_size: Option<u64>) -> Built {
+fn build(corpus: &Path, out: &Path, c: &Config) -> Built {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_memaudit"));
     cmd.args(["index", "build", "--force", "--quiet", "--json", "--out"])
         .arg(out)
         .arg(corpus);
-    if let Some(s) = shard_size {
-        cmd.args(["--shard-size", &s.to_string()]);
+    if let Some(s) = &c.shard_size {
+        cmd.args(["--shard-size", s]);
+    }
+    if let Some(m) = &c.memory_limit {
+        cmd.args(["--memory-limit", m]);
     }
     let o = cmd.output().expect("run memaudit");
     assert!(
@@ -321,7 +334,7 @@ struct Row {
 /// Builds and measures one index; returns its figures and its text's bytes.
 fn measure(c: &Config, queries: usize, keep: bool) -> (Row, u64) {
     let out = PathBuf::from("bench-data/scale").join(&c.label);
-    let b = build(&c.corpus, &out, c.shard_size);
+    let b = build(&c.corpus, &out, c);
     let anon = anonymous_bytes();
     let index = Index::open(&out).unwrap();
     index.prepare();
@@ -542,7 +555,8 @@ fn main() {
             label: format!("real-{n}sh"),
             corpus: a.corpus.clone(),
             // A little over 1/n of the text, so that it makes n shards (documents are not split).
-            shard_size: (n > 1).then(|| text / n + text / (n * n) / 2),
+            shard_size: (n > 1).then(|| (text / n + text / (n * n) / 2).to_string()),
+            memory_limit: None,
         };
         let (row, text_bytes) = measure(&c, a.queries, a.keep);
         text = text_bytes;
@@ -552,7 +566,8 @@ fn main() {
         let c = Config {
             label: format!("synthetic-{size}"),
             corpus: synthetic(&a.corpus, size),
-            shard_size: None,
+            shard_size: a.size_shards.clone(),
+            memory_limit: a.memory_limit.clone(),
         };
         rows.push(measure(&c, a.queries, a.keep).0);
     }

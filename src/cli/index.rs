@@ -142,13 +142,17 @@ pub struct BuildArgs {
     /// Input files or directories.
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
-    /// Text per shard, separators included (at most 2GiB - 1). A document never spans shards.
+    /// Text per shard, separators included (at most 4GiB × --sa-step - 1: 32GiB at the default
+    /// step). A document never spans shards. Shards past 2GiB, or whose whole sort does not fit
+    /// --memory-limit, are sorted in parts merged from disk.
     #[arg(long, default_value = "1GiB", value_parser = parse_size)]
     shard_size: u64,
     /// Threads for sorting shards (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
-    /// Memory the build may use; bounds how many shards sort at once (default: half of RAM).
+    /// Memory the build may use; bounds how many shards sort at once, and whether a shard is
+    /// sorted whole (7 bytes per byte of text) or in parts (its text twice, and a part's sort)
+    /// (default: half of RAM).
     #[arg(long, value_parser = parse_size)]
     memory_limit: Option<u64>,
     /// JSONL field holding the document text; other fields become metadata.

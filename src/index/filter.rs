@@ -244,7 +244,8 @@ pub fn write(
         .map(|s| -> Result<Vec<u64>> {
             let text = crate::index::read::open::map_text(dir, s)?;
             let sa = crate::index::read::open::map_sa(dir, s)?;
-            let mut keys: Vec<u64> = Sample::keys_of(text.bytes(), U32s(sa.bytes())).collect();
+            let mut keys: Vec<u64> =
+                Sample::keys_of(text.bytes(), U32s(sa.bytes()), s.sa_step).collect();
             keys.resize(keys.len().next_multiple_of(BLOCK_BYTES / 8), 0);
             Ok(keys)
         })

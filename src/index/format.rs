@@ -5,10 +5,10 @@
 //! ```text
 //! manifest.json          format version, normalization, build parameters, sources, shards, checksums
 //! shard-00000.text       header + the shard's normalized documents, each followed by SEPARATOR
-//! shard-00000.sa         header + sparse suffix array: u32 LE start positions of every suffix that
-//!                        does not begin with SEPARATOR and starts at a multiple of the shard's
-//!                        `sa_step` (8 by default, 1 in version 1: every suffix), in lexicographic
-//!                        byte order
+//! shard-00000.sa         header + sparse suffix array: the start positions, divided by the
+//!                        shard's `sa_step` (8 by default, 1 in version 1: every suffix), as u32 LE,
+//!                        of every suffix that does not begin with SEPARATOR and starts at a
+//!                        multiple of the step, in lexicographic byte order
 //! shard-00000.docs       header + u64 LE pairs (text_start, meta_start), one per document plus an end
 //!                        sentinel; document k spans text[text_start(k) .. text_start(k+1) - 1]
 //! shard-00000.meta       header + concatenated JSON objects, one per document (its metadata)
@@ -29,9 +29,10 @@ use std::path::{Path, PathBuf};
 /// Version of this format, written by every writer. Bump it on any incompatible change.
 ///
 /// Version 2 made the suffix array sparse: a shard records its `sa_step` and the number of
-/// slots its array holds ([`ShardEntry::sa_step`]). Every file keeps its version 1 layout, so a
-/// version 1 index is a version 2 index whose shards all have step 1: it opens and answers as
-/// before, and `memaudit index upgrade DIR` makes its arrays sparse.
+/// slots its array holds ([`ShardEntry::sa_step`]), and an entry is a position divided by the
+/// step. Every file keeps its version 1 layout, so a version 1 index is a version 2 index whose
+/// shards all have step 1: it opens and answers as before, and `memaudit index upgrade DIR`
+/// makes its arrays sparse.
 pub const FORMAT_VERSION: u32 = 2;
 /// The oldest version this memaudit reads.
 pub const OLDEST_FORMAT_VERSION: u32 = 1;
@@ -51,9 +52,13 @@ pub const SEPARATOR: u8 = 0x00;
 pub const HEADER_LEN: usize = 32;
 /// Magic bytes at the start of every binary shard file.
 pub const MAGIC: [u8; 8] = *b"MEMAUDIT";
-/// Largest shard text, separators included. libsais builds 32-bit suffix arrays for texts shorter
-/// than 2^31 bytes, and positions are stored as u32.
-pub const MAX_SHARD_BYTES: u64 = (1 << 31) - 1;
+/// Largest shard text, separators included, for a suffix array of step `sa_step`: an entry is
+/// the position divided by the step, as a u32, so 4 GiB × step (32 GiB at the default step 8).
+/// Shards past what libsais sorts at once (2 GiB) are sorted in parts
+/// ([`crate::index::write::sort`]).
+pub fn max_shard_bytes(sa_step: u32) -> u64 {
+    (1u64 << 32) * u64::from(sa_step.max(1)) - 1
+}
 
 /// The four binary files of a shard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -310,7 +310,13 @@ impl Shard {
     /// Whether suffix-array slot `i` starts inside a live (not removed) document.
     #[inline]
     pub fn is_live_slot(&self, i: usize) -> bool {
-        !self.is_removed_pos(self.sa().get(i) as u64)
+        !self.is_removed_pos(self.pos(i) as u64)
+    }
+
+    /// The text position of the suffix at slot `i`: the entry times the shard's step.
+    #[inline]
+    pub fn pos(&self, i: usize) -> usize {
+        self.sa().get(i) as usize * self.entry.sa_step.max(1) as usize
     }
 
     /// The shard's text: documents each followed by the separator.
@@ -344,7 +350,7 @@ impl Shard {
     #[inline]
     pub fn suffix(&self, i: usize) -> &[u8] {
         let text = self.text();
-        text.get(self.sa().get(i) as usize..).unwrap_or(&[])
+        text.get(self.pos(i)..).unwrap_or(&[])
     }
 
     /// The document holding text position `pos`, by binary search over document starts.

@@ -100,12 +100,17 @@ impl Sample {
         })
     }
 
-    /// The keys of the shard with `text` and suffix array `sa`, in order (what the writer
-    /// stores).
-    pub(crate) fn keys_of<'a>(text: &'a [u8], sa: U32s<'a>) -> impl Iterator<Item = u64> + 'a {
+    /// The keys of the shard with `text` and suffix array `sa` of step `sa_step`, in order
+    /// (what the writer stores).
+    pub(crate) fn keys_of<'a>(
+        text: &'a [u8],
+        sa: U32s<'a>,
+        sa_step: u32,
+    ) -> impl Iterator<Item = u64> + 'a {
+        let step = sa_step.max(1) as usize;
         (0..sa.len())
             .step_by(Sample::step(sa.len()))
-            .map(move |i| key(text.get(sa.get(i) as usize..).unwrap_or(&[])))
+            .map(move |i| key(text.get(sa.get(i) as usize * step..).unwrap_or(&[])))
     }
 
     #[inline]
@@ -293,7 +298,7 @@ impl Shard {
     /// Its text position.
     #[inline]
     fn occurrence_at(&self, i: usize, left: &[u8]) -> Option<u64> {
-        let p = self.sa().get(i) as usize;
+        let p = self.pos(i);
         let start = p.checked_sub(left.len())?;
         if !left.is_empty() && self.text().get(start..p) != Some(left) {
             return None;

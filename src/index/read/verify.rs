@@ -215,29 +215,31 @@ fn check_suffixes(index: &Index, shard: &Shard, opts: VerifyOptions, report: &mu
     let text = shard.text();
     let len = sa.len();
     let step = shard.step();
-    // A document position, at a multiple of the shard's step (every one for step 1).
+    // A document position (entries are positions divided by the step).
     let valid = |i: usize| {
-        let p = sa.get(i) as usize;
-        p < text.len() && text[p] != SEPARATOR && p.is_multiple_of(step)
+        let p = shard.pos(i);
+        p < text.len() && text[p] != SEPARATOR
     };
     let ordered = |i: usize| shard.suffix(i) < shard.suffix(i + 1);
     let mut bad = None;
     if opts.full {
-        let mut seen = vec![0u64; text.len().div_ceil(64)];
+        // One bit per sampled position (entry).
+        let mut seen = vec![0u64; text.len().div_ceil(step).div_ceil(64)];
         for i in 0..len {
             if !valid(i) {
                 bad = Some(format!(
-                    "slot {i} holds position {}, not a sampled document position",
-                    sa.get(i)
+                    "slot {i} holds position {}, not a document position",
+                    shard.pos(i)
                 ));
                 break;
             }
-            let p = sa.get(i) as usize;
-            if seen[p / 64] & (1 << (p % 64)) != 0 {
+            let e = sa.get(i) as usize;
+            let p = shard.pos(i);
+            if seen[e / 64] & (1 << (e % 64)) != 0 {
                 bad = Some(format!("position {p} appears twice"));
                 break;
             }
-            seen[p / 64] |= 1 << (p % 64);
+            seen[e / 64] |= 1 << (e % 64);
             if i + 1 < len && !ordered(i) {
                 bad = Some(format!("slots {i} and {} are out of order", i + 1));
                 break;
@@ -260,8 +262,8 @@ fn check_suffixes(index: &Index, shard: &Shard, opts: VerifyOptions, report: &mu
             let i = rng.random_range(0..len);
             if !valid(i) {
                 bad = Some(format!(
-                    "slot {i} holds position {}, not a sampled document position",
-                    sa.get(i)
+                    "slot {i} holds position {}, not a document position",
+                    shard.pos(i)
                 ));
                 break;
             }

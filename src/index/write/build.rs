@@ -3,7 +3,10 @@
 //! One reader thread streams documents in input order, normalizes them and packs them into shards
 //! (a document never spans shards). Sealed shards go over a rendezvous channel to a pool of workers
 //! that sort suffixes, write the four shard files and checksum them; the pool is sized so that
-//! `workers × SHARD_PEAK_FACTOR × shard size` stays inside `--memory-limit`. Everything is written
+//! `workers × SHARD_PEAK_FACTOR × shard size` stays inside `--memory-limit`. A shard whose whole
+//! sort does not fit (or that is past the 2 GiB libsais sorts at once) is sorted in parts merged
+//! from disk by one worker ([`crate::index::write::sort`]): then the memory is the text being
+//! read, the text being sorted, and one part's sort. Everything is written
 //! into a hidden temporary directory beside the target, `manifest.json` last, and renamed into place
 //! at the end: an interrupted build never leaves anything that looks like an index.
 //!
@@ -14,10 +17,11 @@
 use crate::corpus::normalize::{Normalization, Normalizer};
 use crate::corpus::{self, Item};
 use crate::index::format::{
-    filter_file_name, shard_file_name, BuildParams, Change, FileEntry, FileHeader, FileKind,
-    FilterParams, FilterSet, Manifest, ShardEntry, SkippedEntry, SourceEntry, Totals, FORMAT_NAME,
-    FORMAT_VERSION, HEADER_LEN, MAX_SHARD_BYTES, MAX_SKIPPED_LISTED, SEPARATOR,
+    filter_file_name, max_shard_bytes, shard_file_name, BuildParams, Change, FileEntry, FileHeader,
+    FileKind, FilterParams, FilterSet, Manifest, ShardEntry, SkippedEntry, SourceEntry, Totals,
+    FORMAT_NAME, FORMAT_VERSION, HEADER_LEN, MAX_SKIPPED_LISTED, SEPARATOR,
 };
+use crate::index::write::sort::{self, SortPlan, MAX_WHOLE_SORT};
 use anyhow::{bail, Context, Result};
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -152,8 +156,11 @@ pub fn build(opts: &BuildOptions) -> Result<BuildSummary> {
     } else {
         None
     };
-    if opts.shard_bytes < 2 || opts.shard_bytes > MAX_SHARD_BYTES {
-        bail!("--shard-size must be between 2 bytes and {MAX_SHARD_BYTES} bytes (2 GiB - 1)");
+    let max_shard = max_shard_bytes(opts.sa_step);
+    if opts.shard_bytes < 2 || opts.shard_bytes > max_shard {
+        bail!(
+            "--shard-size must be between 2 bytes and {max_shard} bytes (4 GiB × --sa-step, less 1)"
+        );
     }
     if opts.threads == 0 {
         bail!("--threads must be at least 1");
@@ -166,26 +173,44 @@ pub fn build(opts: &BuildOptions) -> Result<BuildSummary> {
         found.files = part.select(std::mem::take(&mut found.files))?;
     }
 
-    // Fit shard size and worker count to the memory limit: the reader fills one shard while
-    // `workers` shards are being sorted.
+    // Fit shard size, sort plan and worker count to the memory limit: the reader fills one
+    // shard while `workers` shards are being sorted, each whole when that fits, else one at a
+    // time in parts (the text being read, the text being sorted, and a part's sort).
     let mut shard_bytes = opts.shard_bytes;
+    let limit = opts.memory_limit;
     let per_shard = |s: u64| s * SHARD_PEAK_FACTOR;
-    if per_shard(shard_bytes) + shard_bytes > opts.memory_limit {
-        shard_bytes = (opts.memory_limit / (SHARD_PEAK_FACTOR + 1)).max(2);
+    let whole = |s: u64| s <= MAX_WHOLE_SORT && per_shard(s) + s <= limit;
+    if !whole(shard_bytes) && 5 * shard_bytes > 2 * limit {
+        shard_bytes = (limit * 2 / 5).max(2);
         tracing::warn!(
             shard_bytes,
             "--memory-limit is below what one shard of --shard-size needs; shards shrunk to fit"
         );
     }
-    let workers = (((opts.memory_limit - shard_bytes) / per_shard(shard_bytes)) as usize)
-        .clamp(1, opts.threads);
+    let (workers, plan) = if whole(shard_bytes) {
+        let workers =
+            (((limit - shard_bytes) / per_shard(shard_bytes)) as usize).clamp(1, opts.threads);
+        (workers, SortPlan::Whole)
+    } else {
+        (
+            1,
+            SortPlan::parts_within(limit.saturating_sub(2 * shard_bytes), opts.sa_step as usize),
+        )
+    };
     let sort_threads = (opts.threads / workers).max(1);
+    if let SortPlan::Parts(part) = plan {
+        tracing::info!(
+            shard_bytes,
+            part_bytes = part,
+            "shards sorted in parts merged from disk, to stay within --memory-limit"
+        );
+    }
 
     let (parent, name) = parent_and_name(&opts.out)?;
     remove_dead_builds(&parent, &name);
     let tmp = work_dir_beside(&opts.out, "building")?;
 
-    let result = build_into(opts, &found, &tmp, shard_bytes, workers, sort_threads);
+    let result = build_into(opts, &found, &tmp, shard_bytes, workers, sort_threads, plan);
     let (mut manifest, ignored) = match result {
         Ok(m) => m,
         Err(e) => {
@@ -334,6 +359,7 @@ fn build_into(
     shard_bytes: u64,
     workers: usize,
     sort_threads: usize,
+    plan: SortPlan,
 ) -> Result<(Manifest, u64)> {
     let total_input: u64 = found.files.iter().map(|f| f.bytes).sum();
     let pb = crate::progress::bar(
@@ -364,6 +390,7 @@ fn build_into(
                         algorithm,
                         sort_threads,
                         sa_step,
+                        plan,
                         &shard_file_name,
                     )?);
                     built.fetch_add(1, Ordering::Relaxed);
@@ -379,7 +406,7 @@ fn build_into(
         let mut skipped_total = 0u64;
         let mut next_doc = 0u64;
         let mut next_shard = 0u32;
-        let mut current = PendingShard::new(0, 0, shard_bytes.min(1 << 30));
+        let mut current = PendingShard::new(0, 0, shard_bytes);
         let mut send_failed = false;
         let mut text_bytes = 0u64;
 
@@ -436,7 +463,7 @@ fn build_into(
                 if current.text.len() as u64 + need > shard_bytes {
                     let full = std::mem::replace(
                         &mut current,
-                        PendingShard::new(next_shard + 1, next_doc, shard_bytes.min(1 << 30)),
+                        PendingShard::new(next_shard + 1, next_doc, shard_bytes),
                     );
                     next_shard += 1;
                     pb.set_message(format!("{} shard(s) sorted", built.load(Ordering::Relaxed)));
@@ -595,18 +622,7 @@ pub fn suffix_array(
 ) -> Result<Vec<u32>> {
     let mut sa: Vec<u32> = match algorithm {
         SaAlgorithm::Libsais => {
-            use libsais::{SuffixArrayConstruction, ThreadCount};
-            let construction = SuffixArrayConstruction::for_text(text).in_owned_buffer32();
-            let result = if threads > 1 {
-                construction
-                    .multi_threaded(ThreadCount::fixed(threads as u16))
-                    .run()
-            } else {
-                construction.single_threaded().run()
-            };
-            let sa = result
-                .map_err(|e| anyhow::anyhow!("libsais failed: {e:?}"))?
-                .into_vec();
+            let sa = sort::libsais(text, threads)?;
             // Positions are non-negative and below 2^31: reinterpreting as u32 is exact.
             sa.into_iter().map(|p| p as u32).collect()
         }
@@ -621,37 +637,68 @@ pub fn suffix_array(
     Ok(sa)
 }
 
-/// Keeps the suffixes of `sa` that start at a multiple of `step`, in order: the sparse suffix
-/// array of [`ShardEntry::sa_step`].
-pub fn sparse(sa: &mut Vec<u32>, step: u32) {
-    if step > 1 {
-        sa.retain(|&p| p.is_multiple_of(step));
-        sa.shrink_to_fit();
-    }
-}
-
-/// Sorts a packed shard's suffixes and writes its four files into `dir`, named by `name`, with
-/// a suffix array of every `sa_step`-th suffix.
+/// Sorts a packed shard's suffixes as `plan` says and writes its four files into `dir`, named by
+/// `name`, with a suffix array of one suffix per `sa_step` positions.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn build_shard(
     dir: &Path,
     shard: PendingShard,
     algorithm: SaAlgorithm,
     threads: usize,
     sa_step: u32,
+    plan: SortPlan,
     name: &dyn Fn(u32, FileKind) -> String,
 ) -> Result<ShardEntry> {
     anyhow::ensure!(sa_step >= 1, "the suffix array step must be at least 1");
     let n_docs = shard.docs.len() as u64;
     let text_bytes = shard.text.len() as u64;
+    anyhow::ensure!(
+        text_bytes <= max_shard_bytes(sa_step),
+        "a shard of {text_bytes} bytes is past the {} bytes a suffix array of step {sa_step} can address",
+        max_shard_bytes(sa_step)
+    );
     let header = |kind, count| FileHeader {
         kind,
         version: FORMAT_VERSION,
         count,
     };
+    let step = sa_step as usize;
+    let text = &shard.text;
+    let sa_slots = (0..text.len())
+        .step_by(step)
+        .filter(|&p| text[p] != SEPARATOR)
+        .count() as u64;
 
     let sort_started = Instant::now();
-    let mut sa = suffix_array(&shard.text, shard.docs.len(), algorithm, threads)?;
-    sparse(&mut sa, sa_step);
+    let mut w = ArrayWriter {
+        w: HashingWriter::create(
+            dir,
+            name(shard.id, FileKind::Sa),
+            header(FileKind::Sa, sa_slots),
+        )?,
+        buf: Vec::with_capacity(1 << 20),
+        step: sa_step as u64,
+        written: 0,
+    };
+    match plan {
+        SortPlan::Whole => {
+            let sa = suffix_array(text, shard.docs.len(), algorithm, threads)?;
+            for p in sa {
+                if p.is_multiple_of(sa_step) {
+                    w.push(u64::from(p))?;
+                }
+            }
+        }
+        SortPlan::Parts(part) => {
+            sort::in_parts(text, step, part, threads, dir, &mut |p| w.push(p))?;
+        }
+    }
+    anyhow::ensure!(
+        w.written == sa_slots,
+        "the sort gave {} suffixes where the text has {sa_slots} sampled positions",
+        w.written
+    );
+    let sa_entry = w.finish()?;
     let sort_seconds = sort_started.elapsed().as_secs_f64();
     let write_started = Instant::now();
 
@@ -663,23 +710,6 @@ pub(crate) fn build_shard(
     w.write(&shard.text)?;
     let text = w.finish()?;
     drop(shard.text);
-
-    let mut w = HashingWriter::create(
-        dir,
-        name(shard.id, FileKind::Sa),
-        header(FileKind::Sa, sa.len() as u64),
-    )?;
-    let mut buf = Vec::with_capacity(1 << 20);
-    for chunk in sa.chunks(1 << 18) {
-        buf.clear();
-        for p in chunk {
-            buf.extend_from_slice(&p.to_le_bytes());
-        }
-        w.write(&buf)?;
-    }
-    let sa_entry = w.finish()?;
-    let sa_slots = sa.len() as u64;
-    drop(sa);
 
     let mut w = HashingWriter::create(
         dir,
@@ -726,4 +756,30 @@ pub(crate) fn build_shard(
         sa_step,
         sa_slots: (sa_step > 1).then_some(sa_slots),
     })
+}
+
+/// The suffix array file as it is written: positions divided by the step, as u32 LE.
+struct ArrayWriter {
+    w: HashingWriter,
+    buf: Vec<u8>,
+    step: u64,
+    written: u64,
+}
+
+impl ArrayWriter {
+    fn push(&mut self, p: u64) -> Result<()> {
+        let entry = u32::try_from(p / self.step).context("a position past the array's range")?;
+        self.buf.extend_from_slice(&entry.to_le_bytes());
+        self.written += 1;
+        if self.buf.len() >= 1 << 20 {
+            self.w.write(&self.buf)?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<FileEntry> {
+        self.w.write(&self.buf)?;
+        self.w.finish()
+    }
 }

@@ -11,12 +11,13 @@
 //! shard) stays bounded however many additions came before.
 
 use crate::index::format::{
-    filter_file_name, generation_file_name, FilterParams, FilterSet, Manifest, ShardEntry,
-    MAX_SHARD_BYTES, SEPARATOR,
+    filter_file_name, generation_file_name, max_shard_bytes, FilterParams, FilterSet, Manifest,
+    ShardEntry, SEPARATOR,
 };
 use crate::index::read::open::Shard;
 use crate::index::write::build::{build_shard, PendingShard, SaAlgorithm};
 use crate::index::write::generation::{self, WriterLock};
+use crate::index::write::sort::SortPlan;
 use crate::index::Index;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
@@ -97,8 +98,11 @@ pub fn compact(dir: &Path, opts: &CompactOptions) -> Result<CompactSummary> {
     let lock = WriterLock::acquire(dir)?;
     let index = Index::open(dir)?;
     let target = opts.shard_bytes.unwrap_or(index.manifest.build.shard_bytes);
-    if !(2..=MAX_SHARD_BYTES).contains(&target) {
-        bail!("--shard-size must be between 2 bytes and {MAX_SHARD_BYTES} bytes (2 GiB - 1)");
+    let max_shard = max_shard_bytes(index.manifest.sa_step());
+    if !(2..=max_shard).contains(&target) {
+        bail!(
+            "--shard-size must be between 2 bytes and {max_shard} bytes (4 GiB × the array's step, less 1)"
+        );
     }
     let groups = plan(&index.shards, target);
     let shards_before = index.shards.len();
@@ -153,12 +157,14 @@ pub fn compact(dir: &Path, opts: &CompactOptions) -> Result<CompactSummary> {
         }
         bytes_written += pending.text.len() as u64;
         written += 1;
+        let sort = SortPlan::for_text(pending.text.len() as u64);
         entries.push(build_shard(
             dir,
             pending,
             opts.algorithm,
             opts.threads,
             sa_step,
+            sort,
             &name,
         )?);
     }

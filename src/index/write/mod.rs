@@ -1,7 +1,8 @@
 //! The writer's side of an index: building one, and changing it in place by generations.
 //!
-//! - [`build`]: inputs read, normalized and packed into shards, suffixes sorted, files written
-//!   (with the presence filter); [`part`]: the slice of the inputs one machine builds;
+//! - [`build`]: inputs read, normalized and packed into shards, suffixes sorted ([`sort`]: whole,
+//!   or in parts merged from disk), files written (with the presence filter); [`part`]: the slice
+//!   of the inputs one machine builds;
 //!   [`merge`]: the parts combined;
 //! - [`generation`]: the writer lock and the publishing protocol every in-place change follows;
 //! - [`remove`] (takedown), [`add`] (new shards), [`compact`] (removed text erased, small shards
@@ -17,4 +18,5 @@ pub mod generation;
 pub mod merge;
 pub mod part;
 pub mod remove;
+pub mod sort;
 pub mod upgrade;

@@ -134,14 +134,18 @@ fn resample(dir: &Path, shard: &mut ShardEntry, step: u32, generation: u64) -> R
         version: FORMAT_VERSION,
         count,
     };
-    let kept = (0..sa.len()).filter(|&i| sa.get(i).is_multiple_of(step)).count() as u64;
+    // Entries are positions divided by the step: `ratio` old entries make a new one.
+    let ratio = step / shard.sa_step;
+    let kept = (0..sa.len())
+        .filter(|&i| sa.get(i).is_multiple_of(ratio))
+        .count() as u64;
     let name = generation_file_name(generation, shard.id, FileKind::Sa);
     let mut w = HashingWriter::create_with(dir, name, &header(kept).encode())?;
     let mut buf = Vec::with_capacity(1 << 20);
     for i in 0..sa.len() {
-        let p = sa.get(i);
-        if p.is_multiple_of(step) {
-            buf.extend_from_slice(&p.to_le_bytes());
+        let e = sa.get(i);
+        if e.is_multiple_of(ratio) {
+            buf.extend_from_slice(&(e / ratio).to_le_bytes());
             if buf.len() >= 1 << 20 {
                 w.write(&buf)?;
                 buf.clear();
