@@ -31,9 +31,10 @@
 //!
 //! **A long copy.** While one span runs to the end of the text and starts at `q` (a model
 //! copying a long document), the window is that span, and searching it again at each push would
-//! cost each chunk the copy so far. Instead the span's suffix-array range in each shard is kept,
-//! and a push whose normalized text only appends to it narrows those ranges by the appended bytes
-//! ([`crate::index::read::open::Shard::narrow`]): while the copy goes on, the span is the window's only
+//! cost each chunk the copy so far. Instead the span's [`Matches`] in each shard are kept (its
+//! suffix-array range at each shift of a sparse array), and a push whose normalized text only
+//! appends to it narrows those ranges by the appended bytes
+//! ([`crate::index::read::open::Shard::narrow_matches`]): while the copy goes on, the span is the window's only
 //! maximal span ending past the old `cut` (any other would lie inside it), `q` stays its start and
 //! `p` does not move, so the push costs its own length. When the narrowed ranges hold no live
 //! suffix the copy ended, and the push takes the general way.
@@ -86,8 +87,8 @@ pub struct Incremental {
     cut_text: usize,
     /// See `cut_text`.
     cut_chars: usize,
-    /// While the last span runs to the end of the text from `q`: its suffix-array range in each
-    /// shard (see the module's description).
+    /// While the last span runs to the end of the text from `q`: its [`Matches`] in each shard
+    /// (see the module's description).
     progress: Option<Vec<Matches>>,
 }
 

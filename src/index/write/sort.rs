@@ -412,7 +412,7 @@ mod tests {
             SortPlan::for_text(3 << 30),
             SortPlan::Parts(DEFAULT_PART_BYTES as usize)
         );
-        assert_eq!(SortPlan::parts_within(7 << 20, 8), SortPlan::Parts(1 << 20));
+        assert_eq!(SortPlan::parts_within(9 << 20, 8), SortPlan::Parts(1 << 20));
         assert_eq!(
             SortPlan::parts_within(37 << 20, 1),
             SortPlan::Parts(1 << 20)
