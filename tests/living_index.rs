@@ -269,10 +269,11 @@ fn any_sequence_of_changes_answers_like_a_fresh_build_of_what_remains() {
     }
 }
 
-/// Runs `memaudit index WHAT DIR`: whether it succeeded, and its standard error.
-fn index_command(what: &str, dir: &Path) -> (bool, String) {
+/// Runs `memaudit index ARGS... DIR`: whether it succeeded, and its standard error.
+fn index_command(args: &[&str], dir: &Path) -> (bool, String) {
     let out = Command::new(bin())
-        .args(["index", what])
+        .arg("index")
+        .args(args)
         .arg(dir)
         .output()
         .unwrap();
@@ -348,7 +349,7 @@ fn a_version_1_index_opens_and_upgrades_to_sparse_arrays_and_a_filter() {
         "some long span"
     );
 
-    let (ok, said) = index_command("upgrade", &dir);
+    let (ok, said) = index_command(&["upgrade"], &dir);
     assert!(
         ok && said.contains("presence filter") && said.contains("one suffix per 8 positions"),
         "{said}"
@@ -376,30 +377,17 @@ fn a_version_1_index_opens_and_upgrades_to_sparse_arrays_and_a_filter() {
             "{q:?}"
         );
     }
-    let (ok, said) = index_command("verify", &dir);
+    let (ok, said) = index_command(&["verify"], &dir);
     assert!(ok, "{said}");
-    let out = Command::new(bin())
-        .args(["index", "verify", "--full"])
-        .arg(&dir)
-        .output()
-        .unwrap();
+    let (ok, said) = index_command(&["verify", "--full"], &dir);
+    assert!(ok, "{said}");
+    let (ok, said) = index_command(&["upgrade", "--sa-step", "4"], &dir);
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = Command::new(bin())
-        .args(["index", "upgrade", "--sa-step", "4"])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && said.contains("memaudit index build --sa-step 4"),
+        !ok && said.contains("memaudit index build --sa-step 4"),
         "{said}"
     );
 
-    let (ok, said) = index_command("upgrade", &dir);
+    let (ok, said) = index_command(&["upgrade"], &dir);
     assert!(ok && said.contains("already current"), "{said}");
     assert_eq!(Index::open(&dir).unwrap().generation(), 2);
     assert_no_leftovers(&dir);
@@ -1011,15 +999,7 @@ fn shards_sorted_in_parts_equal_shards_sorted_whole() {
                 "{q:?}"
             );
         }
-        let out = Command::new(bin())
-            .args(["index", "verify", "--full"])
-            .arg(&parts_dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let (ok, said) = index_command(&["verify", "--full"], &parts_dir);
+        assert!(ok, "{said}");
     }
 }

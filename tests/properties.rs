@@ -115,6 +115,38 @@ fn check_against_reference(index: &Index, raw_docs: &[String], text: &str, min_l
     assert!(report.coverage >= 0.0 && report.coverage <= 1.0);
 }
 
+/// Text made of pieces of documents glued together (each from a point `seed` picks): matches
+/// at document edges.
+fn glued(docs: &[String], seed: u64) -> String {
+    docs.iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let c: Vec<char> = d.chars().collect();
+            let k = (seed as usize + i) % c.len();
+            c[k..].iter().collect::<String>()
+        })
+        .collect()
+}
+
+/// [`check_against_reference`] on `queries`, on [`glued`] pieces of the documents, on every
+/// document in full, and on all documents concatenated (longer than any document).
+fn check_corpus_texts(
+    index: &Index,
+    docs: &[String],
+    queries: &[String],
+    seed: u64,
+    min_len: usize,
+) {
+    for q in queries {
+        check_against_reference(index, docs, q, min_len);
+    }
+    check_against_reference(index, docs, &glued(docs, seed), min_len);
+    for d in docs {
+        check_against_reference(index, docs, d, min_len);
+    }
+    check_against_reference(index, docs, &docs.concat(), min_len);
+}
+
 fn doc_strategy(alphabet: &'static [&'static str]) -> impl Strategy<Value = String> {
     prop::collection::vec(prop::sample::select(alphabet), 1..40).prop_map(|v| v.concat())
 }
@@ -141,19 +173,7 @@ proptest! {
     ) {
         let dir = tempfile::tempdir().unwrap();
         let index = common::index_of(dir.path(), &docs, shard_bytes, SaAlgorithm::Libsais);
-        for q in &queries {
-            check_against_reference(&index, &docs, q, min_len);
-        }
-        // Text made of pieces of documents glued together: matches at document edges.
-        let glued: String = docs.iter().enumerate()
-            .map(|(i, d)| { let c: Vec<char> = d.chars().collect(); let k = (seed as usize + i) % c.len(); c[k..].iter().collect::<String>() })
-            .collect();
-        check_against_reference(&index, &docs, &glued, min_len);
-        // Every document in full, and all documents concatenated (longer than any document).
-        for d in &docs {
-            check_against_reference(&index, &docs, d, min_len);
-        }
-        check_against_reference(&index, &docs, &docs.concat(), min_len);
+        check_corpus_texts(&index, &docs, &queries, seed, min_len);
         // Without the presence filter and search samples (every shard searched whole): the
         // same answers.
         let plain = Index::open(dir.path().join("index")).unwrap().without_filter();
@@ -205,17 +225,8 @@ proptest! {
         let index = common::sparse_index_of(dir.path(), &docs, shard_bytes, SaAlgorithm::Libsais, step);
         let min_len = 2 * step as usize - 1 + extra;
         prop_assert_eq!(index.min_span_chars(), 2 * step as usize - 1);
-        for q in &queries {
-            check_against_reference(&index, &docs, q, min_len);
-        }
-        let glued: String = docs.iter().enumerate()
-            .map(|(i, d)| { let c: Vec<char> = d.chars().collect(); let k = (seed as usize + i) % c.len(); c[k..].iter().collect::<String>() })
-            .collect();
-        check_against_reference(&index, &docs, &glued, min_len);
-        for d in &docs {
-            check_against_reference(&index, &docs, d, min_len);
-        }
-        check_against_reference(&index, &docs, &docs.concat(), min_len);
+        check_corpus_texts(&index, &docs, &queries, seed, min_len);
+        let glued = glued(&docs, seed);
         let plain = Index::open(dir.path().join("index")).unwrap().without_filter();
         check_against_reference(&plain, &docs, &glued, min_len);
         check_incremental(&index, &glued, &cuts, min_len);
