@@ -39,6 +39,21 @@ pub const OLDEST_FORMAT_VERSION: u32 = 1;
 /// The default [`ShardEntry::sa_step`] of a build: an array of 4 bytes per 8 bytes of text
 /// (0.5×), so that the index with its presence filter stays under 2× the text.
 pub const DEFAULT_SA_STEP: u32 = 8;
+/// Whether position `p` of a shard's text has its suffix in an array of step `step`: a document
+/// byte (not a separator) at a multiple of the step.
+#[inline]
+pub fn is_sampled(text: &[u8], p: usize, step: usize) -> bool {
+    p.is_multiple_of(step) && text[p] != SEPARATOR
+}
+
+/// The slots of an array of step `step` over `text`: how many positions [`is_sampled`].
+pub fn sampled_slots(text: &[u8], step: usize) -> u64 {
+    (0..text.len())
+        .step_by(step.max(1))
+        .filter(|&p| text[p] != SEPARATOR)
+        .count() as u64
+}
+
 /// The largest [`ShardEntry::sa_step`] an index may have (queries cost up to a search per step).
 pub const MAX_SA_STEP: u32 = 64;
 /// The `format` field of the manifest.

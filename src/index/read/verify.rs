@@ -6,7 +6,7 @@
 //! sample of adjacent suffix-array slots, or on every slot with `--full`, which also proves the
 //! array a permutation of the document positions.
 
-use crate::index::format::{FileEntry, FileKind, SEPARATOR};
+use crate::index::format::{sampled_slots, FileEntry, FileKind, SEPARATOR};
 use crate::index::read::open::{FileId, Index, Shard};
 use anyhow::Result;
 use rand::{Rng, SeedableRng};
@@ -247,10 +247,7 @@ fn check_suffixes(index: &Index, shard: &Shard, opts: VerifyOptions, report: &mu
             report.suffix_pairs_checked += 1;
         }
         // Distinct sampled positions, as many as there are: every one is there.
-        let sampled = (0..text.len())
-            .step_by(step)
-            .filter(|&p| text[p] != SEPARATOR)
-            .count();
+        let sampled = sampled_slots(text, step) as usize;
         if bad.is_none() && sampled != len {
             bad = Some(format!(
                 "holds {len} suffixes where the text has {sampled} sampled document positions"

@@ -17,9 +17,9 @@
 use crate::corpus::normalize::{Normalization, Normalizer};
 use crate::corpus::{self, Item};
 use crate::index::format::{
-    filter_file_name, max_shard_bytes, shard_file_name, BuildParams, Change, FileEntry, FileHeader,
-    FileKind, FilterParams, FilterSet, Manifest, ShardEntry, SkippedEntry, SourceEntry, Totals,
-    FORMAT_NAME, FORMAT_VERSION, HEADER_LEN, MAX_SKIPPED_LISTED, SEPARATOR,
+    filter_file_name, max_shard_bytes, sampled_slots, shard_file_name, BuildParams, Change,
+    FileEntry, FileHeader, FileKind, FilterParams, FilterSet, Manifest, ShardEntry, SkippedEntry,
+    SourceEntry, Totals, FORMAT_NAME, FORMAT_VERSION, HEADER_LEN, MAX_SKIPPED_LISTED, SEPARATOR,
 };
 use crate::index::write::sort::{self, SortPlan, MAX_WHOLE_SORT};
 use anyhow::{bail, Context, Result};
@@ -664,10 +664,7 @@ pub(crate) fn build_shard(
     };
     let step = sa_step as usize;
     let text = &shard.text;
-    let sa_slots = (0..text.len())
-        .step_by(step)
-        .filter(|&p| text[p] != SEPARATOR)
-        .count() as u64;
+    let sa_slots = sampled_slots(text, step);
 
     let sort_started = Instant::now();
     let mut w = ArrayWriter {

@@ -25,6 +25,8 @@
 //!
 //! Both paths give the same array: `tests` below compares them on texts full of long repeats.
 
+use crate::index::format::is_sampled;
+#[cfg(test)]
 use crate::index::format::SEPARATOR;
 use anyhow::{Context, Result};
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -101,12 +103,6 @@ type Rec = (u128, u64);
 /// Bytes of a [`Rec`] in a part file.
 const REC_BYTES: usize = KEY_BYTES + 8;
 
-/// Whether position `p` starts a suffix the array keeps: a document byte at a multiple of `step`.
-#[inline]
-fn sampled(text: &[u8], p: usize, step: usize) -> bool {
-    p.is_multiple_of(step) && text[p] != SEPARATOR
-}
-
 /// Sorts the suffixes of `text` (all of them) with libsais; `text` must be under 2 GiB.
 pub fn libsais(text: &[u8], threads: usize) -> Result<Vec<i32>> {
     use libsais::{SuffixArrayConstruction, ThreadCount};
@@ -153,7 +149,7 @@ pub fn in_parts(
             let mut kept: Vec<Rec> = sa
                 .iter()
                 .map(|&q| a + q as usize)
-                .filter(|&p| p < b && sampled(text, p, step))
+                .filter(|&p| p < b && is_sampled(text, p, step))
                 .map(|p| (key_at(text, p), p as u64))
                 .collect();
             drop(sa);
@@ -320,7 +316,7 @@ mod tests {
             .unwrap()
             .into_iter()
             .map(|p| p as usize)
-            .filter(|&p| sampled(text, p, step))
+            .filter(|&p| is_sampled(text, p, step))
             .map(|p| p as u64)
             .collect()
     }
@@ -397,7 +393,7 @@ mod tests {
             .unwrap()
             .into_iter()
             .map(|q| a + q as usize)
-            .filter(|&p| p < b && sampled(&t, p, 1))
+            .filter(|&p| p < b && is_sampled(&t, p, 1))
             .map(|p| (key_at(&t, p), p as u64))
             .collect();
         assert!(!sorted_on_whole(&kept), "the cut decided some order");
